@@ -1,0 +1,5 @@
+# The control protocol v1: frames, messages, the daemons' server, the proxy's client, and a
+# blocking connection for tether-run and tests.
+target_sources(tether_agent PRIVATE
+  ${CMAKE_CURRENT_LIST_DIR}/src/control/frame.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/src/control/message.cpp)

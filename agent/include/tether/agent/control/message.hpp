@@ -1,0 +1,101 @@
+#pragma once
+// The messages of control protocol v1 (DESIGN.md), as typed values, and their JSON form.
+// Unknown fields are ignored on input. parseMessage() never throws.
+#include "tether/agent/control/frame.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+namespace tether::agent::control {
+
+inline constexpr int kProtocolVersion = 1;
+
+enum class Action { Interrupt, Kill };
+enum class CancelState { Queued, Running, Finished, Unknown };
+
+std::string_view actionName(Action action);
+bool parseAction(std::string_view name, Action& out);
+std::string_view cancelStateName(CancelState state);
+bool parseCancelState(std::string_view name, CancelState& out);
+
+// {"type":"hello","version":1,"role":"proxy"} from a client;
+// {"type":"hello","version":1,"server":"solverd"} in reply.
+struct Hello {
+  int version = kProtocolVersion;
+  std::string role;    // set by clients ("proxy", "tether-run", ...)
+  std::string server;  // set in the server's reply ("solverd", "tether-agent")
+};
+
+// {"type":"cancel","id":ID,"action":"interrupt"|"kill","grace_ms":5000,
+//  "reason":"client_disconnect","phase":"awaiting_response"}
+struct Cancel {
+  std::string id;
+  Action action = Action::Interrupt;
+  std::optional<uint32_t> grace_ms;  // absent: the daemon's default grace
+  std::string reason = "client_disconnect";
+  std::string phase;  // empty: not sent
+};
+
+// {"type":"cancel_ack","id":ID,"state":"queued"|"running"|"finished"|"unknown"}
+struct CancelAck {
+  std::string id;
+  CancelState state = CancelState::Unknown;
+};
+
+// {"type":"register","id":ID,"pid":N}; pid absent means the peer's own pid.
+struct Register {
+  std::string id;
+  std::optional<int64_t> pid;
+};
+
+// {"type":"registered","id":ID,"cgroup":PATH|null}
+struct Registered {
+  std::string id;
+  std::optional<std::string> cgroup;  // null where no cgroup v2 is writable (process-group fallback)
+};
+
+// {"type":"unregister","id":ID}
+struct Unregister {
+  std::string id;
+};
+
+// Our extension: the reply to unregister, {"type":"unregistered","id":ID,"found":true}.
+struct Unregistered {
+  std::string id;
+  bool found = false;
+};
+
+// {"type":"status"} asks; {"type":"status","targets":[...]} answers (targets present).
+struct Status {
+  std::optional<nlohmann::json> targets;
+};
+
+// {"type":"error","code":"bad_frame"|...,"message":"...","id":ID?}
+// `id` is set when the error refers to one request (a refused register).
+struct Error {
+  ErrorCode code = ErrorCode::BadMessage;
+  std::string message;
+  std::string id;
+};
+
+using Message =
+    std::variant<Hello, Cancel, CancelAck, Register, Registered, Unregister, Unregistered, Status, Error>;
+
+// The "type" string of a message ("hello", "cancel_ack", ...).
+std::string_view typeName(const Message& message);
+
+nlohmann::json toJson(const Message& message);
+
+// Frames a message: encodeFrame(toJson(message)).
+std::string encodeMessage(const Message& message);
+
+// Reads a decoded JSON object as a message. On failure returns false and sets `error`:
+// UnknownType for a type we do not know, BadMessage for a missing or ill-typed field.
+bool parseMessage(const nlohmann::json& object, Message& out, ProtocolError& error);
+
+}  // namespace tether::agent::control

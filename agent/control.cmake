@@ -2,4 +2,7 @@
 # blocking connection for tether-run and tests.
 target_sources(tether_agent PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/src/control/frame.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/src/control/message.cpp)
+  ${CMAKE_CURRENT_LIST_DIR}/src/control/message.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/src/control/server.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/src/control/client.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/src/control/blocking_client.cpp)

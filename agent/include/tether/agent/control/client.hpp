@@ -22,11 +22,11 @@ namespace tether::agent::control {
 struct ClientOptions {
   std::string path;  // unix socket path (without the "unix:" prefix)
   std::string role = "proxy";
-  size_t queue_limit = 1024;  // cancels waiting to be written or acknowledged
+  // Cancels waiting while the socket is down (or the peer does not read). Cancels written but
+  // not yet acknowledged are kept too, up to the same number, for the resend after a reconnect.
+  size_t queue_limit = 1024;
   std::chrono::milliseconds backoff_initial{50};
   std::chrono::milliseconds backoff_max{5000};
-  // A connect that neither succeeds nor fails within this time is abandoned and retried.
-  std::chrono::milliseconds connect_timeout{1000};
 };
 
 struct ClientCounters {
@@ -40,8 +40,8 @@ struct ClientCounters {
 
 // Callbacks, all on the loop thread. None may destroy the Client from inside.
 struct ClientEvents {
-  // A cancel frame reached the kernel: `queued_ns` is when sendCancel() was called (or the
-  // caller's own `event_ns`), `written_ns` when the write completed (CLOCK_MONOTONIC ns).
+  // A cancel frame reached the kernel: `event_ns` is the caller's timestamp given to sendCancel()
+  // (or the time of that call), `written_ns` when the write completed (CLOCK_MONOTONIC ns).
   std::function<void(const Cancel&, uint64_t event_ns, uint64_t written_ns)> on_sent;
   // The peer acknowledged a cancel. `event_ns` as given to sendCancel().
   std::function<void(const CancelAck&, uint64_t event_ns)> on_ack;
@@ -73,7 +73,8 @@ class Client {
   void close();
 
   bool connected() const;
-  size_t queued() const;  // waiting to be written, plus written but not yet acknowledged
+  size_t queued() const;    // waiting to be written
+  size_t unacked() const;   // written, not yet acknowledged
   const ClientCounters& counters() const;
   std::string address() const;  // "unix:PATH"
 

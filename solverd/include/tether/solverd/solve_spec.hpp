@@ -1,0 +1,51 @@
+#pragma once
+// What one POST /v1/solve asks for, read from its body, Content-Type and query (DESIGN.md
+// "solverd HTTP API"), checked before anything is queued so that a bad request never costs a
+// worker. The model itself is checked by the worker (400 with the solver's message).
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace tether::solverd {
+
+struct SolveSpec {
+  std::string format = "lp";  // "lp" | "mps"
+  std::string solver = "cbc";  // "cbc" | "clp" | "glpk"
+  std::string model;
+  // Options passed to the worker as given (time_limit, mip_gap, threads); time_limit is always
+  // present after parsing: the request's, capped by default_time_limit, or that default.
+  nlohmann::json options = nlohmann::json::object();
+
+  double timeLimitSeconds() const;
+  // Coalescing compares whole specs: the same key shares a job only for the same work.
+  bool operator==(const SolveSpec& other) const = default;
+};
+
+// An HTTP error chosen while reading a request: 400, 413, 415 or 422, with a short machine code
+// ("unsupported_media_type", "unknown_solver", ...) and a message for people.
+struct RequestError {
+  int status = 400;
+  std::string code;
+  std::string message;
+};
+
+struct SolveRequestInput {
+  std::string_view content_type;  // the header's value, parameters allowed
+  std::string_view query;         // without the '?'
+  std::string body;               // moved into the spec's model for text bodies
+  std::chrono::milliseconds default_time_limit{3'600'000};
+};
+
+// Returns the spec, or the error to answer with. `input.body` is consumed.
+std::optional<SolveSpec> parseSolveRequest(SolveRequestInput& input, RequestError& error);
+
+// One query parameter's value (percent-decoded), or nullopt when absent.
+std::optional<std::string> queryParam(std::string_view query, std::string_view name);
+
+// The frame solverd writes to the worker's stdin for this spec.
+nlohmann::json solveFrame(const SolveSpec& spec);
+
+}  // namespace tether::solverd

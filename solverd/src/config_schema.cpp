@@ -1,0 +1,114 @@
+// solverd's directive table: one row per directive, as nginx's ngx_command_t arrays. The rows
+// also generate docs/directives.md (solverd --directives).
+#include "tether/solverd/settings.hpp"
+
+#include <cmath>
+#include <cstdlib>
+
+namespace tether::solverd {
+namespace {
+
+using config::DirectiveSpec;
+using config::kAnyArgs;
+
+// `job_cpu_max 1.5;`: CPUs, a positive decimal (cpu.max takes quota and period; we derive both).
+config::Checker cpuCount() {
+  return [](std::span<const std::string_view> args) -> std::optional<config::Problem> {
+    std::string text(args[0]);
+    char* end = nullptr;
+    double v = std::strtod(text.c_str(), &end);
+    if (text.empty() || *end != '\0' || !std::isfinite(v) || v <= 0 || v > 4096) {
+      return config::Problem{"invalid value \"" + text + "\"", "it must be a number of CPUs, e.g. 1 or 0.5", 0};
+    }
+    return std::nullopt;
+  };
+}
+
+// `listen` of the control block: a unix socket only, the protocol is local by design.
+config::Checker unixAddress() {
+  return [](std::span<const std::string_view> args) -> std::optional<config::Problem> {
+    auto address = config::parseAddress(args[0]);
+    if (!address || address->kind != config::Address::Kind::Unix) {
+      return config::Problem{"invalid value \"" + std::string(args[0]) + "\"", "it must be unix:PATH", 0};
+    }
+    return std::nullopt;
+  };
+}
+
+config::Schema makeSchema() {
+  std::vector<DirectiveSpec> d;
+  auto row = [&d](DirectiveSpec spec) { d.push_back(std::move(spec)); };
+  const std::vector<std::string> kMainOnly{"main"};
+
+  row({"error_log", kMainOnly, 1, 2, false, false,
+       config::sequence({{}, config::oneOf({"debug", "info", "notice", "warn", "error", "crit", "alert", "emerg"})}),
+       "stderr info", "where the log goes and from which level", "stderr | journal | FILE [level]"});
+  row({"listen", kMainOnly, 1, 1, false, true, config::addressValue(), "127.0.0.1:7070",
+       "the HTTP API (and /metrics, /health); several allowed", "host:port | [v6]:port | unix:PATH | systemd:NAME"});
+  row({"control", kMainOnly, 0, 0, true, false, {}, "", "the control socket (protocol v1)", "{ ... }"});
+  row({"listen", {"control"}, 1, 1, false, false, unixAddress(), "", "the control socket's path", "unix:PATH"});
+  row({"mode", {"control"}, 1, 1, false, false, config::modeValue(), "", "the control socket file's mode", "0660"});
+  row({"group", {"control"}, 1, 1, false, false, {}, "", "the control socket file's group", "NAME | GID"});
+  row({"allow", {"control"}, 2, 2, false, true, config::sequence({config::oneOf({"uid", "group"}), {}}), "",
+       "peers allowed by SO_PEERCRED besides solverd's own uid", "uid N | group NAME|GID"});
+  row({"admin", kMainOnly, 0, 0, true, false, {}, "", "the admin listener: /metrics and /health", "{ ... }"});
+  row({"listen", {"admin"}, 1, 1, false, true, config::addressValue(), "", "an admin address", "host:port | unix:PATH"});
+  row({"workers", kMainOnly, 1, 1, false, false, config::integerValue(1, 4096), "2", "parallel solves", "N"});
+  row({"queue_size", kMainOnly, 1, 1, false, false, config::integerValue(0, 10'000'000), "1000",
+       "jobs that may wait for a worker; beyond, 503 with Retry-After", "N"});
+  row({"worker_path", kMainOnly, 1, 1, false, false, {}, "",
+       "the solverd-worker binary (default: beside the solverd binary)", "PATH"});
+  row({"default_time_limit", kMainOnly, 1, 1, false, false, config::durationValue(), "1h",
+       "a job's time limit when the request gives none, and the cap of the ones it gives", "DURATION"});
+  row({"time_limit_grace", kMainOnly, 1, 1, false, false, config::durationValue(), "5s",
+       "(beyond DESIGN.md) a worker still running this long after its time limit is killed", "DURATION"});
+  row({"max_grace", kMainOnly, 1, 1, false, false, config::durationValue(), "60s",
+       "the cap on a cancel's grace between interrupt and kill", "DURATION"});
+  row({"kill_after", kMainOnly, 1, 1, false, false, config::durationValue(), "5s",
+       "(beyond DESIGN.md) the grace of solverd's own cancels and of frames without grace_ms", "DURATION"});
+  row({"on_disconnect", kMainOnly, 1, 1, false, false, config::oneOf({"none", "interrupt", "kill"}), "interrupt",
+       "(beyond DESIGN.md) what solverd's own watch does when a request's connection closes early",
+       "none | interrupt | kill"});
+  row({"tombstone_ttl", kMainOnly, 1, 1, false, false, config::durationValue(), "30s",
+       "how long a cancel for an unknown id refuses that id", "DURATION"});
+  row({"coalesce", kMainOnly, 1, 1, false, false, config::oneOf({"share", "supersede", "off"}), "share",
+       "what requests with the same X-Solve-Key do", "share | supersede | off"});
+  row({"cgroup_root", kMainOnly, 1, 1, false, false, {}, "",
+       "the cgroup v2 directory that holds the job-<id> cgroups (default: found from /proc/self/cgroup)", "PATH"});
+  row({"job_memory_max", kMainOnly, 1, 1, false, false, config::sizeValue(), "", "memory.max of each job", "SIZE"});
+  row({"job_cpu_max", kMainOnly, 1, 1, false, false, cpuCount(), "", "cpu.max of each job, in CPUs", "CPUS"});
+  row({"job_pids_max", kMainOnly, 1, 1, false, false, config::integerValue(1, 4'194'304), "",
+       "pids.max of each job", "N"});
+  row({"shutdown_timeout", kMainOnly, 1, 1, false, false, config::durationValue(), "30s",
+       "on SIGTERM, how long running jobs may finish before they are cancelled", "DURATION"});
+  row({"client_max_body_size", kMainOnly, 1, 1, false, false, config::sizeValue(), "64m",
+       "(beyond DESIGN.md) the largest model accepted; beyond, 413", "SIZE"});
+  row({"client_header_timeout", kMainOnly, 1, 1, false, false, config::durationValue(), "10s",
+       "(beyond DESIGN.md) a request head not complete in time gets 408", "DURATION"});
+  row({"keepalive_timeout", kMainOnly, 1, 1, false, false, config::durationValue(), "75s",
+       "(beyond DESIGN.md) an idle keep-alive connection is closed after this", "DURATION"});
+  return config::Schema{std::string(kProgram), std::move(d)};
+}
+
+}  // namespace
+
+const config::Schema& schema() {
+  static const config::Schema kSchema = makeSchema();
+  return kSchema;
+}
+
+std::string_view defaultConfigText() {
+  return R"(# solverd's built-in configuration (used without -c): loopback only.
+error_log stderr info;
+listen 127.0.0.1:7070;
+control {
+    listen unix:${RUNTIME_DIR}/control.sock;
+    mode 0600;
+}
+admin { listen 127.0.0.1:9902; }
+workers 2;
+queue_size 1000;
+)";
+}
+
+}  // namespace tether::solverd

@@ -1,0 +1,95 @@
+#include "tether/solverd/job.hpp"
+
+namespace tether::solverd {
+
+std::string_view toString(JobState state) {
+  switch (state) {
+    case JobState::Queued: return "queued";
+    case JobState::Running: return "running";
+    case JobState::Finished: return "finished";
+  }
+  return "unknown";
+}
+
+std::string_view toString(CancelAction action) {
+  return action == CancelAction::Kill ? "kill" : "interrupt";
+}
+
+std::string_view toString(CoalesceMode mode) {
+  switch (mode) {
+    case CoalesceMode::Share: return "share";
+    case CoalesceMode::Supersede: return "supersede";
+    case CoalesceMode::Off: return "off";
+  }
+  return "off";
+}
+
+std::optional<CancelAction> parseCancelAction(std::string_view text) {
+  if (text == "interrupt") return CancelAction::Interrupt;
+  if (text == "kill") return CancelAction::Kill;
+  return std::nullopt;
+}
+
+std::optional<CoalesceMode> parseCoalesceMode(std::string_view text) {
+  if (text == "share") return CoalesceMode::Share;
+  if (text == "supersede") return CoalesceMode::Supersede;
+  if (text == "off") return CoalesceMode::Off;
+  return std::nullopt;
+}
+
+size_t Job::liveRequests() const {
+  size_t n = 0;
+  for (const auto& r : requests) n += r.live ? 1 : 0;
+  return n;
+}
+
+std::string Job::status() const {
+  if (outcome) {
+    auto it = outcome->body.find("status");
+    if (it != outcome->body.end() && it->is_string()) return it->get<std::string>();
+    auto err = outcome->body.find("error");
+    if (err != outcome->body.end() && err->is_string()) return err->get<std::string>();
+    return "error";
+  }
+  return std::string(toString(state));
+}
+
+nlohmann::json Job::describe(uint64_t now_ns) const {
+  auto ms = [](uint64_t from, uint64_t to) -> nlohmann::json {
+    if (from == 0 || to == 0) return nullptr;
+    return static_cast<double>(to - from) / 1e6;
+  };
+  nlohmann::json j{{"id", id},
+                   {"state", toString(state)},
+                   {"status", status()},
+                   {"solver", spec.solver},
+                   {"format", spec.format},
+                   {"time_limit", spec.timeLimitSeconds()},
+                   {"incumbents", incumbents},
+                   {"cpu_ms", static_cast<double>(cpu_us) / 1000.0}};
+  if (!key.empty()) j["key"] = key;
+  j["age_ms"] = ms(created_ns, now_ns);
+  j["queued_ms"] = ms(created_ns, started_ns);
+  j["run_ms"] = ms(started_ns, finished_ns != 0 ? finished_ns : (started_ns != 0 ? now_ns : 0));
+  auto reqs = nlohmann::json::array();
+  for (const auto& r : requests) reqs.push_back({{"id", r.request_id}, {"live", r.live}});
+  j["requests"] = std::move(reqs);
+  if (!last_incumbent.is_null()) j["incumbent"] = last_incumbent;
+  if (worker_pid != 0) j["worker_pid"] = worker_pid;
+  if (!cgroup.empty()) j["cgroup"] = cgroup;
+  if (cancel) {
+    j["cancel"] = {{"action", toString(cancel->action)},
+                   {"reason", cancel->reason},
+                   {"phase", cancel->phase},
+                   {"received_ns", cancel->received_ns},
+                   {"signalled_ns", cancel->signalled_ns},
+                   {"killed_ns", cancel->killed_ns},
+                   {"exited_ns", cancel->exited_ns},
+                   {"received_to_signalled_ms", ms(cancel->received_ns, cancel->signalled_ns)},
+                   {"received_to_exited_ms", ms(cancel->received_ns, cancel->exited_ns)}};
+  }
+  if (outcome) j["result"] = outcome->body;
+  return j;
+}
+
+}  // namespace tether::solverd

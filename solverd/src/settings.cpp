@@ -1,0 +1,100 @@
+#include "tether/solverd/settings.hpp"
+
+#include <grp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdlib>
+#include <filesystem>
+
+namespace tether::solverd {
+
+std::chrono::milliseconds Settings::graceFor(std::optional<uint32_t> grace_ms) const {
+  std::chrono::milliseconds grace = grace_ms ? std::chrono::milliseconds(*grace_ms) : kill_after;
+  return std::min(grace, max_grace);
+}
+
+std::string selfExecutable() {
+  char buf[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return {};
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+std::optional<Settings> readSettings(const config::Config& config, const std::string& self_exe,
+                                     config::Error* error) {
+  const config::Block& root = config.root();
+  Settings s;
+  auto fail = [&](const config::Directive* where, std::string message, std::optional<size_t> arg = {}) {
+    if (error != nullptr) {
+      if (where != nullptr) {
+        *error = config::errorAt(*where, std::move(message), arg);
+      } else {
+        *error = config::Error{std::move(message), {}, 0, 0, {}};
+      }
+    }
+    return std::nullopt;
+  };
+
+  auto log_args = root.args("error_log");
+  s.log.where = std::string(log_args.at(0));
+  if (log_args.size() > 1) log::parseLevel(log_args[1], s.log.level);
+
+  s.listen = root.addresses("listen");
+
+  if (const config::Directive* control = root.find("control")) {
+    const config::Block& b = *control->block;
+    ControlSettings c;
+    if (!b.has("listen")) return fail(control, "\"control\" block needs a \"listen unix:PATH\"");
+    c.address = b.address("listen");
+    if (b.has("mode")) c.mode = static_cast<mode_t>(b.mode("mode"));
+    if (const config::Directive* group = b.find("group")) {
+      std::string name(group->args[0]);
+      if (struct group* g = getgrnam(name.c_str())) {
+        c.group = g->gr_gid;
+      } else if (auto gid = config::parseInteger(name); gid && *gid >= 0) {
+        c.group = static_cast<gid_t>(*gid);
+      } else {
+        return fail(group, "unknown group \"" + name + "\"", 0);
+      }
+    }
+    for (const config::Directive* allow : b.all("allow")) {
+      std::string why;
+      auto rule = agent::control::parseAllowRule(std::string(allow->args[0]), std::string(allow->args[1]), &why);
+      if (!rule) return fail(allow, why.empty() ? "invalid \"allow\" rule" : why, 1);
+      c.allow.push_back(*rule);
+    }
+    s.control = std::move(c);
+  }
+  if (const config::Directive* admin = root.find("admin")) {
+    s.admin = admin->block->addresses("listen");
+  }
+
+  s.workers = static_cast<size_t>(root.integer("workers"));
+  s.queue_size = static_cast<size_t>(root.integer("queue_size"));
+  if (root.has("worker_path")) {
+    s.worker_path = std::string(root.str("worker_path"));
+  } else {
+    s.worker_path = (std::filesystem::path(self_exe).parent_path() / "solverd-worker").string();
+  }
+  s.default_time_limit = root.duration("default_time_limit");
+  s.time_limit_grace = root.duration("time_limit_grace");
+  s.max_grace = root.duration("max_grace");
+  s.kill_after = root.duration("kill_after");
+  s.tombstone_ttl = root.duration("tombstone_ttl");
+  s.shutdown_timeout = root.duration("shutdown_timeout");
+  s.client_header_timeout = root.duration("client_header_timeout");
+  s.keepalive_timeout = root.duration("keepalive_timeout");
+  s.client_max_body_size = root.size("client_max_body_size");
+  s.coalesce = parseCoalesceMode(root.str("coalesce")).value_or(CoalesceMode::Share);
+  std::string_view on_disconnect = root.str("on_disconnect");
+  s.on_disconnect = on_disconnect == "none" ? std::nullopt : parseCancelAction(on_disconnect);
+  if (root.has("cgroup_root")) s.cgroup_root = std::string(root.str("cgroup_root"));
+  if (root.has("job_memory_max")) s.job_memory_max = root.size("job_memory_max");
+  if (root.has("job_cpu_max")) s.job_cpu_max = std::strtod(std::string(root.str("job_cpu_max")).c_str(), nullptr);
+  if (root.has("job_pids_max")) s.job_pids_max = static_cast<uint64_t>(root.integer("job_pids_max"));
+  return s;
+}
+
+}  // namespace tether::solverd

@@ -1,0 +1,28 @@
+#!/bin/sh
+# The default configurations that the package ships in /etc/tether pass each daemon's `-t`.
+#   check_configs.sh PACKAGING_ETC_DIR BIN_DIR
+set -u
+etc=$1
+bin=$2
+tested=0
+failed=0
+for pair in tether-proxy:proxy.conf solverd:solverd.conf tether-agent:agent.conf; do
+    daemon=${pair%%:*}
+    conf=${pair#*:}
+    if [ ! -x "$bin/$daemon" ]; then
+        echo "not built, not tested: $daemon"
+        continue
+    fi
+    tested=$((tested + 1))
+    if "$bin/$daemon" -t -c "$etc/$conf"; then
+        echo "ok: $daemon -t -c $etc/$conf"
+    else
+        echo "FAILED: $daemon -t -c $etc/$conf"
+        failed=$((failed + 1))
+    fi
+done
+if [ "$tested" -eq 0 ]; then
+    echo "SKIP: none of tether-proxy, solverd, tether-agent is built in $bin"
+    exit 77
+fi
+[ "$failed" -eq 0 ]

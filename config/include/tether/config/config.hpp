@@ -131,6 +131,9 @@ class Block {
   int64_t integer(std::string_view name, size_t index = 0) const;
   uint32_t mode(std::string_view name, size_t index = 0) const;
   Address address(std::string_view name, size_t index = 0) const;
+  // The first argument of every occurrence as an address, or the default's if there is none
+  // (e.g. every `listen`).
+  std::vector<Address> addresses(std::string_view name) const;
 
  private:
   friend class Parser;

@@ -69,6 +69,7 @@ class RequestParser {
   static int onMessageBegin(llhttp_t* p);
   static int onUrl(llhttp_t* p, const char* at, size_t len);
   static int onHeaderField(llhttp_t* p, const char* at, size_t len);
+  static int onHeaderFieldComplete(llhttp_t* p);
   static int onHeaderValue(llhttp_t* p, const char* at, size_t len);
   static int onHeaderValueComplete(llhttp_t* p);
   static int onHeadersComplete(llhttp_t* p);
@@ -81,7 +82,7 @@ class RequestParser {
   llhttp_settings_t settings_{};
   llhttp_t parser_{};
   Request request_;
-  bool in_value_ = false;  // the last header callback was a value (a new field starts a header)
+  bool in_field_ = false;  // inside a header name (it may arrive in pieces)
   size_t head_bytes_ = 0;
   bool started_ = false;
   bool head_complete_ = false;

@@ -160,6 +160,7 @@ class Server {
   bool draining_ = false;
   std::function<void()> drained_;
   ServerStats stats_;
+  std::vector<char> read_buffer_;  // one for all connections: libuv hands it back at once
 };
 
 // Writes an error response's bytes for `status` with `Connection: close` (used by the server

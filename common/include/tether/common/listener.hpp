@@ -91,6 +91,7 @@ class Listener {
   bool is_unix_ = false;
   uint16_t port_ = 0;
   ConnectionCallback on_connection_;
+  int pending_ = 0;  // connections that arrived between open() and start()
 };
 
 // Text of a socket address as the listen log line and access logs show it: `1.2.3.4:80`,

@@ -1,0 +1,20 @@
+#pragma once
+// Private helpers of the supervision library: whole-file reads and single-write writes, as cgroup
+// interface files want them (a write to cgroup.procs or cgroup.kill must be one write(2) call).
+#include <string>
+#include <string_view>
+
+#include "tether/agent/supervise/error.hpp"
+
+namespace tether::agent::supervise::sys {
+
+Result<std::string> readFile(const std::string& path);
+Error writeFile(const std::string& path, std::string_view data);
+// Reads an already open file from offset 0 (cgroup.events on every POLLPRI).
+Result<std::string> readFd(int fd, const std::string& what);
+// The value after `key ` on a line of a "key value" file (cgroup.events, cpu.stat).
+bool findKeyValue(std::string_view text, std::string_view key, uint64_t& out);
+// Closes an fd we own, keeping errno intact for the caller's error path.
+void closeFd(int& fd);
+
+}  // namespace tether::agent::supervise::sys

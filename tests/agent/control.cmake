@@ -1,0 +1,9 @@
+# Tests of the control protocol (agent/control.cmake).
+tether_add_gtest(agent_control_test
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/control_frame_test.cpp
+          ${CMAKE_CURRENT_LIST_DIR}/control_server_test.cpp
+          ${CMAKE_CURRENT_LIST_DIR}/control_client_test.cpp
+  LIBS tether_agent)
+
+# The frame decoder's libFuzzer target is declared in agent/control.cmake, so that it builds with
+# -DTETHER_BUILD_TESTS=OFF too; its seed corpus is tests/agent/fuzz-corpus-frames/.

@@ -51,6 +51,10 @@ RequestParser::Result RequestParser::feed(std::string_view data) {
     result.status = Status::Complete;
     return result;
   }
+  if (!scanHead(data)) {
+    result.status = Status::Error;
+    return result;
+  }
   const llhttp_errno_t err = llhttp_execute(&parser_, data.data(), data.size());
   if (err == HPE_OK) {
     result.consumed = data.size();
@@ -92,6 +96,37 @@ void RequestParser::reset() {
   started_ = head_complete_ = complete_ = continue_wanted_ = upgrade_ = false;
   error_status_ = 0;
   error_reason_.clear();
+  scan_ = Scan::BeforeRequest;
+}
+
+// llhttp 8.1 accepts obs-fold (a header line starting with SP or HT) even with every lenient
+// flag off, joining it into the value. RFC 9112 section 5.2 lets a server reject it with 400, and
+// in front of other parsers that is the only safe reading, so the head's line starts are checked
+// here before llhttp sees the bytes. Stops at the empty line that ends the head.
+bool RequestParser::scanHead(std::string_view data) {
+  for (char c : data) {
+    switch (scan_) {
+      case Scan::BeforeRequest:
+        if (c != '\r' && c != '\n') scan_ = Scan::InLine;
+        break;
+      case Scan::InLine:
+        if (c == '\n') scan_ = Scan::LineStart;
+        break;
+      case Scan::LineStart:
+        if (c == ' ' || c == '\t') {
+          fail(400, "obsolete line folding in a header field");
+          return false;
+        }
+        scan_ = c == '\r' ? Scan::LineStartCr : c == '\n' ? Scan::Done : Scan::InLine;
+        break;
+      case Scan::LineStartCr:
+        scan_ = c == '\n' ? Scan::Done : Scan::InLine;
+        break;
+      case Scan::Done:
+        return true;
+    }
+  }
+  return true;
 }
 
 bool RequestParser::takeContinueWanted() {
@@ -161,11 +196,6 @@ int RequestParser::onHeaderValueComplete(llhttp_t* p) {
   RequestParser& s = self(p);
   if (s.head_complete_ || s.request_.headers.empty()) return 0;
   std::string& value = s.request_.headers.back().value;
-  // llhttp 8 passes an obs-fold continuation (RFC 9112 section 5.2) into the value; a server
-  // must reject it or replace it, and rejecting is the safe choice in front of other parsers.
-  if (value.find_first_of("\r\n") != std::string::npos) {
-    return s.fail(400, "obsolete line folding in a header field");
-  }
   const std::string_view trimmed = trim(value);
   if (trimmed.size() != value.size()) value = std::string(trimmed);
   return 0;

@@ -76,6 +76,7 @@ class RequestParser {
   static int onBody(llhttp_t* p, const char* at, size_t len);
   static int onMessageComplete(llhttp_t* p);
   int fail(int status, std::string reason);
+  bool scanHead(std::string_view data);
   bool addHeadBytes(size_t n);
 
   ParserLimits limits_;
@@ -89,6 +90,8 @@ class RequestParser {
   bool complete_ = false;
   bool continue_wanted_ = false;
   bool upgrade_ = false;
+  enum class Scan { BeforeRequest, InLine, LineStart, LineStartCr, Done };
+  Scan scan_ = Scan::BeforeRequest;  // where scanHead() is in the head's lines
   int error_status_ = 0;
   std::string error_reason_;
 };

@@ -135,6 +135,14 @@ std::string_view JobTable::cancelRequest(std::string_view request_id, const Canc
   return state;
 }
 
+void JobTable::detach(std::string_view request_id) {
+  Job* job = activeByRequest(request_id);
+  if (job == nullptr) return;
+  for (auto& r : job->requests) {
+    if (r.request_id == request_id) r.subscriber = nullptr;
+  }
+}
+
 bool JobTable::cancelJob(std::string_view id, const CancelOrder& order) {
   Job* job = activeByRequest(id);
   if (job == nullptr) return false;
@@ -155,12 +163,10 @@ void JobTable::cancelAll(const CancelOrder& order) {
 void JobTable::cancelWholeJob(Job& job, const CancelOrder& order) {
   if (job.state == JobState::Finished) return;
   uint64_t now = monotonicNs();
-  bool escalation = false;
   if (!job.cancel) {
     job.cancel = CancelRecord{order.action, order.reason, order.phase, now, 0, 0, 0};
   } else if (order.action == CancelAction::Kill && job.cancel->action != CancelAction::Kill) {
     job.cancel->action = CancelAction::Kill;  // kill after interrupt shortens the grace
-    escalation = true;
   } else {
     return;  // cancels are idempotent
   }
@@ -172,7 +178,6 @@ void JobTable::cancelWholeJob(Job& job, const CancelOrder& order) {
     finish(job, droppedOutcome(job, order));
     return;
   }
-  (void)escalation;
   runner_.cancel(job, order);
 }
 

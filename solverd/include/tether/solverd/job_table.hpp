@@ -75,6 +75,10 @@ class JobTable {
   // Forgets a subscriber without cancelling (its response has been written).
   void detach(std::string_view request_id, Subscriber* subscriber);
 
+  // Forgets a request's subscriber (its connection is gone) but keeps the request live, so the
+  // job runs on to its end (`on_disconnect none`).
+  void detach(std::string_view request_id);
+
   // DELETE /v1/jobs/ID: cancels the whole job, whoever is waiting for it. False when unknown
   // or already finished.
   bool cancelJob(std::string_view id, const CancelOrder& order);

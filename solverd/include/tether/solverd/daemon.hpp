@@ -1,0 +1,120 @@
+#pragma once
+// solverd: the HTTP API (http_api.cpp), the control socket (control_handler.cpp), the job table
+// and its workers, metrics, and service life (daemon.cpp) on one libuv loop.
+//
+//   tether::solverd::Daemon daemon(loop, settings, reloader);
+//   daemon.start();            // throws StartupError: cannot listen, ...
+//   uv_run(loop, UV_RUN_DEFAULT);   // returns after SIGTERM's drain
+#include "tether/agent/control/server.hpp"
+#include "tether/agent/supervise/cgroup.hpp"
+#include "tether/agent/supervise/tombstones.hpp"
+#include "tether/common/http_server.hpp"
+#include "tether/common/metrics.hpp"
+#include "tether/common/service.hpp"
+#include "tether/common/signals.hpp"
+#include "tether/common/uv_handle.hpp"
+#include "tether/solverd/job_table.hpp"
+#include "tether/solverd/settings.hpp"
+#include "tether/solverd/worker_runner.hpp"
+
+#include <uv.h>
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace tether::solverd {
+
+// A failure at start-up (main prints it and exits 1).
+struct StartupError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+class HttpSubscriber;
+
+class Daemon {
+ public:
+  // Loads the configuration again on SIGHUP: new settings, or nullopt (the error is logged by
+  // the reloader and the old settings stay).
+  using Reloader = std::function<std::optional<Settings>()>;
+
+  Daemon(uv_loop_t* loop, Settings settings, Reloader reloader = {});
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  // Opens the cgroup tree and every listener, installs the signal handlers, sends READY=1.
+  void start();
+  // SIGTERM: stop accepting, let jobs finish up to shutdown_timeout, then cancel what is left
+  // (reason shutdown), close everything; the loop then ends. A second call stops at once.
+  void shutdown();
+  // SIGHUP: applies `settings` to what can change at run time (workers, queue, coalescing,
+  // graces, limits of new jobs, the log); listeners stay as they are.
+  void reload(const Settings& settings);
+
+  JobTable& jobs() { return *table_; }
+  metrics::Registry& metrics() { return registry_; }
+  const Settings& settings() const { return settings_; }
+
+ private:
+  friend class HttpSubscriber;
+  class ControlHandler;
+
+  // http_api.cpp
+  void onRequest(std::shared_ptr<http::Exchange> exchange, bool admin);
+  void handleSolve(const std::shared_ptr<http::Exchange>& exchange);
+  void handleJobs(const std::shared_ptr<http::Exchange>& exchange);
+  void handleHealth(const std::shared_ptr<http::Exchange>& exchange);
+  void retire(HttpSubscriber* subscriber);
+  void reapRetired();
+
+  // daemon.cpp
+  void setupMetrics();
+  JobHooks makeHooks();
+  void onJobFinished(const Job& job);
+  void onJobCancelled(const Job& job, const CancelOrder& order, std::string_view state);
+  void countCancel(CancelAction action, std::string_view state);
+  void onShutdownTimeout();
+  void maybeStopped();
+  void updateStatus();
+  WorkerOptions workerOptions() const;
+  JobLimits jobLimits() const;
+
+  uv_loop_t* loop_;
+  Settings settings_;
+  Reloader reloader_;
+  metrics::Registry registry_;
+  agent::supervise::CgroupTree tree_;
+  agent::supervise::Tombstones tombstones_;
+  std::unique_ptr<WorkerRunner> runner_;
+  std::unique_ptr<JobTable> table_;
+  std::unique_ptr<ControlHandler> control_handler_;
+  std::unique_ptr<agent::control::Server> control_;
+  std::unique_ptr<http::Server> api_;
+  std::unique_ptr<http::Server> admin_;
+  std::unique_ptr<ServiceNotifier> notifier_;
+  std::unique_ptr<SignalWatcher> signals_;
+  std::unique_ptr<UvHandle<uv_timer_t>> shutdown_timer_;
+  std::unique_ptr<UvHandle<uv_timer_t>> reap_timer_;
+  std::unordered_map<HttpSubscriber*, std::unique_ptr<HttpSubscriber>> subscribers_;
+  std::vector<std::unique_ptr<HttpSubscriber>> retired_;
+  bool stopping_ = false;
+  bool stopped_ = false;
+  bool api_drained_ = false;
+  bool admin_drained_ = false;
+
+  // Series looked up once (metrics.hpp: references stay valid).
+  metrics::Family<metrics::Counter>* jobs_total_ = nullptr;
+  metrics::Family<metrics::Counter>* cancels_total_ = nullptr;
+  metrics::Family<metrics::Histogram>* cancel_to_exit_ = nullptr;
+  metrics::Family<metrics::Counter>* cpu_seconds_ = nullptr;
+  metrics::Counter* crashes_ = nullptr;
+  metrics::Counter* disconnects_ = nullptr;
+  metrics::Counter* tombstoned_requests_ = nullptr;
+};
+
+}  // namespace tether::solverd

@@ -1,0 +1,43 @@
+// solverd's side of control protocol v1: a cancel names a request id; the job table cancels that
+// request (and its job once no live request is left); an unknown id leaves a tombstone so that
+// the request, arriving later, is refused (DESIGN.md "Control protocol, version 1").
+#include "tether/solverd/control_handler.hpp"
+
+#include "tether/common/clock.hpp"
+#include "tether/common/log.hpp"
+
+namespace tether::solverd {
+
+namespace control = agent::control;
+
+control::CancelAck Daemon::ControlHandler::onCancel(const control::PeerCredentials& peer,
+                                                    const control::Cancel& cancel) {
+  Daemon& d = daemon_;
+  CancelOrder order{cancel.action == control::Action::Kill ? CancelAction::Kill : CancelAction::Interrupt,
+                    d.settings_.graceFor(cancel.grace_ms), cancel.reason, cancel.phase};
+  std::string_view state = d.table_->cancelRequest(cancel.id, order, false);
+  control::CancelAck ack{cancel.id, control::CancelState::Unknown};
+  control::parseCancelState(state, ack.state);
+  if (ack.state == control::CancelState::Unknown || ack.state == control::CancelState::Finished) {
+    if (ack.state == control::CancelState::Unknown) d.tombstones_.add(cancel.id, monotonicNs());
+    d.countCancel(order.action, state);
+    log::get("control")->info("rid={} cancel {} from pid={} uid={} ({}{}): {}", cancel.id, toString(order.action),
+                              peer.pid, peer.uid, cancel.reason, cancel.phase.empty() ? "" : ", " + cancel.phase,
+                              state == "unknown" ? "unknown id, tombstone left" : "already finished");
+  }
+  return ack;
+}
+
+nlohmann::json Daemon::ControlHandler::statusTargets() {
+  auto targets = nlohmann::json::array();
+  uint64_t now = monotonicNs();
+  for (const Job* job : daemon_.table_->list()) {
+    if (job->state == JobState::Finished) break;  // list(): active jobs come first
+    nlohmann::json j = job->describe(now);
+    j.erase("result");
+    targets.push_back(std::move(j));
+  }
+  return targets;
+}
+
+}  // namespace tether::solverd

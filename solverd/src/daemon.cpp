@@ -1,0 +1,334 @@
+// solverd's life: start-up (cgroup tree, listeners, control socket, READY=1), metrics and the
+// outcome log line of every job, SIGHUP reload, SIGTERM drain (DESIGN.md "Service life").
+#include "tether/solverd/daemon.hpp"
+
+#include "tether/common/clock.hpp"
+#include "tether/common/listener.hpp"
+#include "tether/common/log.hpp"
+#include "tether/solverd/control_handler.hpp"
+
+#include "http_subscriber.hpp"
+
+#include <fmt/format.h>
+
+namespace tether::solverd {
+namespace {
+
+namespace sv = agent::supervise;
+
+std::string msText(uint64_t from, uint64_t to) {
+  if (from == 0 || to == 0) return "-";
+  return fmt::format("{:.3f}ms", static_cast<double>(to - from) / 1e6);
+}
+
+std::unique_ptr<http::Server> openServer(uv_loop_t* loop, const std::vector<config::Address>& addresses,
+                                         http::ServerOptions options, http::Handler handler, std::string_view what) {
+  auto server = std::make_unique<http::Server>(loop, std::move(options), std::move(handler));
+  for (const auto& address : addresses) {
+    std::string why;
+    auto listener = Listener::open(loop, address, {}, &why);
+    if (!listener) throw StartupError(fmt::format("cannot listen on {} ({}): {}", address.text(), what, why));
+    log::get("solverd")->info("listening on {}", listener->address());
+    if (int rc = server->addListener(std::move(listener)); rc < 0) {
+      throw StartupError(fmt::format("cannot accept on {} ({}): {}", address.text(), what, uv_strerror(rc)));
+    }
+  }
+  return server;
+}
+
+}  // namespace
+
+Daemon::Daemon(uv_loop_t* loop, Settings settings, Reloader reloader)
+    : loop_(loop),
+      settings_(std::move(settings)),
+      reloader_(std::move(reloader)),
+      tombstones_(static_cast<uint64_t>(settings_.tombstone_ttl.count()) * 1'000'000ULL) {
+  setupMetrics();
+}
+
+Daemon::~Daemon() {
+  // Subscribers hold exchanges of the servers: they go first. Workers still running are killed
+  // by their Targets' destructors (only on error paths: a normal exit drains them).
+  subscribers_.clear();
+  retired_.clear();
+  api_.reset();
+  admin_.reset();
+  control_.reset();
+  table_.reset();
+  runner_.reset();
+}
+
+WorkerOptions Daemon::workerOptions() const {
+  WorkerOptions o;
+  o.worker_path = settings_.worker_path;
+  o.limits.memory_max = settings_.job_memory_max;
+  o.limits.pids_max = settings_.job_pids_max;
+  o.limits.cpu_max = settings_.job_cpu_max;
+  o.max_grace = settings_.max_grace;
+  o.time_limit_grace = settings_.time_limit_grace;
+  return o;
+}
+
+JobLimits Daemon::jobLimits() const {
+  JobLimits l;
+  l.workers = settings_.workers;
+  l.queue_size = settings_.queue_size;
+  l.coalesce = settings_.coalesce;
+  l.supersede_grace = settings_.graceFor(std::nullopt);
+  return l;
+}
+
+void Daemon::setupMetrics() {
+  jobs_total_ = &registry_.counter("solverd_jobs_total", "Jobs finished, by solver and status.", {"solver", "status"});
+  registry_.callbackGauge("solverd_jobs_running", "Jobs with a running worker.",
+                          [this] { return table_ ? static_cast<double>(table_->running()) : 0.0; });
+  registry_.callbackGauge("solverd_jobs_queued", "Jobs waiting for a worker.",
+                          [this] { return table_ ? static_cast<double>(table_->queued()) : 0.0; });
+  cancels_total_ = &registry_.counter("solverd_cancels_total",
+                                      "Cancels, by action and by the job's phase when it arrived "
+                                      "(queued, running, shared, finished, unknown).",
+                                      {"action", "phase"});
+  cancel_to_exit_ = &registry_.histogram("solverd_cancel_to_exit_seconds",
+                                         "From a job's cancel to its worker's cgroup being empty.");
+  cpu_seconds_ = &registry_.counter("solverd_job_cpu_seconds_total", "CPU time of workers (cpu.stat), by status.",
+                                    {"status"});
+  crashes_ = &registry_.counter("solverd_worker_crashes_total", "Workers that died without a result.").get();
+  disconnects_ = &registry_.counter("solverd_http_disconnects_total",
+                                    "Requests whose connection closed before their response.")
+                      .get();
+  tombstoned_requests_ = &registry_.counter("solverd_tombstoned_requests_total",
+                                            "Requests refused because a cancel for their id came first.")
+                              .get();
+  registry_.callbackGauge("solverd_tombstones", "Request ids refused after a cancel for an unknown id.",
+                          [this] { return static_cast<double>(tombstones_.size(monotonicNs())); });
+}
+
+JobHooks Daemon::makeHooks() {
+  JobHooks hooks;
+  hooks.cancelled = [this](const Job& job, const CancelOrder& order, std::string_view state) {
+    onJobCancelled(job, order, state);
+  };
+  hooks.started = [this](const Job& job) {
+    log::get("job")->debug("job={} started ({} queued before it)", job.id, table_ ? table_->queued() : 0);
+  };
+  hooks.finished = [this](const Job& job) { onJobFinished(job); };
+  return hooks;
+}
+
+void Daemon::countCancel(CancelAction action, std::string_view state) {
+  cancels_total_->with({std::string(toString(action)), std::string(state)}).inc();
+}
+
+void Daemon::onJobCancelled(const Job& job, const CancelOrder& order, std::string_view state) {
+  countCancel(order.action, state);
+  if (state == "shared") {
+    log::get("job")->info("job={} one request cancelled ({}); {} request(s) keep it going", job.id, order.reason,
+                          job.liveRequests());
+    return;
+  }
+  log::get("job")->info("job={} cancel {} ({}{}) while {}{}", job.id, toString(order.action), order.reason,
+                        order.phase.empty() ? "" : ", " + order.phase, state,
+                        order.action == CancelAction::Interrupt ? fmt::format(", grace {}ms", order.grace.count()) : "");
+}
+
+void Daemon::onJobFinished(const Job& job) {
+  std::string status = job.status();
+  jobs_total_->with({job.spec.solver, status}).inc();
+  cpu_seconds_->with({status}).inc(static_cast<double>(job.cpu_us) / 1e6);
+  if (status == "crashed") crashes_->inc();
+  std::string objective = "-";
+  if (job.outcome && job.outcome->body.contains("objective") && job.outcome->body["objective"].is_number()) {
+    objective = fmt::format("{}", job.outcome->body["objective"].get<double>());
+  }
+  std::string cancel;
+  if (job.cancel) {
+    const CancelRecord& c = *job.cancel;
+    if (c.exited_ns != 0) cancel_to_exit_->get().observe(secondsBetween(c.received_ns, c.exited_ns));
+    cancel = fmt::format(" cancel={} reason={} received->signalled={} received->killed={} received->exited={}",
+                         toString(c.action), c.reason, msText(c.received_ns, c.signalled_ns),
+                         msText(c.received_ns, c.killed_ns), msText(c.received_ns, c.exited_ns));
+  }
+  std::string extra;
+  if (job.outcome && job.outcome->body.contains("exit")) extra = " exit=" + job.outcome->body["exit"].dump();
+  if (job.outcome && job.outcome->http_status != 200) {
+    extra += fmt::format(" http={} message={}", job.outcome->http_status,
+                         job.outcome->body.value("message", std::string{}));
+  }
+  auto logger = log::get("job");
+  auto level = status == "crashed" ? spdlog::level::warn : spdlog::level::info;
+  logger->log(level, "job={} solver={} status={} objective={} incumbents={} cpu_ms={:.3f} run={}{}{}", job.id,
+              job.spec.solver, status, objective, job.incumbents, static_cast<double>(job.cpu_us) / 1000.0,
+              msText(job.started_ns, job.finished_ns), cancel, extra);
+  updateStatus();
+  maybeStopped();
+}
+
+void Daemon::updateStatus() {
+  if (!notifier_ || !notifier_->enabled()) return;
+  notifier_->status(fmt::format("{} running, {} queued{}", table_->running(), table_->queued(),
+                                stopping_ ? ", stopping" : ""));
+}
+
+void Daemon::start() {
+  auto logger = log::get("solverd");
+  sv::CgroupOptions cg;
+  cg.root = settings_.cgroup_root;
+  cg.daemon = "solverd";
+  cg.limits = workerOptions().limits;
+  tree_ = sv::CgroupTree::open(cg);
+  if (!tree_.available()) {
+    logger->warn("no writable cgroup v2 ({}): workers run in their own process group, best effort",
+                 tree_.unavailableReason());
+  } else {
+    for (const auto& note : tree_.notes()) logger->info("cgroup: {}", note);
+    logger->info("job cgroups under {}", tree_.parent());
+    for (const auto& limit : tree_.unavailableLimits(cg.limits)) logger->warn("job limit not applied: {}", limit);
+  }
+
+  runner_ = std::make_unique<WorkerRunner>(loop_, &tree_, workerOptions());
+  table_ = std::make_unique<JobTable>(jobLimits(), *runner_, makeHooks());
+  runner_->setTable(table_.get());
+
+  reap_timer_ = std::make_unique<UvHandle<uv_timer_t>>();
+  uv_timer_init(loop_, reap_timer_->get());
+  reap_timer_->markInitialized();
+  reap_timer_->get()->data = this;
+  uv_unref(reap_timer_->raw());
+
+  http::ServerOptions options;
+  options.limits.max_body_size = settings_.client_max_body_size;
+  options.header_timeout_ms = static_cast<uint64_t>(settings_.client_header_timeout.count());
+  options.keepalive_timeout_ms = static_cast<uint64_t>(settings_.keepalive_timeout.count());
+  options.server_name = "solverd";
+  api_ = openServer(loop_, settings_.listen, options,
+                    [this](std::shared_ptr<http::Exchange> ex) { onRequest(std::move(ex), false); }, "API");
+  if (!settings_.admin.empty()) {
+    http::ServerOptions admin_options;
+    admin_options.server_name = "solverd";
+    admin_ = openServer(loop_, settings_.admin, admin_options,
+                        [this](std::shared_ptr<http::Exchange> ex) { onRequest(std::move(ex), true); }, "admin");
+  }
+
+  if (settings_.control) {
+    control_handler_ = std::make_unique<ControlHandler>(*this);
+    agent::control::ServerOptions co;
+    co.path = settings_.control->address.path;
+    co.mode = settings_.control->mode;
+    co.group = settings_.control->group;
+    co.allow = settings_.control->allow;
+    co.server_name = "solverd";
+    control_ = std::make_unique<agent::control::Server>(loop_, *control_handler_, co);
+    std::string why;
+    if (int rc = control_->listen(&why); rc < 0) {
+      throw StartupError(fmt::format("cannot listen on {} (control): {}", settings_.control->address.text(), why));
+    }
+    logger->info("listening on {}", control_->address());
+  }
+
+  notifier_ = std::make_unique<ServiceNotifier>(loop_);
+  signals_ = std::make_unique<SignalWatcher>(loop_, SignalActions{
+                                                        .graceful = [this](int) { shutdown(); },
+                                                        .immediate = [this](int) { shutdown(); },
+                                                        .reload =
+                                                            [this] {
+                                                              if (!reloader_) return;
+                                                              notifier_->reloading();
+                                                              if (auto s = reloader_()) reload(*s);
+                                                              notifier_->ready();
+                                                            },
+                                                    });
+  if (int rc = signals_->start(); rc < 0) throw StartupError(fmt::format("signals: {}", uv_strerror(rc)));
+  logger->info("solverd {} ready: {} workers, queue {}, worker {}", TETHER_VERSION, settings_.workers,
+               settings_.queue_size, settings_.worker_path);
+  notifier_->ready(fmt::format("0 running, 0 queued, {} workers", settings_.workers));
+}
+
+void Daemon::reload(const Settings& settings) {
+  auto logger = log::get("solverd");
+  if (settings.listen != settings_.listen || settings.admin != settings_.admin ||
+      settings.control.has_value() != settings_.control.has_value()) {
+    logger->warn("reload: listen, admin and control addresses change only with a restart");
+  }
+  auto listen = settings_.listen;
+  auto admin = settings_.admin;
+  auto control = settings_.control;
+  settings_ = settings;
+  settings_.listen = std::move(listen);
+  settings_.admin = std::move(admin);
+  settings_.control = std::move(control);
+  if (std::string why = log::configure(kProgram, settings_.log); !why.empty()) {
+    logger->error("reload: cannot open the log {}: {}", settings_.log.where, why);
+  }
+  tombstones_.setTtl(static_cast<uint64_t>(settings_.tombstone_ttl.count()) * 1'000'000ULL);
+  runner_->setOptions(workerOptions());
+  table_->setLimits(jobLimits());
+  logger->info("configuration reloaded: {} workers, queue {}, coalesce {}", settings_.workers, settings_.queue_size,
+               toString(settings_.coalesce));
+}
+
+void Daemon::shutdown() {
+  auto logger = log::get("solverd");
+  if (stopping_) {
+    // A second SIGTERM: no more waiting.
+    logger->info("shutting down now: killing {} job(s)", table_->active());
+    table_->cancelAll(CancelOrder{CancelAction::Kill, std::chrono::milliseconds(0), "shutdown", {}});
+    if (api_) api_->closeAll();
+    if (admin_) admin_->closeAll();
+    return;
+  }
+  stopping_ = true;
+  logger->info("shutting down: {} running, {} queued; waiting up to {} ms", table_->running(), table_->queued(),
+               settings_.shutdown_timeout.count());
+  notifier_->stopping(fmt::format("draining {} job(s)", table_->active()));
+  auto budget = settings_.shutdown_timeout + settings_.max_grace + std::chrono::seconds(5);
+  notifier_->extendTimeout(std::chrono::duration_cast<std::chrono::microseconds>(budget));
+  table_->stopAdmitting();
+  if (api_) {
+    api_->drain([this] {
+      api_drained_ = true;
+      maybeStopped();
+    });
+  } else {
+    api_drained_ = true;
+  }
+  if (admin_) {
+    admin_->drain([this] {
+      admin_drained_ = true;
+      maybeStopped();
+    });
+  } else {
+    admin_drained_ = true;
+  }
+  shutdown_timer_ = std::make_unique<UvHandle<uv_timer_t>>();
+  uv_timer_init(loop_, shutdown_timer_->get());
+  shutdown_timer_->markInitialized();
+  shutdown_timer_->get()->data = this;
+  uv_timer_start(
+      shutdown_timer_->get(), [](uv_timer_t* t) { static_cast<Daemon*>(t->data)->onShutdownTimeout(); },
+      static_cast<uint64_t>(settings_.shutdown_timeout.count()), 0);
+  maybeStopped();
+}
+
+void Daemon::onShutdownTimeout() {
+  if (table_->active() == 0) return;
+  log::get("solverd")->info("shutdown_timeout: cancelling {} job(s)", table_->active());
+  table_->cancelAll(CancelOrder{CancelAction::Interrupt, settings_.graceFor(std::nullopt), "shutdown", {}});
+}
+
+void Daemon::maybeStopped() {
+  // Reached from: shutdown(), each job's end, each drain callback, the reap timer.
+  if (!stopping_ || stopped_ || table_->active() != 0 || !subscribers_.empty()) return;
+  if (!api_drained_ || !admin_drained_) {
+    // Every job is done: what is left are responses in flight; the server closes them itself.
+    return;
+  }
+  stopped_ = true;
+  log::get("solverd")->info("stopped");
+  if (control_) control_->close();
+  if (shutdown_timer_) shutdown_timer_->close();
+  if (reap_timer_) reap_timer_->close();
+  if (notifier_) notifier_->stopWatchdog();
+  if (signals_) signals_->close();
+}
+
+}  // namespace tether::solverd

@@ -1,0 +1,352 @@
+#include "tether/solverd/worker_runner.hpp"
+
+#include "tether/agent/control/frame.hpp"
+#include "tether/agent/supervise/target.hpp"
+#include "tether/common/clock.hpp"
+#include "tether/common/log.hpp"
+#include "tether/common/uv_handle.hpp"
+
+#include <array>
+#include <cerrno>
+#include <cmath>
+#include <optional>
+#include <utility>
+
+namespace tether::solverd {
+namespace {
+
+namespace sv = agent::supervise;
+using agent::control::FrameDecoder;
+using agent::control::ProtocolError;
+
+// Worker output may carry a large solution; the 1 MiB bound of the control socket is for peers
+// we do not trust, the worker is our own child.
+constexpr uint32_t kMaxWorkerFrame = 1U << 30;
+constexpr size_t kMaxStderrLine = 4096;
+
+struct WriteRequest {
+  uv_write_t req{};
+  std::string data;
+};
+
+// Queues `bytes` on `pipe`; the buffer lives until libuv is done with it (also when the pipe is
+// closed first: the callback then runs with UV_ECANCELED).
+int writeBytes(uv_pipe_t* pipe, std::string bytes) {
+  auto* w = new WriteRequest;
+  w->data = std::move(bytes);
+  uv_buf_t buf = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
+  int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(pipe), &buf, 1,
+                    [](uv_write_t* req, int) { delete reinterpret_cast<WriteRequest*>(req); });
+  if (rc < 0) delete w;
+  return rc;
+}
+
+// Worker error frames to HTTP: the model or the request was at fault, or the solver.
+int httpStatusOf(const std::string& code) {
+  if (code == "invalid_model") return 400;
+  if (code == "unknown_solver" || code == "unknown_option" || code == "invalid_option") return 422;
+  return 500;
+}
+
+}  // namespace
+
+class WorkerRunner::Session {
+ public:
+  Session(WorkerRunner& runner, Job& job) : runner_(runner), job_(job), decoder_(kMaxWorkerFrame) {}
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  std::string start();
+  void cancel(const CancelOrder& order);
+
+  Job& job() { return job_; }
+  Outcome takeOutcome() { return std::move(outcome_); }
+  bool crashed() const { return crashed_; }
+
+ private:
+  sv::Error writeFrame(const nlohmann::json& frame);
+  void onStdout(ssize_t nread, const uv_buf_t* buf);
+  void onStderr(ssize_t nread, const uv_buf_t* buf);
+  void onFrame(nlohmann::json frame);
+  void onTimeLimit();
+  void onTargetDone(const sv::Outcome& outcome);
+  void maybeFinish();
+  Outcome buildOutcome(const sv::Outcome& exit);
+
+  WorkerRunner& runner_;
+  Job& job_;
+  std::unique_ptr<sv::Target> target_;
+  std::unique_ptr<UvHandle<uv_pipe_t>> stdin_, stdout_, stderr_;
+  std::unique_ptr<UvHandle<uv_timer_t>> time_limit_timer_;
+  FrameDecoder decoder_;
+  std::array<char, 64 * 1024> stdout_buf_{};
+  std::array<char, 4 * 1024> stderr_buf_{};
+  std::string stderr_line_;
+  std::optional<nlohmann::json> result_;
+  std::optional<nlohmann::json> error_;
+  std::string protocol_error_;
+  std::optional<sv::Outcome> exit_;
+  bool stdout_done_ = false;
+  bool finished_ = false;
+  bool crashed_ = false;
+  Outcome outcome_;
+};
+
+std::string WorkerRunner::Session::start() {
+  const WorkerOptions& opts = runner_.options_;
+  sv::Target::Options target_options;
+  target_options.id = job_.id;
+  target_options.max_grace_ms = static_cast<uint64_t>(opts.max_grace.count());
+  // The ladder's interrupt is a frame, never a signal: CBC and CLP install their own SIGINT
+  // handlers (DESIGN.md "Worker protocol").
+  target_options.interrupt = [this](sv::Target&) { return writeFrame({{"type", "interrupt"}}); };
+  target_options.limits = opts.limits;
+  target_options.on_done = [this](sv::Target&, const sv::Outcome& outcome) { onTargetDone(outcome); };
+
+  sv::SpawnOptions spawn;
+  spawn.argv.push_back(opts.worker_path);
+  for (const auto& arg : opts.extra_args) spawn.argv.push_back(arg);
+  spawn.stdin_mode = sv::Stdio::kPipe;
+  spawn.stdout_mode = sv::Stdio::kPipe;
+  spawn.stderr_mode = sv::Stdio::kPipe;
+
+  auto spawned = sv::Target::spawn(runner_.loop_, runner_.tree_, std::move(target_options), spawn);
+  if (!spawned) return "cannot start " + opts.worker_path + ": " + spawned.error().message();
+  target_ = std::move(spawned.value());
+  job_.worker_pid = target_->pid();
+  job_.cgroup = target_->cgroupPath();
+  stdin_ = target_->takeStdinPipe();
+  stdout_ = target_->takeStdoutPipe();
+  stderr_ = target_->takeStderrPipe();
+
+  stdout_->get()->data = this;
+  uv_read_start(
+      stdout_->stream(),
+      [](uv_handle_t* h, size_t, uv_buf_t* buf) {
+        auto* self = static_cast<Session*>(h->data);
+        *buf = uv_buf_init(self->stdout_buf_.data(), static_cast<unsigned>(self->stdout_buf_.size()));
+      },
+      [](uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) { static_cast<Session*>(s->data)->onStdout(nread, buf); });
+  stderr_->get()->data = this;
+  uv_read_start(
+      stderr_->stream(),
+      [](uv_handle_t* h, size_t, uv_buf_t* buf) {
+        auto* self = static_cast<Session*>(h->data);
+        *buf = uv_buf_init(self->stderr_buf_.data(), static_cast<unsigned>(self->stderr_buf_.size()));
+      },
+      [](uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) { static_cast<Session*>(s->data)->onStderr(nread, buf); });
+
+  // The solve frame can be as large as the model (client_max_body_size), beyond the control
+  // protocol's 1 MiB: the worker's decoder accepts it from its parent.
+  std::string payload = solveFrame(job_.spec).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  if (int rc = writeBytes(stdin_->get(), agent::control::encodeRawFrame(payload)); rc < 0) {
+    // The worker is running; it sees no solve frame, so stop it and report through on_done.
+    target_->cancel(sv::CancelAction::kKill, 0, "spawn_failed");
+    protocol_error_ = std::string("cannot write the solve frame: ") + uv_strerror(rc);
+  }
+
+  // The worker keeps its own time limit; this is the backstop for one that does not stop.
+  double limit_ms = job_.spec.timeLimitSeconds() * 1000.0 + static_cast<double>(opts.time_limit_grace.count());
+  time_limit_timer_ = std::make_unique<UvHandle<uv_timer_t>>();
+  uv_timer_init(runner_.loop_, time_limit_timer_->get());
+  time_limit_timer_->markInitialized();
+  time_limit_timer_->get()->data = this;
+  uv_timer_start(
+      time_limit_timer_->get(), [](uv_timer_t* t) { static_cast<Session*>(t->data)->onTimeLimit(); },
+      static_cast<uint64_t>(std::llround(limit_ms)), 0);
+  return {};
+}
+
+sv::Error WorkerRunner::Session::writeFrame(const nlohmann::json& frame) {
+  if (!stdin_ || !stdin_->active()) return sv::errnoError(EPIPE, "write to the worker's stdin");
+  if (int rc = writeBytes(stdin_->get(), agent::control::encodeFrame(frame)); rc < 0) {
+    return sv::errnoError(-rc, "write to the worker's stdin");
+  }
+  return {};
+}
+
+void WorkerRunner::Session::cancel(const CancelOrder& order) {
+  if (!target_ || exit_) return;
+  target_->cancel(order.action == CancelAction::Kill ? sv::CancelAction::kKill : sv::CancelAction::kInterrupt,
+                  static_cast<uint64_t>(order.grace.count()), order.reason);
+}
+
+void WorkerRunner::Session::onTimeLimit() {
+  if (!target_ || exit_) return;
+  if (!job_.cancel) job_.cancel = CancelRecord{CancelAction::Kill, "time_limit", {}, monotonicNs(), 0, 0, 0};
+  log::get("job")->warn("job={} worker pid={} still running {} ms past its time limit: killing it", job_.id,
+                        job_.worker_pid, runner_.options_.time_limit_grace.count());
+  target_->cancel(sv::CancelAction::kKill, 0, "time_limit");
+}
+
+void WorkerRunner::Session::onStdout(ssize_t nread, const uv_buf_t* buf) {
+  if (nread < 0) {
+    uv_read_stop(stdout_->stream());
+    stdout_done_ = true;
+    maybeFinish();  // may destroy this session
+    return;
+  }
+  decoder_.feed(std::string_view(buf->base, static_cast<size_t>(nread)));
+  for (;;) {
+    nlohmann::json frame;
+    ProtocolError error;
+    auto r = decoder_.next(frame, error);
+    if (r == FrameDecoder::Result::NeedMore) return;
+    if (r == FrameDecoder::Result::Error) {
+      // A worker that breaks the protocol cannot be trusted to stop on a frame either.
+      protocol_error_ = "bad frame from the worker: " + error.message;
+      uv_read_stop(stdout_->stream());
+      if (target_ && !exit_) target_->cancel(sv::CancelAction::kKill, 0, "protocol_error");
+      stdout_done_ = true;
+      maybeFinish();
+      return;
+    }
+    onFrame(std::move(frame));
+  }
+}
+
+void WorkerRunner::Session::onFrame(nlohmann::json frame) {
+  std::string type = frame.value("type", std::string{});
+  if (type == "result") {
+    result_ = std::move(frame);
+  } else if (type == "error") {
+    error_ = std::move(frame);
+  } else if (type == "log" || type == "incumbent") {
+    runner_.table_->workerEvent(job_, frame);
+  }
+  // Unknown frame types are ignored, as the control protocol ignores unknown fields.
+}
+
+void WorkerRunner::Session::onStderr(ssize_t nread, const uv_buf_t* buf) {
+  auto logger = log::get("worker");
+  if (nread < 0) {
+    uv_read_stop(stderr_->stream());
+    if (!stderr_line_.empty()) logger->info("job={} pid={} stderr: {}", job_.id, job_.worker_pid, stderr_line_);
+    stderr_line_.clear();
+    return;
+  }
+  for (ssize_t i = 0; i < nread; ++i) {
+    char c = buf->base[i];
+    if (c == '\n' || stderr_line_.size() >= kMaxStderrLine) {
+      logger->info("job={} pid={} stderr: {}", job_.id, job_.worker_pid, stderr_line_);
+      stderr_line_.clear();
+      if (c == '\n') continue;
+    }
+    stderr_line_ += c;
+  }
+}
+
+void WorkerRunner::Session::onTargetDone(const sv::Outcome& outcome) {
+  exit_ = outcome;
+  if (time_limit_timer_) time_limit_timer_->close();
+  maybeFinish();  // may destroy this session, and the Target with it (allowed in on_done)
+}
+
+void WorkerRunner::Session::maybeFinish() {
+  // Both: the worker's last bytes are read (EOF on stdout) and its cgroup is empty. The order
+  // varies: the pidfd often fires before the pipe's remaining bytes are read.
+  if (finished_ || !exit_ || !stdout_done_) return;
+  finished_ = true;
+  outcome_ = buildOutcome(*exit_);
+  runner_.sessionDone(*this);
+}
+
+Outcome WorkerRunner::Session::buildOutcome(const sv::Outcome& exit) {
+  uint64_t now = monotonicNs();
+  job_.cpu_us = exit.cpu_usec.value_or(0);
+  if (exit.cancel) {
+    if (!job_.cancel) {
+      job_.cancel = CancelRecord{exit.cancel->action == sv::CancelAction::kKill ? CancelAction::Kill
+                                                                                : CancelAction::Interrupt,
+                                 exit.cancel->reason, {}, exit.cancel->received_ns, 0, 0, 0};
+    }
+    job_.cancel->signalled_ns = exit.cancel->signalled_ns;
+    job_.cancel->killed_ns = exit.cancel->killed_ns;
+    job_.cancel->exited_ns = exit.cancel->exited_ns != 0 ? exit.cancel->exited_ns : exit.done_ns;
+  }
+  double cpu_ms = static_cast<double>(job_.cpu_us) / 1000.0;
+
+  if (result_) {
+    nlohmann::json body = std::move(*result_);
+    body.erase("type");
+    body["cpu_ms"] = cpu_ms;
+    if (!body.contains("solver")) body["solver"] = job_.spec.solver;
+    return Outcome{200, std::move(body)};
+  }
+  if (error_) {
+    std::string code = error_->value("code", std::string("solver_error"));
+    return Outcome{httpStatusOf(code), {{"error", code}, {"message", error_->value("message", std::string{})}}};
+  }
+  if (!protocol_error_.empty()) {
+    return Outcome{500, {{"error", "worker_failed"}, {"message", protocol_error_}}};
+  }
+
+  // No result: we stopped it by force, or it died on its own.
+  bool killed_by_us = exit.cancel && exit.cancel->killed_ns != 0;
+  bool timed_out = (job_.cancel && job_.cancel->reason == "time_limit") ||
+                   (exit.status.kind == sv::ExitStatus::Kind::kExited && exit.status.code == 3);
+  std::string status;
+  int status_code = 6;
+  if (killed_by_us && timed_out) {
+    status = "time_limit";
+    status_code = 4;
+  } else if (killed_by_us || (job_.cancel && exit.status.kind == sv::ExitStatus::Kind::kExited &&
+                              exit.status.code == 0)) {
+    status = "interrupted";
+    status_code = 7;
+  } else if (timed_out) {
+    status = "time_limit";
+    status_code = 4;
+  } else {
+    status = "crashed";
+    crashed_ = true;
+  }
+  nlohmann::json body{{"status", status},
+                      {"status_code", crashed_ ? nlohmann::json(nullptr) : nlohmann::json(status_code)},
+                      {"objective", nullptr},
+                      {"bound", nullptr},
+                      {"solution", nlohmann::json::object()},
+                      {"solver", job_.spec.solver},
+                      {"solve_time_ms", static_cast<double>(now - job_.started_ns) / 1e6},
+                      {"cpu_ms", cpu_ms},
+                      {"nodes", 0},
+                      {"iterations", 0},
+                      {"exit", exit.status.describe()}};
+  // The best we know: the last incumbent the worker streamed before it went.
+  if (!job_.last_incumbent.is_null()) {
+    body["objective"] = job_.last_incumbent.value("objective", nlohmann::json(nullptr));
+    body["bound"] = job_.last_incumbent.value("bound", nlohmann::json(nullptr));
+  }
+  return Outcome{200, std::move(body)};
+}
+
+WorkerRunner::WorkerRunner(uv_loop_t* loop, const agent::supervise::CgroupTree* tree, WorkerOptions options)
+    : loop_(loop), tree_(tree), options_(std::move(options)) {}
+
+WorkerRunner::~WorkerRunner() = default;
+
+std::string WorkerRunner::start(Job& job) {
+  auto session = std::make_unique<Session>(*this, job);
+  Session* s = session.get();
+  sessions_[job.id] = std::move(session);
+  std::string why = s->start();
+  if (!why.empty()) sessions_.erase(job.id);
+  return why;
+}
+
+void WorkerRunner::cancel(Job& job, const CancelOrder& order) {
+  auto it = sessions_.find(job.id);
+  if (it != sessions_.end()) it->second->cancel(order);
+}
+
+void WorkerRunner::sessionDone(Session& session) {
+  Job& job = session.job();
+  Outcome outcome = session.takeOutcome();
+  if (session.crashed()) ++crashes_;
+  // Destroys the session, its pipes and its Target (we are inside the Target's on_done or a
+  // pipe's read callback; both allow it).
+  sessions_.erase(job.id);
+  table_->workerDone(job, std::move(outcome));
+}
+
+}  // namespace tether::solverd

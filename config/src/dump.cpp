@@ -99,7 +99,14 @@ std::string referenceMarkdown(const Schema& schema) {
         << "`\n\n";
     out << "- Syntax: `" << spec.name;
     if (!spec.syntax.empty()) out << ' ' << spec.syntax;
-    out << (spec.block ? " { ... }`\n" : ";`\n");
+    // A block's syntax may already show its braces ("{ ... }"); add them only if it does not.
+    if (!spec.block) {
+      out << ";`\n";
+    } else if (spec.syntax.ends_with('}')) {
+      out << "`\n";
+    } else {
+      out << " { ... }`\n";
+    }
     if (!spec.default_value.empty()) {
       out << "- Default: `" << spec.name << ' ' << spec.default_value << ";`\n";
     } else {

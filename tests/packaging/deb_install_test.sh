@@ -1,0 +1,135 @@
+#!/bin/bash
+# The Debian package, end to end on this machine: cpack builds it from the build tree, dpkg
+# installs it, the files, conffiles, user and units are checked (systemd-analyze verify on the
+# installed units, each daemon's -t on its shipped configuration), nothing was enabled or started,
+# and `dpkg --purge` leaves nothing behind.
+#   deb_install_test.sh BUILD_DIR
+# Installs into the real system (as root): a chroot or `dpkg --root` would need every runtime
+# dependency installed there too. Skips (77) when not root or when a tether package that this
+# test did not install is present. The machine is left as found: the `tether` user, which the
+# package keeps on purge as Debian policy asks, is removed again if this test created it.
+set -uo pipefail
+build=$(cd "$1" && pwd)
+here=$(cd "$(dirname "$0")" && pwd)
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "SKIP: installing a .deb into the system needs root"
+    exit 77
+fi
+if dpkg-query -W -f='${Status}\n' tether 2>/dev/null | grep -q 'installed'; then
+    echo "SKIP: a tether package is already installed on this machine; not touching it"
+    exit 77
+fi
+for binary in tether-proxy solverd solverd-worker tether-agent tether-run; do
+    if [ ! -x "$build/bin/$binary" ]; then
+        echo "SKIP: $build/bin/$binary is not built, so the package would be incomplete"
+        exit 77
+    fi
+done
+
+failures=0
+check() {  # check "what" command...
+    local what=$1
+    shift
+    if "$@"; then echo "ok: $what"; else echo "FAILED: $what"; failures=$((failures + 1)); fi
+}
+tether_user_before=0
+getent passwd tether >/dev/null && tether_user_before=1
+
+work=$(mktemp -d /tmp/tether-deb.XXXXXX)
+cleanup() {
+    if dpkg-query -W -f='${Status}\n' tether 2>/dev/null | grep -q 'installed\|config-files'; then
+        dpkg --purge tether >/dev/null 2>&1
+    fi
+    if [ "$tether_user_before" = 0 ] && getent passwd tether >/dev/null; then
+        deluser --system --quiet tether >/dev/null 2>&1
+        delgroup --system --quiet tether >/dev/null 2>&1
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+started_ns=$(date +%s%N)
+if ! (cd "$work" && cpack -G DEB --config "$build/CPackConfig.cmake" -B "$work" >"$work/cpack.log" 2>&1); then
+    cat "$work/cpack.log"
+    echo "FAILED: cpack -G DEB"
+    exit 1
+fi
+deb=$(ls "$work"/tether_*.deb)
+echo "built $(basename "$deb") in $(( ($(date +%s%N) - started_ns) / 1000000 )) ms"
+dpkg-deb --info "$deb" | sed -n '/Package:/,$p'
+
+# Nothing may be started by the installation: remember which of our binaries run now.
+running_installed() {
+    local pid exe
+    for pid in /proc/[0-9]*; do
+        exe=$(readlink "$pid/exe" 2>/dev/null) || continue
+        case "$exe" in
+            /usr/bin/solverd|/usr/bin/tether-proxy|/usr/bin/tether-agent|/usr/lib/tether/solverd-worker)
+                echo "${pid#/proc/} $exe" ;;
+        esac
+    done
+}
+
+if ! DEBIAN_FRONTEND=noninteractive dpkg -i "$deb" >"$work/dpkg-i.log" 2>&1; then
+    cat "$work/dpkg-i.log"
+    echo "FAILED: dpkg -i"
+    exit 1
+fi
+echo "installed with dpkg -i"
+
+for f in /usr/bin/tether-proxy /usr/bin/solverd /usr/bin/tether-agent /usr/bin/tether-run \
+         /usr/lib/tether/solverd-worker; do
+    check "$f is an executable" test -x "$f"
+done
+units="solverd.service solverd.socket tether-proxy.service tether-proxy.socket tether-agent.service tether-agent.socket"
+for u in $units; do
+    check "/lib/systemd/system/$u installed" test -f "/lib/systemd/system/$u"
+done
+conffiles=$(dpkg-query -W -f='${Conffiles}\n' tether)
+for c in proxy.conf solverd.conf agent.conf; do
+    check "/etc/tether/$c installed" test -f "/etc/tether/$c"
+    check "/etc/tether/$c is a conffile" grep -q "/etc/tether/$c" <<<"$conffiles"
+done
+check "system user tether exists" getent passwd tether
+check "system group tether exists" getent group tether
+check "the user tether is a system user without a login shell" \
+    test "$(getent passwd tether | cut -d: -f7)" = /usr/sbin/nologin
+check "/etc/tether is root:tether 0750" test "$(stat -c %U:%G:%a /etc/tether)" = root:tether:750
+check "/usr/share/doc/tether/operator-guide.md installed" test -f /usr/share/doc/tether/operator-guide.md
+enabled=$(find /etc/systemd/system -name 'solverd*' -o -name 'tether-*' 2>/dev/null)
+check "no unit was enabled by the installation${enabled:+: $enabled}" test -z "$enabled"
+now_running=$(running_installed)
+check "no daemon was started by the installation${now_running:+: $now_running}" test -z "$now_running"
+check "the installed units pass systemd-analyze verify" "$here/verify_units.sh" /lib/systemd/system
+check "tether-proxy -t passes on the shipped /etc/tether/proxy.conf" \
+    /usr/bin/tether-proxy -t -c /etc/tether/proxy.conf
+check "solverd -t passes on the shipped /etc/tether/solverd.conf" \
+    /usr/bin/solverd -t -c /etc/tether/solverd.conf
+check "tether-agent -t passes on the shipped /etc/tether/agent.conf" \
+    /usr/bin/tether-agent -t -c /etc/tether/agent.conf
+check "tether-proxy -V runs from /usr/bin" /usr/bin/tether-proxy -V
+
+files=$(dpkg -L tether | grep -v '^/\.$')
+if ! DEBIAN_FRONTEND=noninteractive dpkg --purge tether >"$work/dpkg-purge.log" 2>&1; then
+    cat "$work/dpkg-purge.log"
+    echo "FAILED: dpkg --purge"
+    exit 1
+fi
+echo "purged with dpkg --purge"
+check "dpkg no longer knows the package" bash -c '! dpkg-query -W tether >/dev/null 2>&1'
+left=""
+for f in $files; do
+    # Directories shared with other packages (/usr/bin, /lib/systemd/system, ...) stay, ours go.
+    if [ -e "$f" ] && { [ ! -d "$f" ] || case "$f" in */tether) true ;; *) false ;; esac; }; then
+        left="$left $f"
+    fi
+done
+check "no file of the package is left${left:+:$left}" test -z "$left"
+check "/etc/tether is gone" test ! -e /etc/tether
+check "/run/tether is gone" test ! -e /run/tether
+now_running=$(running_installed)
+check "no daemon of the package runs${now_running:+: $now_running}" test -z "$now_running"
+
+echo "$failures failed"
+[ "$failures" -eq 0 ]

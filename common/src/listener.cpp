@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <set>
+#include <utility>
 
 namespace tether {
 namespace {
@@ -224,7 +225,10 @@ std::unique_ptr<Listener> Listener::open(uv_loop_t* loop, const config::Address&
         rc = uv_tcp_open(&l->handle_.get()->tcp, chosen->fd);
       }
       // From here on the handle owns the fd: close() closes it.
-      if (rc == 0) takenSystemdFds().insert(chosen->fd);
+      if (rc == 0) {
+        takenSystemdFds().insert(chosen->fd);
+        l->systemd_fd_ = chosen->fd;
+      }
       break;
     }
   }
@@ -284,6 +288,8 @@ int Listener::accept(StreamHandle& client) {
 void Listener::close() {
   if (!handle_.active()) return;
   handle_.close();
+  // The fd is closed with the handle; its number may come back for something else.
+  if (systemd_fd_ >= 0) takenSystemdFds().erase(std::exchange(systemd_fd_, -1));
   if (!unlink_path_.empty()) {
     ::unlink(unlink_path_.c_str());
     unlink_path_.clear();

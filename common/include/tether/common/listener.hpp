@@ -92,6 +92,7 @@ class Listener {
   uint16_t port_ = 0;
   ConnectionCallback on_connection_;
   int pending_ = 0;  // connections that arrived between open() and start()
+  int systemd_fd_ = -1;  // the passed fd we adopted (marked taken until close)
 };
 
 // Text of a socket address as the listen log line and access logs show it: `1.2.3.4:80`,

@@ -177,7 +177,13 @@ std::string unescape(std::string_view raw) {
 }
 
 std::string errnoPhrase(int error) {
-  return "(" + std::to_string(error) + ": " + std::strerror(error) + ")";
+  // Appended piecewise: gcc 12's -Wrestrict misfires on `"(" + std::to_string(...)` at -O3.
+  std::string phrase = "(";
+  phrase += std::to_string(error);
+  phrase += ": ";
+  phrase += std::strerror(error);
+  phrase += ")";
+  return phrase;
 }
 
 // Reads a whole file. On failure returns false with nginx's phrase in `error`.

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <filesystem>
@@ -26,11 +27,12 @@ struct CliRun {
   std::string err;
 };
 
-CliRun run(std::vector<const char*> args, std::string_view default_text = kDefault) {
-  args.insert(args.begin(), "tether-proxy");
+CliRun run(const std::vector<const char*>& args, std::string_view default_text = kDefault) {
+  std::vector<const char*> argv(args.size() + 1, "tether-proxy");
+  std::copy(args.begin(), args.end(), argv.begin() + 1);
   std::ostringstream out;
   std::ostringstream err;
-  CliRun r{parseCommandLine(static_cast<int>(args.size()), args.data(), testing::proxySchema(),
+  CliRun r{parseCommandLine(static_cast<int>(argv.size()), argv.data(), testing::proxySchema(),
                          default_text, out, err),
         {}, {}};
   r.out = out.str();

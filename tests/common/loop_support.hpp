@@ -67,6 +67,19 @@ class TestLoop {
   bool closed_ = false;
 };
 
+// Keeps a loop alive (uv_run returns at once when only unref'd handles are left, as signal and
+// watchdog handles are) while a test pumps it; closed with the loop.
+class KeepLoopAlive {
+ public:
+  explicit KeepLoopAlive(uv_loop_t* loop) {
+    uv_async_init(loop, handle_.get(), nullptr);
+    handle_.markInitialized();
+  }
+
+ private:
+  UvHandle<uv_async_t> handle_;
+};
+
 // A raw blocking-connect, non-blocking-read client socket.
 class RawClient {
  public:

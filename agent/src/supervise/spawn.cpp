@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <linux/sched.h>
-#include <sys/pidfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -191,7 +190,7 @@ Result<Child> start(const Plan& plan) {
     }
     child.pid = pid;
     // Our own unreaped child: its pid cannot be reused before we wait for it, so no race.
-    child.pidfd = ::pidfd_open(pid, 0);
+    child.pidfd = sys::pidfdOpen(pid);
     if (child.pidfd < 0) {
       // Should never happen on a kernel with cgroup v2 + pidfds (5.3+); reap it the old way.
       err = errno;

@@ -1,6 +1,7 @@
 #include "sys.hpp"
 
 #include <fcntl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -74,6 +75,12 @@ bool findKeyValue(std::string_view text, std::string_view key, uint64_t& out) {
     pos = end + 1;
   }
   return false;
+}
+
+int pidfdOpen(int pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+
+int pidfdSendSignal(int pidfd, int sig) {
+  return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
 }
 
 void closeFd(int& fd) {

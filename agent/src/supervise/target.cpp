@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <sys/pidfd.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -107,6 +106,8 @@ Result<std::unique_ptr<Target>> Target::spawn(uv_loop_t* loop, const CgroupTree*
   if (!path) return path.error();
 
   std::unique_ptr<Target> target(new Target(loop, std::move(options)));
+  // Nothing runs yet: until the child exists, ~Target must not try to kill anything.
+  target->state_ = State::kDone;
   bool use_cgroup = tree != nullptr && tree->available();
   target->unavailable_limits_ = tree != nullptr ? tree->unavailableLimits(target->options_.limits)
                                                 : CgroupTree{}.unavailableLimits(target->options_.limits);
@@ -166,6 +167,7 @@ Result<std::unique_ptr<Target>> Target::spawn(uv_loop_t* loop, const CgroupTree*
   }
   target->pid_ = child->pid;
   target->pidfd_ = child->pidfd;
+  target->state_ = State::kRunning;
   std::unique_ptr<UvHandle<uv_pipe_t>>* pipes[3] = {&target->stdin_pipe_, &target->stdout_pipe_,
                                                     &target->stderr_pipe_};
   for (int i = 0; i < 3; ++i) {
@@ -189,7 +191,7 @@ Result<std::unique_ptr<Target>> Target::adopt(uv_loop_t* loop, const CgroupTree*
   target->unavailable_limits_ = tree != nullptr ? tree->unavailableLimits(target->options_.limits)
                                                 : CgroupTree{}.unavailableLimits(target->options_.limits);
   // The pidfd first: from here on "pid" means this process, whatever later reuses the number.
-  target->pidfd_ = ::pidfd_open(pid, 0);
+  target->pidfd_ = sys::pidfdOpen(pid);
   if (target->pidfd_ < 0) return errnoError(errno, "pidfd_open " + std::to_string(pid));
   target->pid_ = pid;
   // Until it is watched, a failure must leave the process alone: ~Target would kill it.
@@ -208,7 +210,7 @@ Result<std::unique_ptr<Target>> Target::adopt(uv_loop_t* loop, const CgroupTree*
     }
     // If the process died before the write, the number may have named a newcomer: put whatever
     // we moved back where the original came from and fail. Never signal it.
-    if (::pidfd_send_signal(target->pidfd_, 0, nullptr, 0) != 0) {
+    if (sys::pidfdSendSignal(target->pidfd_, 0) != 0) {
       Error err = errnoError(ESRCH, "adopt " + std::to_string(pid));
       if (auto moved = readCgroupProcs(*cg)) {
         for (int other : *moved) sys::writeFile(*origin + "/cgroup.procs", std::to_string(other));
@@ -285,7 +287,7 @@ Error Target::startWatching() {
 
 bool Target::leaderAlive() const {
   if (leader_exited_ || pidfd_ < 0) return false;
-  return ::pidfd_send_signal(pidfd_, 0, nullptr, 0) == 0;
+  return sys::pidfdSendSignal(pidfd_, 0) == 0;
 }
 
 void Target::onPidfdReadable() {
@@ -441,7 +443,8 @@ void Target::doKill(uint64_t now_ns) {
 }
 
 Error Target::signalAll(int sig) {
-  if (state_ == State::kDone) return errnoError(ESRCH, "signal " + options_.id);
+  // pid_ 0 would make kill(-pid_) signal our own process group.
+  if (state_ == State::kDone || pid_ <= 0) return errnoError(ESRCH, "signal " + options_.id);
   if (cgroup_.empty()) {
     // Fallback. A spawned leader that is not reaped keeps its pid and group id reserved, so the
     // group is ours; an adopted process is reached through its pidfd only.
@@ -449,7 +452,7 @@ Error Target::signalAll(int sig) {
       if (::kill(-pid_, sig) == 0) return {};
     }
     if (leader_exited_ || pidfd_ < 0) return errnoError(ESRCH, "signal " + options_.id);
-    if (::pidfd_send_signal(pidfd_, sig, nullptr, 0) != 0) {
+    if (sys::pidfdSendSignal(pidfd_, sig) != 0) {
       return errnoError(errno, "pidfd_send_signal " + std::to_string(pid_));
     }
     return {};
@@ -474,7 +477,7 @@ Error Target::signalAll(int sig) {
 }
 
 Error Target::killAll() {
-  if (state_ == State::kDone) return {};
+  if (state_ == State::kDone || pid_ <= 0) return {};
   if (cgroup_.empty()) {
     Error err = signalAll(SIGKILL);
     return err.code == ESRCH ? Error{} : err;
@@ -514,7 +517,7 @@ Target::~Target() {
     // Shutdown or an error path: kill the tree and wait (bounded) so no process or cgroup stays.
     if (!released_) killAll();
     if (!adopted_ && !leader_exited_ && pidfd_ >= 0) {
-      if (cgroup_.empty()) ::pidfd_send_signal(pidfd_, SIGKILL, nullptr, 0);
+      if (cgroup_.empty()) sys::pidfdSendSignal(pidfd_, SIGKILL);
       pollfd pfd{pidfd_, POLLIN, 0};
       if (::poll(&pfd, 1, kDestroyWaitMs) > 0) {
         siginfo_t info{};

@@ -1,0 +1,102 @@
+// Process trees for the supervision tests (tests/agent/supervise_test.cpp). Every mode prints
+// "ready PID..." on stdout once its whole tree is set up (so tests wait for that line, never
+// sleep), listing every pid of the tree, then waits for signals.
+//
+//   tree N            leader + N children, each with one grandchild; default SIGINT
+//   ignore-int N      the same, every process ignores SIGINT
+//   setsid            leader + a child that calls setsid() (escapes the process group)
+//   die-together N    leader + N children; the first SIGINT anyone gets SIGKILLs the whole
+//                     group, so processes exit while the supervisor is still signalling
+//   exit CODE         exits at once with CODE, printing nothing
+//   pause             a single process that just waits
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+int ready_pipe[2];
+
+void waitForever() {
+  for (;;) pause();
+}
+
+// Tells the leader "I am set up" by sending our pid through the shared pipe.
+void announce() {
+  int pid = getpid();
+  if (write(ready_pipe[1], &pid, sizeof pid) != sizeof pid) _exit(3);
+}
+
+void onSigintKillGroup(int) { kill(0, SIGKILL); }
+
+// Forks a process that runs `body`; the parent returns.
+template <typename F>
+void spawnChild(F body) {
+  pid_t pid = fork();
+  if (pid < 0) _exit(4);
+  if (pid == 0) {
+    body();
+    _exit(0);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: supervise_fixture MODE [N]\n");
+    return 2;
+  }
+  std::string mode = argv[1];
+  int n = argc > 2 ? std::atoi(argv[2]) : 0;
+  if (mode == "exit") return n;
+  if (pipe(ready_pipe) != 0) return 3;
+  int expected = 0;
+  if (mode == "tree" || mode == "ignore-int") {
+    if (mode == "ignore-int") signal(SIGINT, SIG_IGN);  // inherited by the whole tree
+    for (int i = 0; i < n; ++i) {
+      spawnChild([] {
+        spawnChild([] {
+          announce();
+          waitForever();
+        });
+        announce();
+        waitForever();
+      });
+    }
+    expected = 2 * n;
+  } else if (mode == "setsid") {
+    spawnChild([] {
+      if (setsid() < 0) _exit(5);
+      announce();
+      waitForever();
+    });
+    expected = 1;
+  } else if (mode == "die-together") {
+    signal(SIGINT, onSigintKillGroup);
+    for (int i = 0; i < n; ++i) {
+      spawnChild([] {
+        announce();
+        waitForever();
+      });
+    }
+    expected = n;
+  } else if (mode != "pause") {
+    std::fprintf(stderr, "unknown mode %s\n", mode.c_str());
+    return 2;
+  }
+  std::string line = "ready " + std::to_string(getpid());
+  for (int i = 0; i < expected; ++i) {
+    int pid = 0;
+    if (read(ready_pipe[0], &pid, sizeof pid) != sizeof pid) return 6;
+    line += " " + std::to_string(pid);
+  }
+  line += "\n";
+  if (write(1, line.data(), line.size()) < 0) return 7;
+  waitForever();
+}

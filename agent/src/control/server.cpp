@@ -111,7 +111,7 @@ Unregistered Handler::onUnregister(const PeerCredentials&, const Unregister& req
 
 struct Connection {
   Server::Impl* server = nullptr;
-  UvHandle<uv_pipe_t> pipe;
+  StreamHandle pipe;  // a uv_pipe_t; the union type is what tether::Listener::accept() takes
   FrameDecoder decoder;
   PeerCredentials peer;
   bool close_after_write = false;
@@ -124,7 +124,8 @@ struct Server::Impl {
   Handler& handler;
   ServerOptions options;
   uid_t own_uid = getuid();
-  std::unique_ptr<UvHandle<uv_pipe_t>> listener;
+  std::unique_ptr<UvHandle<uv_pipe_t>> listener;  // listen(why): our own socket
+  std::unique_ptr<Listener> adopted;               // listen(Listener): the daemon's
   bool bound = false;
   std::list<std::unique_ptr<Connection>> connections;
   ServerCounters counters;
@@ -138,7 +139,7 @@ struct Server::Impl {
   // not read, the connection limit, and Server::close(). The Connection is destroyed here; the
   // handle's memory goes in its close callback, after libuv has cancelled pending writes.
   void drop(Connection* conn) {
-    conn->pipe->data = nullptr;
+    conn->pipe.raw()->data = nullptr;
     conn->pipe.close();
     connections.erase(conn->self);
   }
@@ -182,11 +183,15 @@ struct Server::Impl {
   void onConnection() {
     auto conn = std::make_unique<Connection>();
     conn->server = this;
-    if (uv_pipe_init(loop, conn->pipe.get(), 0) != 0) return;
-    conn->pipe.markInitialized();
-    if (uv_accept(listener->stream(), conn->pipe.stream()) != 0) return;
+    if (adopted) {
+      if (adopted->accept(conn->pipe) != 0) return;
+    } else {
+      if (uv_pipe_init(loop, &conn->pipe.get()->pipe, 0) != 0) return;
+      conn->pipe.markInitialized();
+      if (uv_accept(listener->stream(), conn->pipe.stream()) != 0) return;
+    }
     Connection* c = conn.get();
-    c->pipe->data = c;
+    c->pipe.raw()->data = c;
     connections.push_back(std::move(conn));
     c->self = std::prev(connections.end());
     ++counters.accepted;
@@ -312,7 +317,22 @@ int Server::listen(std::string* why) {
   return 0;
 }
 
-std::string Server::address() const { return "unix:" + impl_->options.path; }
+int Server::listen(std::unique_ptr<Listener> listener) {
+  auto& s = *impl_;
+  s.adopted = std::move(listener);
+  return s.adopted->start([&s](int status) {
+    if (status == 0) {
+      s.onConnection();
+    } else {
+      // The callback must accept once per call; an error status has nothing to accept.
+    }
+  });
+}
+
+std::string Server::address() const {
+  if (impl_->adopted) return impl_->adopted->address();
+  return "unix:" + impl_->options.path;
+}
 
 void Server::close() {
   auto& s = *impl_;
@@ -320,6 +340,7 @@ void Server::close() {
     s.listener->get()->data = nullptr;
     s.listener.reset();
   }
+  s.adopted.reset();
   if (s.bound) {
     unlink(s.options.path.c_str());
     s.bound = false;

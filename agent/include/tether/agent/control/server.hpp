@@ -7,6 +7,7 @@
 //
 // Runs on the caller's libuv loop; never blocks it, never throws after start-up.
 #include "tether/agent/control/message.hpp"
+#include "tether/common/listener.hpp"
 
 #include <uv.h>
 
@@ -89,7 +90,13 @@ class Server {
   // Returns 0 or a negative errno / libuv error code; `why` gets a phrase for the log.
   int listen(std::string* why = nullptr);
 
-  // "unix:/run/tether/agent.sock", for the `listening on` log line.
+  // Accepts on a listener the daemon opened itself (tether::Listener::open, e.g. for
+  // `listen systemd:control;` under socket activation); the server owns it from now on. `path`,
+  // `mode` and `group` of the options are then unused. Peers of a non-unix listener are refused
+  // (SO_PEERCRED fails on them). Returns 0 or a libuv error.
+  int listen(std::unique_ptr<Listener> listener);
+
+  // "unix:/run/tether/agent.sock" (the listener's bound address), for the `listening on` line.
   std::string address() const;
 
   // Stops accepting and closes every connection (the socket file is removed). Idempotent.

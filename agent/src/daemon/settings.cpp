@@ -1,0 +1,103 @@
+// Settings from a checked configuration (the schema is in config_schema.cpp).
+#include "settings.hpp"
+
+#include <grp.h>
+
+#include <array>
+#include <charconv>
+#include <csignal>
+#include <cstring>
+
+namespace tether::agent::daemon {
+namespace {
+
+struct SignalName {
+  std::string_view name;
+  int number;
+};
+constexpr std::array<SignalName, 8> kSignals{{
+    {"INT", SIGINT}, {"TERM", SIGTERM}, {"HUP", SIGHUP}, {"QUIT", SIGQUIT},
+    {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"KILL", SIGKILL}, {"ALRM", SIGALRM},
+}};
+
+}  // namespace
+
+std::optional<int> parseSignal(std::string_view name) {
+  int number = 0;
+  auto [ptr, ec] = std::from_chars(name.data(), name.data() + name.size(), number);
+  if (ec == std::errc() && ptr == name.data() + name.size()) {
+    if (number > 0 && number < NSIG) return number;
+    return std::nullopt;
+  }
+  if (name.substr(0, 3) == "SIG") name.remove_prefix(3);
+  for (const auto& row : kSignals) {
+    if (row.name == name) return row.number;
+  }
+  return std::nullopt;
+}
+
+supervise::SupervisorOptions Settings::supervisorOptions() const {
+  supervise::SupervisorOptions o;
+  o.default_grace_ms = static_cast<uint64_t>(default_grace.count());
+  o.max_grace_ms = static_cast<uint64_t>(max_grace.count());
+  o.tombstone_ttl_ms = static_cast<uint64_t>(tombstone_ttl.count());
+  o.interrupt_signal = interrupt_signal;
+  return o;
+}
+
+std::optional<Settings> readSettings(const config::Config& config, config::Error* error) {
+  const config::Block& root = config.root();
+  Settings s;
+  auto fail = [&](config::Error e) -> std::optional<Settings> {
+    if (error) *error = std::move(e);
+    return std::nullopt;
+  };
+
+  const auto log_args = root.args("error_log");
+  if (!log_args.empty()) s.log.where = std::string(log_args[0]);
+  if (log_args.size() > 1) log::parseLevel(log_args[1], s.log.level);
+
+  const config::Directive* control = root.find("control");
+  if (control == nullptr || !control->block || !control->block->has("listen")) {
+    config::Error e;
+    e.message = "no \"listen\" in the \"control\" block: the agent needs its control socket";
+    e.file = config.files().empty() ? "" : std::string(config.files()[0]);
+    return fail(e);
+  }
+  const config::Block& cb = *control->block;
+  s.control_listen = cb.address("listen");
+  s.control.path = s.control_listen.path;
+  s.control.server_name = std::string(kProgram);
+  if (cb.has("mode")) s.control.mode = static_cast<mode_t>(cb.mode("mode"));
+  if (const config::Directive* group = cb.find("group")) {
+    s.control_group_name = std::string(group->args[0]);
+    std::string why;
+    auto rule = control::parseAllowRule("group", s.control_group_name, &why);
+    if (!rule) return fail(config::errorAt(*group, why, 0));
+    s.control.group = rule->value;
+  }
+  for (const config::Directive* allow : cb.all("allow")) {
+    std::string why;
+    auto rule = control::parseAllowRule(std::string(allow->args[0]), std::string(allow->args[1]), &why);
+    if (!rule) return fail(config::errorAt(*allow, why, 1));
+    s.control.allow.push_back(*rule);
+  }
+
+  if (const config::Directive* admin = root.find("admin"); admin != nullptr && admin->block) {
+    s.admin = admin->block->addresses("listen");
+  }
+
+  const auto interrupt = root.args("interrupt");
+  if (interrupt.size() == 2 && interrupt[0] == "webhook") {
+    s.interrupt_webhook = std::string(interrupt[1]);
+  } else if (interrupt.size() == 2) {
+    s.interrupt_signal = parseSignal(interrupt[1]).value_or(SIGINT);
+  }
+  s.default_grace = root.duration("default_grace");
+  s.max_grace = root.duration("max_grace");
+  s.tombstone_ttl = root.duration("tombstone_ttl");
+  if (root.has("cgroup_root")) s.cgroup_root = std::string(root.str("cgroup_root"));
+  return s;
+}
+
+}  // namespace tether::agent::daemon

@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
@@ -161,12 +162,33 @@ struct Capture {
   }
 };
 
+// A test binary that crashed leaves its (empty) test roots: remove those whose pid is gone, so
+// one crash does not look like a leak to every later run.
+void removeRootsOfDeadRuns(const std::string& own) {
+  const std::string prefix = "tether-supervise-test-";
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(own, ec)) {
+    std::string name = entry.path().filename();
+    if (name.rfind(prefix, 0) != 0) continue;
+    int pid = std::atoi(name.c_str() + prefix.size());
+    if (pid <= 0 || pid == getpid() || ::kill(pid, 0) == 0) continue;
+    std::vector<fs::path> dirs;
+    for (const auto& sub : fs::recursive_directory_iterator(entry.path(), ec)) {
+      if (sub.is_directory()) dirs.push_back(sub.path());
+    }
+    std::sort(dirs.rbegin(), dirs.rend());  // children before parents
+    for (const auto& d : dirs) ::rmdir(d.c_str());
+    ::rmdir(entry.path().c_str());
+  }
+}
+
 class SuperviseTest : public ::testing::Test {
  protected:
   void SetUp() override {
     uv_loop_init(&loop_);
     auto own = discoverOwnCgroup();
     if (own) {
+      removeRootsOfDeadRuns(*own);
       static std::atomic<int> counter{0};
       root_ = *own + "/tether-supervise-test-" + std::to_string(getpid()) + "-" +
               std::to_string(counter++);

@@ -419,7 +419,10 @@ Target::State Target::cancel(CancelAction action, uint64_t grace_ms, std::string
   } else {
     return state_;
   }
-  uint64_t remaining_ms = (grace_deadline_ns_ - now + kNsPerMs - 1) / kNsPerMs;
+  // libuv timers count from the loop's cached time, truncated to the ms: refresh it and round up
+  // by one so that the grace is never shorter than asked.
+  uv_update_time(loop_);
+  uint64_t remaining_ms = (grace_deadline_ns_ - now + kNsPerMs - 1) / kNsPerMs + 1;
   uv_timer_start(grace_timer_->get(), [](uv_timer_t* h) {
     static_cast<Target*>(h->data)->onGraceExpired();
   }, remaining_ms, 0);

@@ -377,8 +377,13 @@ def main():
     emit("infeasible_milp", m, "milp", "infeasible", None, mip_solvers)
     m, _ = unbounded_lp()
     emit("unbounded_lp", m, "lp", "unbounded", None, lp_solvers)
-    m, a, d = market_split(3, 7, "msplit3")
+    m, a, d = market_split(2, 7, "msplit2")
     emit("market_split_small", m, "milp", "optimal", float(market_split_optimum(a, d)),
+         mip_solvers)
+    # About a second of branching for cbc and glpk: the smallest size whose optimum is proven
+    # by search rather than found at the root.
+    m, a, d = market_split(3, 7, "msplit3")
+    emit("market_split_medium", m, "milp", "optimal", float(market_split_optimum(a, d)),
          mip_solvers)
     # The hard instance: incumbents within a second, proof of optimality takes cbc well over 10 s.
     m, _, _ = market_split(HARD_ROWS, HARD_SEED, "msplit4")

@@ -1,0 +1,23 @@
+// solverd-worker: one solve per process, spoken to over stdin and stdout by solverd
+// (DESIGN.md "Worker protocol"). Everything is in tether_solverd_worker; see worker.hpp.
+#include "tether/common/log.hpp"
+#include "tether/solverd/worker/worker.hpp"
+
+#include <cstdio>
+#include <cstring>
+
+int main(int argc, char** argv) {
+  if (argc > 1) {
+    if (std::strcmp(argv[1], "-V") == 0) {
+      std::printf("solverd-worker %s\n", TETHER_VERSION);
+      return 0;
+    }
+    std::fprintf(stderr,
+                 "usage: solverd-worker\n"
+                 "  reads one solve frame on stdin and writes log, incumbent and result frames on\n"
+                 "  stdout (4-byte little-endian length + JSON); started by solverd, not by hand.\n");
+    return std::strcmp(argv[1], "-h") == 0 ? 0 : 1;
+  }
+  tether::log::configure("solverd-worker", tether::log::Target{});
+  return tether::solverd::worker::runWorkerOnStdio();
+}

@@ -1,0 +1,160 @@
+// Reading models with COIN-OR's readers (CoinLpIO, CoinMpsIO), for the CBC and CLP backends.
+#include "coin_support.hpp"
+#include "model_file.hpp"
+
+#include <CoinError.hpp>
+#include <CoinLpIO.hpp>
+#include <CoinMpsIO.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+namespace tether::solverd::worker {
+namespace {
+
+// COIN message lines start with an id like "Coin3002W": the last letter is the severity.
+// A refused model is explained by its warnings and errors; the progress lines ("At line 5
+// COLUMNS") only add noise.
+bool isWarningOrError(std::string_view line) {
+  if (line.size() < 9 || line.substr(0, 4) != "Coin") return false;
+  return line[8] == 'W' || line[8] == 'E';
+}
+
+std::string joinMessage(const std::vector<std::string>& lines, const std::string& extra) {
+  std::vector<std::string> kept;
+  for (const auto& line : lines) {
+    if (isWarningOrError(line)) kept.push_back(line);
+  }
+  if (kept.empty() && extra.empty()) kept = lines;
+  std::string out;
+  for (const auto& line : kept) {
+    if (!out.empty()) out += '\n';
+    out += line;
+  }
+  if (!extra.empty()) {
+    if (!out.empty()) out += '\n';
+    out += extra;
+  }
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  if (out.empty()) out = "the model could not be read";
+  return out;
+}
+
+// CoinLpIO and CoinMpsIO have the same accessors but no common base.
+template <typename Reader>
+void extract(const Reader& reader, CoinProblem& out) {
+  const int n = reader.getNumCols();
+  const int m = reader.getNumRows();
+  out.matrix = *reader.getMatrixByCol();
+  out.col_lower.assign(reader.getColLower(), reader.getColLower() + n);
+  out.col_upper.assign(reader.getColUpper(), reader.getColUpper() + n);
+  out.objective.assign(reader.getObjCoefficients(), reader.getObjCoefficients() + n);
+  out.row_lower.assign(reader.getRowLower(), reader.getRowLower() + m);
+  out.row_upper.assign(reader.getRowUpper(), reader.getRowUpper() + m);
+  out.is_integer.resize(static_cast<size_t>(n));
+  out.col_names.resize(static_cast<size_t>(n));
+  for (int j = 0; j < n; ++j) {
+    out.is_integer[static_cast<size_t>(j)] = reader.isInteger(j) ? 1 : 0;
+    const char* name = reader.columnName(j);
+    out.col_names[static_cast<size_t>(j)] = name != nullptr ? name : "C" + std::to_string(j);
+  }
+}
+
+bool readLp(const std::string& path, CoinProblem& out, std::vector<std::string>& lines,
+            std::string& error) {
+  LineHandler handler([&lines](std::string_view line) { lines.emplace_back(line); });
+  CoinLpIO reader;
+  reader.passInMessageHandler(&handler);
+  // readLp(const char*) fails on /proc/self/fd/N in CoinUtils 2.11 ("Unable to open file")
+  // although the file opens; the FILE* variant reads it, and closes it (the reader owns it).
+  FILE* file = std::fopen(path.c_str(), "re");
+  if (file == nullptr) {
+    error = std::string("cannot open the model: ") + std::strerror(errno);
+    return false;
+  }
+  try {
+    reader.readLp(file);
+  } catch (const CoinError& e) {
+    error = e.message();
+    return false;
+  }
+  if (reader.getNumCols() == 0 || reader.getMatrixByCol() == nullptr) {
+    error = "the model has no variables";
+    return false;
+  }
+  extract(reader, out);
+  // CoinLpIO 2.11 keeps the file's objective constant as is (not with the MPS sign) and flips
+  // only the coefficients of a maximization; checked against a model with a constant.
+  out.objective_constant = reader.objectiveOffset();
+  if (reader.wasMaximization()) {
+    out.maximize = true;
+    for (double& c : out.objective) c = -c;
+  }
+  return true;
+}
+
+bool readMps(const std::string& path, CoinProblem& out, std::vector<std::string>& lines,
+             std::string& error) {
+  LineHandler handler([&lines](std::string_view line) { lines.emplace_back(line); });
+  CoinMpsIO reader;
+  reader.passInMessageHandler(&handler);
+  int errors = 0;
+  try {
+    // An empty extension: the path is used as given (no ".mps" appended).
+    errors = reader.readMps(path.c_str(), "");
+  } catch (const CoinError& e) {
+    error = e.message();
+    return false;
+  }
+  if (errors != 0) {
+    if (errors < 0) error = "not an MPS file";
+    return false;
+  }
+  if (reader.getNumCols() == 0 || reader.getMatrixByCol() == nullptr) {
+    error = "the model has no variables";
+    return false;
+  }
+  extract(reader, out);
+  // MPS: the right-hand side of the objective row is the constant with its sign changed.
+  out.objective_constant = -reader.objectiveOffset();
+  return true;
+}
+
+}  // namespace
+
+int LineHandler::print() {
+  std::string_view text(messageBuffer());
+  while (!text.empty()) {
+    size_t end = text.find('\n');
+    std::string_view line = text.substr(0, end);
+    if (!line.empty()) sink_(line);
+    if (end == std::string_view::npos) break;
+    text.remove_prefix(end + 1);
+  }
+  return 0;
+}
+
+int CoinProblem::integers() const {
+  return static_cast<int>(std::count(is_integer.begin(), is_integer.end(), 1));
+}
+
+bool readCoinProblem(std::string_view text, ModelFormat format, CoinProblem& out,
+                     std::string& message) {
+  ModelFile file;
+  if (!file.create(text, message)) return false;
+  std::vector<std::string> lines;
+  std::string error;
+  CoinProblem problem;
+  bool ok = format == ModelFormat::Lp ? readLp(file.path(), problem, lines, error)
+                                      : readMps(file.path(), problem, lines, error);
+  if (!ok) {
+    message = withModelName(joinMessage(lines, error), file.path());
+    return false;
+  }
+  out = std::move(problem);
+  return true;
+}
+
+}  // namespace tether::solverd::worker

@@ -1,0 +1,167 @@
+// GLPK: simplex for LPs, branch and cut (glp_intopt) for MILPs.
+#include "backends.hpp"
+#include "tether/common/clock.hpp"
+
+#include <cfloat>
+#include <cmath>
+#include <limits>
+#include <optional>
+
+namespace tether::solverd::worker {
+namespace {
+
+struct GlpkRun {
+  const SolveHooks* hooks = nullptr;
+  bool stopped_by_interrupt = false;
+  int64_t nodes = 0;
+  std::optional<double> bound;
+};
+
+// glp_intopt's callback: called at every step of the search. It reports each better integer
+// solution (GLP_IBINGO) and ends the search on an interrupt (glp_ios_terminate); GLPK then
+// returns GLP_ESTOP with the incumbent kept.
+void onSearchEvent(glp_tree* tree, void* info) {
+  auto* run = static_cast<GlpkRun*>(info);
+  int active = 0;
+  int total = 0;
+  glp_ios_tree_size(tree, &active, nullptr, &total);
+  run->nodes = total;
+  if (int best = glp_ios_best_node(tree); best != 0) run->bound = glp_ios_node_bound(tree, best);
+
+  if (glp_ios_reason(tree) == GLP_IBINGO) {
+    // With the MIP presolver on, the search works on a transformed problem: its objective
+    // value is the original one (the presolver keeps the constant), read from that problem.
+    glp_prob* searched = glp_ios_get_prob(tree);
+    Incumbent found;
+    found.objective = glp_mip_obj_val(searched);
+    if (run->bound) {
+      found.bound = *run->bound;
+      found.gap = relativeGap(found.objective, *run->bound);
+    }
+    found.elapsed_ms = run->hooks->elapsedMs();
+    run->hooks->incumbent(found);
+  }
+  if (run->hooks->interrupted() && !run->stopped_by_interrupt) {
+    run->stopped_by_interrupt = true;
+    glp_ios_terminate(tree);
+  }
+}
+
+int msToGlpk(double seconds) {
+  double ms = std::ceil(seconds * 1000.0);
+  return ms >= static_cast<double>(std::numeric_limits<int>::max()) ? std::numeric_limits<int>::max()
+                                                                    : static_cast<int>(ms);
+}
+
+Status lpStatus(int rc, glp_prob* p) {
+  switch (rc) {
+    case 0: break;
+    case GLP_ETMLIM: return Status::TimeLimit;
+    case GLP_EITLIM: return Status::IterationLimit;
+    case GLP_ENOPFS: return Status::Infeasible;
+    case GLP_ENODFS: return Status::Unbounded;
+    default: return Status::NumericalError;  // GLP_ESING, GLP_ECOND, GLP_EFAIL, GLP_EOBJLL, ...
+  }
+  switch (glp_get_status(p)) {
+    case GLP_OPT: return Status::Optimal;
+    case GLP_NOFEAS: return Status::Infeasible;
+    case GLP_UNBND: return Status::Unbounded;
+    default: return Status::Unknown;
+  }
+}
+
+Status mipStatus(int rc, glp_prob* p, const GlpkRun& run) {
+  switch (rc) {
+    case 0: break;
+    case GLP_ESTOP: return run.stopped_by_interrupt ? Status::Interrupted : Status::Unknown;
+    case GLP_ETMLIM: return Status::TimeLimit;
+    case GLP_EMIPGAP: return Status::Optimal;  // within the requested mip_gap
+    case GLP_ENOPFS: return Status::Infeasible;
+    // The LP relaxation is unbounded: so is the MILP unless it is infeasible, which GLPK does
+    // not go on to find out.
+    case GLP_ENODFS: return Status::Unbounded;
+    default: return Status::NumericalError;
+  }
+  switch (glp_mip_status(p)) {
+    case GLP_OPT: return Status::Optimal;
+    case GLP_NOFEAS: return Status::Infeasible;
+    default: return Status::Unknown;
+  }
+}
+
+}  // namespace
+
+SolveOutcome solveWithGlpk(GlpkProblem problem, const SolveRequest& request,
+                           const SolveHooks& hooks) {
+  const uint64_t begin = monotonicNs();
+  SolveOutcome outcome;
+  outcome.kind = SolveOutcome::Kind::Solved;
+  SolveResult& result = outcome.result;
+  result.solver = SolverKind::Glpk;
+  glp_prob* p = problem.get();
+  const bool mip = glp_get_num_int(p) > 0;
+
+  if (request.options.threads && *request.options.threads > 1) {
+    hooks.log("glpk: runs on one thread; option threads ignored");
+  }
+  if (request.options.mip_gap && !mip) {
+    hooks.log("glpk: option mip_gap does not apply to an LP; ignored");
+  }
+
+  GlpkTermCapture capture([&hooks](std::string_view line) { hooks.log(line); });
+  GlpkRun run;
+  run.hooks = &hooks;
+
+  if (hooks.interrupted()) {
+    result.status = Status::Interrupted;
+  } else if (!mip) {
+    glp_smcp smcp;
+    glp_init_smcp(&smcp);
+    smcp.msg_lev = GLP_MSG_ON;
+    // No presolve: without it GLPK tells an infeasible LP from an unbounded one.
+    smcp.presolve = GLP_OFF;
+    if (request.options.time_limit) smcp.tm_lim = msToGlpk(*request.options.time_limit);
+    int rc = glp_simplex(p, &smcp);
+    result.status = lpStatus(rc, p);
+    if (result.status == Status::Optimal) {
+      result.objective = glp_get_obj_val(p);
+      result.bound = result.objective;
+    }
+  } else {
+    glp_iocp iocp;
+    glp_init_iocp(&iocp);
+    iocp.msg_lev = GLP_MSG_ON;
+    iocp.presolve = GLP_ON;  // also solves the LP relaxation, so no glp_simplex first
+    iocp.cb_func = onSearchEvent;
+    iocp.cb_info = &run;
+    if (request.options.time_limit) iocp.tm_lim = msToGlpk(*request.options.time_limit);
+    if (request.options.mip_gap) iocp.mip_gap = *request.options.mip_gap;
+    int rc = glp_intopt(p, &iocp);
+    result.status = mipStatus(rc, p, run);
+    const int mip_status = glp_mip_status(p);
+    if (mip_status == GLP_OPT || mip_status == GLP_FEAS) result.objective = glp_mip_obj_val(p);
+    if (result.status == Status::Optimal && result.objective && !request.options.mip_gap) {
+      result.bound = result.objective;
+    } else {
+      result.bound = run.bound;
+    }
+    result.nodes = run.nodes;
+  }
+  result.iterations = glp_get_it_cnt(p);
+
+  if (result.objective) {
+    const int n = glp_get_num_cols(p);
+    for (int j = 1; j <= n; ++j) {
+      const bool integer = glp_get_col_kind(p, j) != GLP_CV;
+      double v = mip ? glp_mip_col_val(p, j) : glp_get_col_prim(p, j);
+      if (integer) v = std::round(v);
+      if (std::fabs(v) < 1e-9) continue;
+      const char* name = glp_get_col_name(p, j);
+      result.solution.emplace_back(name != nullptr ? name : "C" + std::to_string(j), v);
+    }
+  }
+  result.solve_time_ms = (monotonicNs() - begin) / 1'000'000;
+  return outcome;
+}
+
+}  // namespace tether::solverd::worker

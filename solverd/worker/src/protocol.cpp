@@ -1,0 +1,164 @@
+#include "tether/solverd/worker/protocol.hpp"
+
+#include <array>
+#include <cmath>
+
+namespace tether::solverd::worker {
+namespace {
+
+struct StatusRow {
+  Status status;
+  std::string_view name;
+};
+constexpr std::array<StatusRow, 8> kStatusNames{{
+    {Status::Optimal, "optimal"},
+    {Status::Infeasible, "infeasible"},
+    {Status::Unbounded, "unbounded"},
+    {Status::IterationLimit, "iteration_limit"},
+    {Status::TimeLimit, "time_limit"},
+    {Status::NumericalError, "numerical_error"},
+    {Status::Unknown, "unknown"},
+    {Status::Interrupted, "interrupted"},
+}};
+
+bool fail(RequestError& error, std::string code, std::string message) {
+  error = RequestError{std::move(code), std::move(message)};
+  return false;
+}
+
+// A JSON number that is finite and >= 0 (solverd checks the same before queueing, this is the
+// worker's own guard for anyone else who speaks to it).
+bool nonNegativeNumber(const nlohmann::json& value, double& out) {
+  if (!value.is_number()) return false;
+  out = value.get<double>();
+  return std::isfinite(out) && out >= 0;
+}
+
+bool parseOptions(const nlohmann::json& options, SolveOptions& out, RequestError& error) {
+  if (!options.is_object()) return fail(error, "unknown_option", "options must be an object");
+  for (const auto& [name, value] : options.items()) {
+    double number = 0;
+    if (name != "time_limit" && name != "mip_gap" && name != "threads") {
+      return fail(error, "unknown_option",
+                  "unknown option \"" + name + "\" (time_limit, mip_gap, threads)");
+    }
+    if (!nonNegativeNumber(value, number)) {
+      return fail(error, "invalid_option", "option \"" + name + "\" must be a non-negative number");
+    }
+    if (name == "time_limit") {
+      // 0 reads as "no limit": solverd always sends one, and a zero-second solve is useless.
+      if (number > 0) out.time_limit = number;
+    } else if (name == "mip_gap") {
+      out.mip_gap = number;
+    } else {
+      if (number != std::floor(number) || number > 1024) {
+        return fail(error, "invalid_option", "option \"threads\" must be an integer from 0 to 1024");
+      }
+      if (number >= 1) out.threads = static_cast<int>(number);
+    }
+  }
+  return true;
+}
+
+nlohmann::json finiteOrNull(const std::optional<double>& value) {
+  if (!value || !std::isfinite(*value)) return nullptr;
+  return *value;
+}
+
+}  // namespace
+
+std::string_view formatName(ModelFormat format) { return format == ModelFormat::Lp ? "lp" : "mps"; }
+
+std::string_view solverName(SolverKind solver) {
+  switch (solver) {
+    case SolverKind::Cbc: return "cbc";
+    case SolverKind::Clp: return "clp";
+    case SolverKind::Glpk: return "glpk";
+  }
+  return "cbc";
+}
+
+std::string_view statusName(Status status) {
+  for (const auto& row : kStatusNames) {
+    if (row.status == status) return row.name;
+  }
+  return "unknown";
+}
+
+bool parseSolveRequest(nlohmann::json& frame, SolveRequest& out, RequestError& error) {
+  auto type = frame.find("type");
+  if (type == frame.end() || !type->is_string() || type->get<std::string>() != "solve") {
+    return fail(error, "bad_message", "the first frame must be {\"type\":\"solve\",...}");
+  }
+  auto model = frame.find("model");
+  if (model == frame.end() || !model->is_string()) {
+    return fail(error, "bad_message", "\"model\" (a string) is missing");
+  }
+  SolveRequest request;
+  if (auto format = frame.find("format"); format != frame.end()) {
+    if (*format == "lp") {
+      request.format = ModelFormat::Lp;
+    } else if (*format == "mps") {
+      request.format = ModelFormat::Mps;
+    } else {
+      return fail(error, "bad_message", "\"format\" must be \"lp\" or \"mps\"");
+    }
+  }
+  if (auto solver = frame.find("solver"); solver != frame.end()) {
+    if (*solver == "cbc") {
+      request.solver = SolverKind::Cbc;
+    } else if (*solver == "clp") {
+      request.solver = SolverKind::Clp;
+    } else if (*solver == "glpk") {
+      request.solver = SolverKind::Glpk;
+    } else {
+      std::string shown = solver->is_string() ? solver->get<std::string>() : solver->dump();
+      return fail(error, "unknown_solver", "unknown solver \"" + shown + "\" (cbc, clp or glpk)");
+    }
+  }
+  if (auto options = frame.find("options"); options != frame.end() && !options->is_null()) {
+    if (!parseOptions(*options, request.options, error)) return false;
+  }
+  if (auto id = frame.find("id"); id != frame.end() && id->is_string()) {
+    request.id = id->get<std::string>();
+  }
+  request.model = std::move(model->get_ref<std::string&>());
+  out = std::move(request);
+  return true;
+}
+
+std::optional<double> relativeGap(double objective, double bound) {
+  if (!std::isfinite(objective) || !std::isfinite(bound)) return std::nullopt;
+  return std::fabs(objective - bound) / std::max(std::fabs(objective), 1e-10);
+}
+
+nlohmann::json toJson(const Incumbent& incumbent) {
+  return {{"type", "incumbent"},
+          {"objective", finiteOrNull(incumbent.objective)},
+          {"bound", finiteOrNull(incumbent.bound)},
+          {"gap", finiteOrNull(incumbent.gap)},
+          {"elapsed_ms", incumbent.elapsed_ms}};
+}
+
+nlohmann::json toJson(const SolveResult& result) {
+  nlohmann::json solution = nlohmann::json::object();
+  for (const auto& [name, value] : result.solution) solution[name] = value;
+  return {{"type", "result"},
+          {"status", statusName(result.status)},
+          {"status_code", static_cast<int>(result.status)},
+          {"objective", finiteOrNull(result.objective)},
+          {"bound", finiteOrNull(result.bound)},
+          {"solution", std::move(solution)},
+          {"solver", solverName(result.solver)},
+          {"solve_time_ms", result.solve_time_ms},
+          {"nodes", result.nodes},
+          {"iterations", result.iterations}};
+}
+
+nlohmann::json logFrame(std::string_view line) { return {{"type", "log"}, {"line", line}}; }
+
+nlohmann::json errorFrame(std::string_view code, std::string_view message) {
+  return {{"type", "error"}, {"code", code}, {"message", message}};
+}
+
+}  // namespace tether::solverd::worker

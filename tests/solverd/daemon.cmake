@@ -1,0 +1,12 @@
+# solverd as a process (daemon_test) with its support library, shared with tests/e2e.
+add_library(tether_solverd_test_support STATIC ${CMAKE_CURRENT_LIST_DIR}/daemon_support.cpp)
+target_include_directories(tether_solverd_test_support PUBLIC ${CMAKE_CURRENT_LIST_DIR})
+target_link_libraries(tether_solverd_test_support PUBLIC tether_agent tether_common GTest::gtest PRIVATE tether_warnings)
+target_compile_definitions(tether_solverd_test_support PRIVATE
+  TETHER_SOURCE_DIR="${PROJECT_SOURCE_DIR}" TETHER_BIN_DIR="${CMAKE_RUNTIME_OUTPUT_DIRECTORY}")
+
+tether_add_gtest(solverd_daemon_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/daemon_test.cpp
+  LIBS tether_solverd tether_solverd_test_support TIMEOUT 120 LABELS solverd)
+if(TARGET solverd AND TARGET solverd-worker)
+  add_dependencies(solverd_daemon_test solverd solverd-worker)
+endif()

@@ -1,0 +1,74 @@
+#pragma once
+// The proxy's runtime settings: plain values read once from the configuration (config.hpp turns a
+// config::Config into Settings). The runtime code sees only these structs, so it never touches
+// the configuration language and a SIGHUP reload is "build new Settings, swap".
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tether/config/address.hpp"
+
+namespace tether::proxy {
+
+using Millis = std::chrono::milliseconds;
+
+enum class OnDisconnect { None, Close, Interrupt, Kill };
+enum class HalfClose { Abort, Wait };
+
+struct UpstreamSettings {
+  std::string name;
+  std::vector<config::Address> servers;  // round robin, in file order
+  uint32_t keepalive = 32;               // idle connections kept per upstream
+  std::string control_path;              // unix socket for cancel frames; "" = none
+};
+
+struct LocationSettings {
+  bool exact = false;  // `location = /path`
+  std::string path;
+  std::string upstream;  // the name in proxy_pass http://NAME
+  size_t upstream_index = 0;  // into Settings::upstreams, resolved at load time
+  OnDisconnect on_disconnect = OnDisconnect::Close;
+  Millis kill_after{5000};
+  HalfClose half_close = HalfClose::Abort;
+  Millis connect_timeout{60000};
+  Millis read_timeout{60000};
+  Millis send_timeout{60000};
+};
+
+struct TcpKeepalive {
+  bool enabled = false;
+  Millis idle{0};
+  Millis interval{0};
+  uint32_t count = 0;
+};
+
+struct ServerSettings {
+  std::vector<config::Address> listens;
+  std::string access_log = "stderr";  // FILE | stderr | off
+  std::string request_id_header = "X-Request-Id";
+  bool trust_request_id = false;
+  Millis client_header_timeout{10000};
+  Millis client_body_timeout{60000};  // between two reads of a request body (nginx's name)
+  Millis send_timeout{60000};         // a response write that makes no progress (nginx's name)
+  uint64_t client_max_body_size = 64ull << 20;
+  Millis keepalive_timeout{75000};
+  TcpKeepalive tcp_keepalive;
+  std::vector<LocationSettings> locations;
+};
+
+struct Settings {
+  std::string error_log = "stderr";
+  std::string error_log_level = "info";
+  Millis shutdown_timeout{30000};
+  std::vector<config::Address> admin_listens;
+  std::vector<UpstreamSettings> upstreams;
+  std::vector<ServerSettings> servers;
+};
+
+// The location of `server` that serves `path`: an exact match wins, else the longest prefix;
+// null if none matches (nginx's order, without regular expressions).
+const LocationSettings* findLocation(const ServerSettings& server, std::string_view path);
+
+}  // namespace tether::proxy

@@ -1,0 +1,887 @@
+// The client side of an exchange: parses requests with llhttp, forwards them to an upstream,
+// streams the response back, and turns a client that leaves into a disconnect (DESIGN.md
+// "Disconnect semantics"): 499 in the access log, the upstream closed, one cancel frame.
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <cstring>
+
+#include "context.hpp"
+#include "tether/common/clock.hpp"
+#include "tether/common/request_id.hpp"
+
+namespace tether::proxy {
+namespace {
+
+const llhttp_settings_t& requestSettings();
+
+std::string_view reasonPhrase(uint16_t status) {
+  switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Time-out";
+    case 413: return "Request Entity Too Large";
+    case 417: return "Expectation Failed";
+    case 414: return "Request-URI Too Large";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Time-out";
+    default: return "Unknown";
+  }
+}
+
+void appendNumber(std::string& out, uint64_t v, int base = 10) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v, base);
+  out.append(buf, r.ptr);
+}
+
+std::string peerText(uv_stream_t* s, bool unix_socket, std::string& ip) {
+  if (unix_socket) {
+    ip = "unix:";
+    return "unix:";
+  }
+  sockaddr_storage ss{};
+  int len = sizeof ss;
+  if (uv_tcp_getpeername(reinterpret_cast<uv_tcp_t*>(s), reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+    ip = "-";
+    return "-";
+  }
+  char host[INET6_ADDRSTRLEN] = "-";
+  uint16_t port = 0;
+  if (ss.ss_family == AF_INET) {
+    auto* in = reinterpret_cast<sockaddr_in*>(&ss);
+    uv_ip4_name(in, host, sizeof host);
+    port = ntohs(in->sin_port);
+    ip = host;
+    return ip + ":" + std::to_string(port);
+  }
+  auto* in6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  uv_ip6_name(in6, host, sizeof host);
+  port = ntohs(in6->sin6_port);
+  ip = host;
+  return "[" + ip + "]:" + std::to_string(port);
+}
+
+// TCP keepalive with all three knobs (uv_tcp_keepalive sets only the idle time), plus
+// TCP_USER_TIMEOUT so that a vanished client with unacknowledged response bytes is found in the
+// same time (tcp(7): the user timeout also bounds keepalive when both are set).
+void setKeepalive(uv_stream_t* s, const TcpKeepalive& ka) {
+  uv_os_fd_t fd;
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(s), &fd) != 0) return;
+  int on = 1;
+  int idle = static_cast<int>(std::max<int64_t>(1, ka.idle.count() / 1000));
+  int intvl = static_cast<int>(std::max<int64_t>(1, ka.interval.count() / 1000));
+  int cnt = static_cast<int>(ka.count);
+  unsigned user_timeout = static_cast<unsigned>(ka.idle.count() + ka.interval.count() * ka.count);
+  setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+  setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof user_timeout);
+}
+
+ClientConn* self(llhttp_t* p) { return static_cast<ClientConn*>(p->data); }
+
+// One chunk of a chunked body (RFC 9112 section 7.1) around bytes that stay where they are.
+struct ChunkFrame {
+  ChunkFrame(const char* at, size_t len) {
+    auto r = std::to_chars(size_line, size_line + 16, len, 16);
+    *r.ptr++ = '\r';
+    *r.ptr++ = '\n';
+    bufs[0] = uv_buf_init(size_line, static_cast<unsigned>(r.ptr - size_line));
+    bufs[1] = uv_buf_init(const_cast<char*>(at), static_cast<unsigned>(len));
+    bufs[2] = uv_buf_init(crlf, 2);
+  }
+  char size_line[20];
+  char crlf[2] = {'\r', '\n'};
+  uv_buf_t bufs[3];
+};
+
+}  // namespace
+
+std::string_view phaseName(Phase phase) {
+  switch (phase) {
+    case Phase::Idle: return "idle";
+    case Phase::RequestHeaders: return "request_headers";
+    case Phase::RequestBody: return "request_body";
+    case Phase::AwaitingResponse: return "awaiting_response";
+    case Phase::ResponseBody: return "response_body";
+  }
+  return "idle";
+}
+
+std::string_view causeName(Cause cause) {
+  switch (cause) {
+    case Cause::Eof: return "eof";
+    case Cause::Reset: return "reset";
+    case Cause::WriteError: return "write_error";
+    case Cause::Timeout: return "timeout";
+    case Cause::Keepalive: return "keepalive";
+  }
+  return "eof";
+}
+
+void ClientConn::accept(Context& ctx, uv_stream_t* listener, std::shared_ptr<const ServerRef> server,
+                        bool unix_socket) {
+  auto* conn = new ClientConn(ctx, std::move(server), unix_socket);
+  if (uv_accept(listener, conn->stream()) != 0) {
+    conn->teardown();
+    return;
+  }
+  if (!unix_socket) {
+    uv_tcp_nodelay(reinterpret_cast<uv_tcp_t*>(conn->stream()), 1);
+    if (conn->settings_->tcp_keepalive.enabled) setKeepalive(conn->stream(), conn->settings_->tcp_keepalive);
+  }
+  conn->peer_ = peerText(conn->stream(), unix_socket, conn->peer_ip_);
+  conn->readStart();
+  conn->armTimer();
+}
+
+ClientConn::ClientConn(Context& ctx, std::shared_ptr<const ServerRef> server, bool unix_socket)
+    : StreamConn(ctx, unix_socket), server_(std::move(server)), settings_(server_->settings) {
+  llhttp_init(&parser_, HTTP_REQUEST, &requestSettings());
+  parser_.data = this;
+  uv_timer_init(ctx.loop, timer_.get());
+  timer_.markInitialized();
+  timer_->data = this;
+  ctx_.conns.push_front(this);
+  pos_ = ctx_.conns.begin();
+}
+
+ClientConn::~ClientConn() = default;
+
+Phase ClientConn::phase() const {
+  if (!in_request_) return Phase::Idle;
+  if (!headers_done_) return Phase::RequestHeaders;
+  if (!request_done_) return Phase::RequestBody;
+  if (!response_started_) return Phase::AwaitingResponse;
+  return Phase::ResponseBody;
+}
+
+const std::string& ClientConn::upstreamText() const { return upstream_text_; }
+
+void ClientConn::track(bool active) {
+  if (active == tracked_) return;
+  tracked_ = active;
+  if (active) {
+    ctx_.active.push_front(this);
+    active_pos_ = ctx_.active.begin();
+  } else {
+    ctx_.active.erase(active_pos_);
+  }
+}
+
+// ---- reading -------------------------------------------------------------------------------
+
+void ClientConn::onRead(ssize_t nread, const char* data) {
+  if (nread > 0) {
+    feed(data, static_cast<size_t>(nread));
+    return;
+  }
+  if (closing_gracefully_) {  // lingering close: the client's end is all we waited for
+    teardown();
+    return;
+  }
+  if (nread == UV_EOF) {
+    Phase ph = phase();
+    if ((ph == Phase::AwaitingResponse || ph == Phase::ResponseBody) && loc_ != nullptr &&
+        loc_->half_close == HalfClose::Wait && pipelined_.empty()) {
+      // half_close wait: the client only closed its sending side; finish the response.
+      half_closed_ = true;
+      readStop();
+      return;
+    }
+    disconnect(Cause::Eof);
+    return;
+  }
+  if (nread == UV_ETIMEDOUT) {
+    disconnect(settings_->tcp_keepalive.enabled ? Cause::Keepalive : Cause::Timeout);
+    return;
+  }
+  disconnect(Cause::Reset);
+}
+
+void ClientConn::feed(const char* data, size_t len) {
+  while (len > 0 && !closing_ && !closing_gracefully_) {
+    if (in_request_ && request_done_) {
+      // Pipelined bytes: kept for after the response (RFC 9112 section 9.3.2), never a disconnect.
+      pipelined_.append(data, len);
+      if (pipelined_.size() > kMaxPipelined) readStop();
+      return;
+    }
+    if (!in_request_ && !any_bytes_) {
+      any_bytes_ = true;
+      armTimer();  // keepalive_timeout gives way to client_header_timeout
+    }
+    llhttp_errno_t err = llhttp_execute(&parser_, data, len);
+    if (closing_ || closing_gracefully_) return;
+    if (err == HPE_OK) return;
+    if (err == HPE_PAUSED) {
+      const char* pos = llhttp_get_error_pos(&parser_);
+      llhttp_resume(&parser_);
+      size_t used = static_cast<size_t>(pos - data);
+      data += used;
+      len -= used;
+      continue;
+    }
+    parseError(err);
+    return;
+  }
+}
+
+void ClientConn::parseError(llhttp_errno_t err) {
+  uint16_t status = user_error_ != 0 ? user_error_ : 400;
+  if (err == HPE_PAUSED_UPGRADE) status = 501;  // no Upgrade/CONNECT through this proxy
+  if (!in_request_) {
+    in_request_ = true;
+    start_ns_ = monotonicNs();
+  }
+  if (upstream_ != nullptr) {
+    upstream_->abort();
+    upstream_ = nullptr;
+  }
+  if (response_started_) {
+    teardown();
+    return;
+  }
+  ctx_.log->debug("rid={} client={} bad request: {} ({})", request_id_.empty() ? "-" : request_id_,
+                  peer_, llhttp_errno_name(err), parser_.reason != nullptr ? parser_.reason : "");
+  respondLocal(status, std::string(reasonPhrase(status)) + "\n", true);
+}
+
+void ClientConn::startHeaders() {
+  in_request_ = true;
+  headers_done_ = request_done_ = response_started_ = local_ = false;
+  request_chunked_ = response_chunked_ = response_close_ = false;
+  user_error_ = status_ = 0;
+  body_bytes_ = sent_body_bytes_ = 0;
+  start_ns_ = monotonicNs();
+  upstream_start_ns_ = upstream_head_ns_ = upstream_end_ns_ = 0;
+  method_.clear();
+  url_.clear();
+  head_.clear();
+  request_id_.clear();
+  loc_ = nullptr;
+  group_ = nullptr;
+  upstream_text_.clear();
+  disconnected_ = false;
+  track(true);
+  armTimer();
+}
+
+int ClientConn::cbMessageBegin(llhttp_t* p) {
+  self(p)->startHeaders();
+  return 0;
+}
+
+int ClientConn::cbUrl(llhttp_t* p, const char* at, size_t len) {
+  ClientConn* c = self(p);
+  if (c->url_.size() + len > kMaxHeadBytes / 2) {
+    c->user_error_ = 414;
+    return -1;
+  }
+  c->url_.append(at, len);
+  return 0;
+}
+
+int ClientConn::cbHeaderField(llhttp_t* p, const char* at, size_t len) {
+  ClientConn* c = self(p);
+  c->head_.field(at, len);
+  if (c->head_.bytes() + c->url_.size() > kMaxHeadBytes || c->head_.count() > kMaxHeaders) {
+    c->user_error_ = 431;
+    return -1;
+  }
+  return 0;
+}
+
+int ClientConn::cbHeaderValue(llhttp_t* p, const char* at, size_t len) {
+  ClientConn* c = self(p);
+  if (!c->head_.value(at, len)) return -1;  // obs-fold (RFC 9112 section 5.2): 400
+  if (c->head_.bytes() + c->url_.size() > kMaxHeadBytes) {
+    c->user_error_ = 431;
+    return -1;
+  }
+  return 0;
+}
+
+int ClientConn::cbHeaderValueComplete(llhttp_t* p) {
+  self(p)->head_.valueComplete();
+  return 0;
+}
+
+int ClientConn::cbHeadersComplete(llhttp_t* p) { return self(p)->headersComplete(); }
+int ClientConn::cbBody(llhttp_t* p, const char* at, size_t len) { return self(p)->body(at, len); }
+int ClientConn::cbMessageComplete(llhttp_t* p) { return self(p)->messageComplete(); }
+
+int ClientConn::headersComplete() {
+  headers_done_ = true;
+  method_ = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
+  http_minor_ = parser_.http_major == 1 ? parser_.http_minor : 0;
+  keep_alive_ = llhttp_should_keep_alive(&parser_) != 0 && !ctx_.draining;
+  request_chunked_ = (parser_.flags & F_CHUNKED) != 0;
+
+  // The request id (DESIGN.md "Request identity"): a client's own is kept only behind a
+  // trusted balancer, and only if it has our form, since the id is the handle on the job.
+  std::string_view given;
+  if (settings_->trust_request_id && head_.find(settings_->request_id_header, given) &&
+      given.size() <= 128 && !given.empty()) {
+    request_id_ = std::string(given);
+  } else {
+    request_id_ = newRequestId();
+  }
+
+  // Ambiguities that make request smuggling possible are refused (RFC 9112 section 6.3).
+  std::string_view host;
+  size_t hosts = head_.countOf("host");
+  if (hosts > 1 || (hosts == 0 && parser_.http_major == 1 && parser_.http_minor == 1)) {
+    user_error_ = 400;
+    return -1;
+  }
+  if (parser_.method == HTTP_CONNECT) {
+    user_error_ = 405;
+    return -1;
+  }
+  if ((parser_.flags & F_CONTENT_LENGTH) != 0 && parser_.content_length > settings_->client_max_body_size) {
+    user_error_ = 413;
+    return -1;
+  }
+  armTimer();
+
+  if (server_->admin) {
+    local_ = true;
+    return 0;
+  }
+  std::string_view path(url_);
+  if (auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
+  loc_ = findLocation(*settings_, path);
+  if (loc_ == nullptr) {
+    local_ = true;  // answered with 404 once the request is complete
+    return 0;
+  }
+
+  std::string_view expect;
+  if (head_.find("expect", expect)) {
+    if (!iequals(expect, "100-continue")) {
+      user_error_ = 417;
+      return -1;
+    }
+    // We answer 100 ourselves, as nginx does: the body limit was checked above, and the
+    // upstream then sees a plain request (Expect is not forwarded).
+    if (parser_.http_minor >= 1 && ((parser_.flags & F_CHUNKED) != 0 || parser_.content_length > 0)) {
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      if (write(kContinue) != 0) {
+        disconnect(Cause::WriteError);
+        return -1;
+      }
+    }
+  }
+
+  group_ = ctx_.groups[loc_->upstream_index].get();
+  upstream_ = group_->acquire(*loc_);
+  if (upstream_ == nullptr) {
+    local_ = true;
+    status_ = 502;
+    return 0;
+  }
+  upstream_text_ = upstream_->serverText();
+  upstream_start_ns_ = monotonicNs();
+  upstream_->attach(this, *loc_, parser_.method == HTTP_HEAD);
+
+  // The request head for the upstream: HTTP/1.1, hop-by-hop headers removed (RFC 9110
+  // section 7.6.1), the request id, X-Forwarded-For and -Proto added, Host passed through.
+  std::string_view connection;
+  head_.find("connection", connection);
+  std::string_view xff;
+  bool has_xff = head_.find("x-forwarded-for", xff);
+  out_.clear();
+  out_.append(method_).append(" ").append(url_).append(" HTTP/1.1\r\n");
+  for (size_t i = 0; i < head_.count(); ++i) {
+    std::string_view name = head_.name(i);
+    if (isHopByHop(name, connection) || iequals(name, "expect") || iequals(name, "x-forwarded-for") ||
+        iequals(name, "x-forwarded-proto") || iequals(name, settings_->request_id_header)) {
+      continue;
+    }
+    out_.append(name).append(": ").append(head_.value(i)).append("\r\n");
+  }
+  if (hosts == 0) out_.append("Host: ").append(group_->settings().name).append("\r\n");
+  out_.append(settings_->request_id_header).append(": ").append(request_id_).append("\r\n");
+  out_.append("X-Forwarded-For: ");
+  if (has_xff) out_.append(xff).append(", ");
+  out_.append(peer_ip_).append("\r\nX-Forwarded-Proto: http\r\n");
+  if (request_chunked_) out_.append("Transfer-Encoding: chunked\r\n");
+  out_.append("\r\n");
+  uv_buf_t buf = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
+  sendOrFail(&buf, 1);
+  return 0;
+}
+
+// Writes to the upstream; a synchronous failure ends the exchange as a 502.
+void ClientConn::sendOrFail(const uv_buf_t* bufs, unsigned count) {
+  if (upstream_ == nullptr) return;
+  if (upstream_->send(bufs, count) != 0) {
+    onUpstreamFailed(502);
+    return;
+  }
+  if (upstream_ != nullptr && upstream_->pending() > kHighWater) readStop();  // backpressure
+}
+
+int ClientConn::body(const char* at, size_t len) {
+  body_bytes_ += len;
+  if (body_bytes_ > settings_->client_max_body_size) {
+    user_error_ = 413;
+    return -1;
+  }
+  armTimer();  // client_body_timeout counts from the last read
+  if (upstream_ == nullptr) return 0;  // local answer or upstream gone: the body is discarded
+  if (request_chunked_) {
+    // Each piece llhttp hands over becomes one chunk: chunk boundaries carry no meaning.
+    ChunkFrame chunk(at, len);
+    sendOrFail(chunk.bufs, 3);
+  } else {
+    uv_buf_t buf = uv_buf_init(const_cast<char*>(at), static_cast<unsigned>(len));
+    sendOrFail(&buf, 1);
+  }
+  return closing_ ? -1 : 0;
+}
+
+int ClientConn::messageComplete() {
+  request_done_ = true;
+  if (local_) {
+    if (server_->admin) {
+      adminRequest();
+    } else if (status_ == 502) {
+      respondLocal(502, "Bad Gateway\n", false);
+    } else {
+      respondLocal(404, "Not Found\n", false);
+    }
+  } else if (upstream_ != nullptr) {
+    if (request_chunked_) {
+      static char kLast[] = "0\r\n\r\n";
+      uv_buf_t buf = uv_buf_init(kLast, 5);
+      sendOrFail(&buf, 1);
+    }
+    if (upstream_ != nullptr) upstream_->requestSent();
+  }
+  if (closing_) return -1;
+  armTimer();
+  // Pause so that the next pipelined request waits for this one's response.
+  return HPE_PAUSED;
+}
+
+// ---- the response --------------------------------------------------------------------------
+
+void ClientConn::onResponseHead(UpstreamConn& up) {
+  upstream_head_ns_ = monotonicNs();
+  response_started_ = true;
+  status_ = up.status();
+  const HeadBuffer& h = up.head();
+  std::string_view connection;
+  h.find("connection", connection);
+  bool close_after = !keep_alive_ || half_closed_ || ctx_.draining;
+  response_chunked_ = false;
+  response_close_ = false;
+  if (!up.bodyless() && !up.hasContentLength()) {
+    // Chunked or close-delimited upstream body: chunk it for HTTP/1.1, delimit by close for 1.0.
+    if (http_minor_ >= 1) {
+      response_chunked_ = true;
+    } else {
+      response_close_ = true;
+      close_after = true;
+    }
+  }
+  keep_alive_ = !close_after;
+  out_.clear();
+  out_.append("HTTP/1.1 ");
+  appendNumber(out_, status_);
+  out_.append(" ").append(up.reason()).append("\r\n");
+  for (size_t i = 0; i < h.count(); ++i) {
+    std::string_view name = h.name(i);
+    if (isHopByHop(name, connection) || iequals(name, settings_->request_id_header)) continue;
+    out_.append(name).append(": ").append(h.value(i)).append("\r\n");
+  }
+  out_.append(settings_->request_id_header).append(": ").append(request_id_).append("\r\n");
+  if (response_chunked_) out_.append("Transfer-Encoding: chunked\r\n");
+  if (!keep_alive_) {
+    out_.append("Connection: close\r\n");
+  } else if (http_minor_ == 0) {
+    out_.append("Connection: keep-alive\r\n");
+  }
+  out_.append("\r\n");
+  if (write(out_) != 0) {
+    disconnect(Cause::WriteError);
+    return;
+  }
+  armTimer();
+}
+
+void ClientConn::onResponseBody(const char* at, size_t len) {
+  sent_body_bytes_ += len;
+  int r;
+  if (response_chunked_) {
+    ChunkFrame chunk(at, len);
+    r = write(chunk.bufs, 3);
+  } else {
+    uv_buf_t buf = uv_buf_init(const_cast<char*>(at), static_cast<unsigned>(len));
+    r = write(&buf, 1);
+  }
+  if (r != 0) {
+    disconnect(Cause::WriteError);
+    return;
+  }
+  if (pending_ > kHighWater && upstream_ != nullptr) {
+    upstream_->pauseReading();  // backpressure: the client is slower than the upstream
+    armTimer();
+  }
+}
+
+void ClientConn::onResponseComplete(bool reusable) {
+  upstream_end_ns_ = monotonicNs();
+  UpstreamConn* up = std::exchange(upstream_, nullptr);
+  if (up != nullptr && group_ != nullptr) {
+    if (reusable && request_done_) {
+      group_->release(up);
+    } else {
+      up->abort();
+    }
+  }
+  if (response_chunked_) {
+    if (write("0\r\n\r\n") != 0) {
+      disconnect(Cause::WriteError);
+      return;
+    }
+  }
+  finishExchange();
+}
+
+void ClientConn::onUpstreamFailed(int status_code) {
+  UpstreamConn* up = std::exchange(upstream_, nullptr);
+  if (up != nullptr) up->abort();
+  if (response_started_) {
+    // The response is cut short: the client must see the truncation, so the connection goes.
+    status_ = status_ == 0 ? 502 : status_;
+    keep_alive_ = false;
+    accessLog();
+    teardown();
+    return;
+  }
+  upstream_end_ns_ = monotonicNs();
+  respondLocal(static_cast<uint16_t>(status_code), std::string(reasonPhrase(static_cast<uint16_t>(status_code))) + "\n",
+               !request_done_);
+}
+
+void ClientConn::onUpstreamDrained() {
+  if (!reading_ && !closing_ && !half_closed_ && pipelined_.size() <= kMaxPipelined) readStart();
+}
+
+void ClientConn::onUpstreamPaused(bool) {}
+
+void ClientConn::respondLocal(uint16_t status, std::string_view body, bool close,
+                              std::string_view content_type) {
+  local_ = true;
+  status_ = status;
+  if (close || !request_done_ || ctx_.draining || half_closed_) keep_alive_ = false;
+  response_started_ = true;
+  out_.clear();
+  out_.append("HTTP/1.1 ");
+  appendNumber(out_, status);
+  out_.append(" ").append(reasonPhrase(status)).append("\r\nServer: tether-proxy\r\nContent-Type: ");
+  out_.append(content_type).append("\r\nContent-Length: ");
+  appendNumber(out_, body.size());
+  out_.append("\r\n");
+  if (!request_id_.empty()) out_.append(settings_->request_id_header).append(": ").append(request_id_).append("\r\n");
+  out_.append(keep_alive_ ? "" : "Connection: close\r\n").append("\r\n");
+  if (method_ != "HEAD") out_.append(body);
+  sent_body_bytes_ = body.size();
+  if (write(out_) != 0) {
+    teardown();
+    return;
+  }
+  finishExchange();
+}
+
+void ClientConn::finishExchange() {
+  if (closing_) return;
+  accessLog();
+  ++requests_served_;
+  in_request_ = false;
+  any_bytes_ = false;
+  track(false);
+  upstream_ = nullptr;
+  if (!keep_alive_ || !request_done_ || half_closed_) {
+    closeGracefully();
+    return;
+  }
+  armTimer();
+  nextRequest();
+}
+
+void ClientConn::nextRequest() {
+  if (pipelined_.empty()) {
+    if (!reading_) readStart();
+    return;
+  }
+  std::string bytes = std::move(pipelined_);
+  pipelined_.clear();
+  if (!reading_ && !half_closed_) readStart();
+  feed(bytes.data(), bytes.size());
+}
+
+// ---- timers --------------------------------------------------------------------------------
+
+void ClientConn::armTimer() {
+  if (closing_) return;
+  Millis t{0};
+  if (closing_gracefully_) {
+    t = Millis(1000);  // lingering close, as nginx's lingering_time but short
+  } else if (!in_request_) {
+    // A fresh connection must send its first request within client_header_timeout; between
+    // requests keepalive_timeout applies until the next request's first byte.
+    t = (any_bytes_ || requests_served_ == 0) ? settings_->client_header_timeout
+                                              : settings_->keepalive_timeout;
+  } else if (!headers_done_) {
+    t = settings_->client_header_timeout;
+  } else if (!request_done_) {
+    t = settings_->client_body_timeout;
+  } else if (pending_ > 0) {
+    t = settings_->send_timeout;
+  } else {
+    uv_timer_stop(timer_.get());  // the upstream's read timeout governs
+    return;
+  }
+  uv_timer_start(timer_.get(), [](uv_timer_t* h) { static_cast<ClientConn*>(h->data)->onTimer(); },
+                 static_cast<uint64_t>(t.count()), 0);
+}
+
+void ClientConn::onTimer() {
+  if (closing_) return;
+  if (closing_gracefully_) {
+    teardown();
+    return;
+  }
+  switch (phase()) {
+    case Phase::Idle:
+      if (any_bytes_) {  // a request began but did not reach its first header callback
+        in_request_ = true;
+        start_ns_ = monotonicNs();
+        ctx_.disconnects->with({"request_headers", "timeout"}).inc();
+        respondLocal(408, "Request Time-out\n", true);
+        return;
+      }
+      teardown();
+      return;
+    case Phase::RequestHeaders:
+      // Slowloris: 408, as nginx's client_header_timeout.
+      ctx_.disconnects->with({"request_headers", "timeout"}).inc();
+      respondLocal(408, "Request Time-out\n", true);
+      return;
+    default:
+      disconnect(Cause::Timeout);
+      return;
+  }
+}
+
+// ---- writes --------------------------------------------------------------------------------
+
+void ClientConn::onWriteProgress() { armTimer(); }
+
+void ClientConn::onDrained() {
+  if (closing_gracefully_) {
+    // Everything is written: close our side and wait briefly for the client's end of file, so
+    // that unread request bytes do not turn our answer into a reset (nginx's lingering close).
+    auto* req = new uv_shutdown_t;
+    req->data = this;
+    if (uv_shutdown(req, stream(), [](uv_shutdown_t* r, int) { delete r; }) != 0) {
+      delete req;
+      teardown();
+    }
+    return;
+  }
+  if (upstream_ != nullptr) upstream_->resumeReading();
+  armTimer();
+}
+
+void ClientConn::onWriteFailed(int status) {
+  (void)status;
+  if (closing_gracefully_ || !in_request_) {
+    teardown();
+    return;
+  }
+  disconnect(Cause::WriteError);
+}
+
+// ---- disconnects ---------------------------------------------------------------------------
+
+// Every way a client can leave ends here (EOF, reset, write error, client timeouts, keepalive
+// failure; see onRead, onTimer, onWriteFailed and the write calls). Idempotent.
+void ClientConn::disconnect(Cause cause) {
+  if (closing_ || disconnected_) return;
+  Phase ph = phase();
+  if (ph == Phase::Idle) {
+    teardown();
+    return;
+  }
+  disconnected_ = true;
+  uint64_t event_ns = monotonicNs();
+  ctx_.disconnects->with({std::string(phaseName(ph)), std::string(causeName(cause))}).inc();
+  if (ph == Phase::RequestHeaders || local_) {
+    // No upstream saw this request: nothing to cancel (the access log line is still written).
+    if (ph != Phase::RequestHeaders) {
+      status_ = 499;
+      disconnect_phase_ = ph;
+      disconnect_cause_ = cause;
+      accessLog();
+    }
+    teardown();
+    return;
+  }
+  disconnect_phase_ = ph;
+  disconnect_cause_ = cause;
+  status_ = 499;
+  OnDisconnect action = loc_ != nullptr ? loc_->on_disconnect : OnDisconnect::Close;
+  if (UpstreamConn* up = std::exchange(upstream_, nullptr)) {
+    // on_disconnect none lets a fully sent request run to its end (its response is discarded);
+    // every other case closes the upstream connection, never to be reused.
+    up->detach(action == OnDisconnect::None && request_done_);
+  }
+  if ((action == OnDisconnect::Interrupt || action == OnDisconnect::Kill) && group_ != nullptr) {
+    group_->sendCancel(request_id_, action, loc_->kill_after, ph, event_ns);
+  }
+  ctx_.log->info("rid={} client={} disconnected in {} ({}), on_disconnect {}", request_id_, peer_,
+                 phaseName(ph), causeName(cause),
+                 action == OnDisconnect::None ? "none"
+                 : action == OnDisconnect::Close ? "close"
+                 : action == OnDisconnect::Interrupt ? "interrupt" : "kill");
+  accessLog();
+  teardown();
+}
+
+void ClientConn::drain() {
+  if (closing_) return;
+  if (!in_request_) {
+    teardown();
+    return;
+  }
+  keep_alive_ = false;  // the response in flight gets Connection: close
+}
+
+void ClientConn::forceClose() {
+  if (closing_) return;
+  if (upstream_ != nullptr && group_ != nullptr && loc_ != nullptr &&
+      (loc_->on_disconnect == OnDisconnect::Interrupt || loc_->on_disconnect == OnDisconnect::Kill)) {
+    group_->sendCancel(request_id_, loc_->on_disconnect, loc_->kill_after, phase(), monotonicNs(), "shutdown");
+  }
+  if (UpstreamConn* up = std::exchange(upstream_, nullptr)) up->abort();
+  if (in_request_) {
+    status_ = status_ == 0 ? 503 : status_;
+    accessLog();
+  }
+  teardown();
+}
+
+void ClientConn::closeGracefully() {
+  if (closing_ || closing_gracefully_) return;
+  closing_gracefully_ = true;
+  pipelined_.clear();
+  if (!reading_ && !half_closed_) readStart();
+  armTimer();
+  if (pending_ == 0) onDrained();
+}
+
+// The one teardown: reached from disconnect(), closeGracefully()'s end, parse errors after a
+// response began, timers, accept failures and forceClose(). Idempotent; frees nothing on the
+// caller's stack (the memory goes in the stream's close callback).
+void ClientConn::teardown() {
+  if (closing_) return;
+  if (UpstreamConn* up = std::exchange(upstream_, nullptr)) up->abort();
+  track(false);
+  timer_.close();
+  ctx_.conns.erase(pos_);
+  closeStream();
+  ctx_.connectionClosed(this);
+}
+
+// ---- access log ----------------------------------------------------------------------------
+
+void ClientConn::accessLog() {
+  ctx_.countRequest(status_);
+  int fd = server_->access_log_fd;
+  if (fd < 0) return;
+  // nginx's combined format, then the request id, request time, upstream time and, for a
+  // disconnect, its phase and cause.
+  static thread_local char time_buf[64];
+  static thread_local time_t time_cached = 0;
+  time_t now = time(nullptr);
+  if (now != time_cached) {
+    tm t{};
+    localtime_r(&now, &t);
+    strftime(time_buf, sizeof time_buf, "%d/%b/%Y:%H:%M:%S %z", &t);
+    time_cached = now;
+  }
+  std::string_view referer = "-", agent = "-";
+  head_.find("referer", referer);
+  head_.find("user-agent", agent);
+  std::string line;
+  line.reserve(256);
+  line.append(peer_ip_).append(" - - [").append(time_buf).append("] \"");
+  if (method_.empty()) {
+    line.append("-");
+  } else {
+    line.append(method_).append(" ").append(url_).append(http_minor_ >= 1 ? " HTTP/1.1" : " HTTP/1.0");
+  }
+  line.append("\" ");
+  appendNumber(line, status_);
+  line.append(" ");
+  appendNumber(line, sent_body_bytes_);
+  line.append(" \"").append(referer).append("\" \"").append(agent).append("\" rid=");
+  line.append(request_id_.empty() ? "-" : request_id_);
+  uint64_t end = monotonicNs();
+  char num[32];
+  snprintf(num, sizeof num, " rt=%.3f", secondsBetween(start_ns_, end));
+  line.append(num);
+  if (upstream_start_ns_ != 0 && upstream_head_ns_ != 0) {
+    snprintf(num, sizeof num, " urt=%.3f", secondsBetween(upstream_start_ns_, upstream_end_ns_ != 0 ? upstream_end_ns_ : end));
+    line.append(num);
+  } else {
+    line.append(" urt=-");
+  }
+  if (!upstream_text_.empty()) line.append(" upstream=").append(upstream_text_);
+  if (status_ == 499) {
+    line.append(" phase=").append(phaseName(disconnect_phase_)).append(" cause=").append(causeName(disconnect_cause_));
+  }
+  line.append("\n");
+  // A blocking append, as nginx's access log: lines are short and the file is local.
+  ssize_t n = ::write(fd, line.data(), line.size());
+  (void)n;
+}
+
+namespace {
+
+const llhttp_settings_t& requestSettings() {
+  static const llhttp_settings_t kSettings = [] {
+    llhttp_settings_t s;
+    llhttp_settings_init(&s);
+    s.on_message_begin = ClientConn::cbMessageBegin;
+    s.on_url = ClientConn::cbUrl;
+    s.on_header_field = ClientConn::cbHeaderField;
+    s.on_header_value = ClientConn::cbHeaderValue;
+    s.on_header_value_complete = ClientConn::cbHeaderValueComplete;
+    s.on_headers_complete = ClientConn::cbHeadersComplete;
+    s.on_body = ClientConn::cbBody;
+    s.on_message_complete = ClientConn::cbMessageComplete;
+    return s;
+  }();
+  return kSettings;
+}
+
+}  // namespace
+
+}  // namespace tether::proxy

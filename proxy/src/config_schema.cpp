@@ -1,0 +1,130 @@
+// tether-proxy's directive table (DESIGN.md "Proxy"), nginx's names where nginx has the directive.
+// Runtime code never reads this file's types: config_settings.cpp turns a Config into Settings.
+#include "tether/proxy/config.hpp"
+
+namespace tether::proxy {
+namespace {
+
+using config::DirectiveSpec;
+using config::kAnyArgs;
+
+std::vector<std::string> ctx(std::initializer_list<const char*> names) {
+  return {names.begin(), names.end()};
+}
+
+// `off`, or exactly IDLE INTERVAL COUNT.
+config::Checker tcpKeepaliveValue() {
+  auto triple = config::sequence(
+      {config::durationValue(), config::durationValue(), config::integerValue(1, 127)});
+  return [triple](std::span<const std::string_view> args) -> std::optional<config::Problem> {
+    if (args.size() == 1 && args[0] == "off") return std::nullopt;
+    if (args.size() != 3) {
+      return config::Problem{"invalid value \"" + std::string(args[0]) + "\"",
+                             "it must be \"off\" or IDLE INTERVAL COUNT", 0};
+    }
+    return triple(args);
+  };
+}
+
+config::Schema makeSchema() {
+  using namespace config;
+  config::Schema s;
+  s.program = std::string(kProgram);
+  auto& d = s.directives;
+  // Top level.
+  d.push_back({"error_log", ctx({"main"}), 1, 2, false, false, {}, "stderr info",
+               "where the error log goes and its level", "stderr | journal | FILE [level]"});
+  d.push_back({"shutdown_timeout", ctx({"main"}), 1, 1, false, false, durationValue(), "30s",
+               "drain time for in-flight requests on SIGTERM", "TIME"});
+  d.push_back({"admin", ctx({"main"}), 0, 0, true, false, {}, "",
+               "the admin listener: GET /metrics /health /requests", ""});
+  d.push_back({"listen", ctx({"admin"}), 1, 1, false, true, addressValue(), "",
+               "an admin listen address", "ADDRESS"});
+  d.push_back({"upstream", ctx({"main"}), 1, 1, true, true, {}, "",
+               "a group of upstream servers", "NAME"});
+  d.push_back({"server", ctx({"upstream"}), 1, 1, false, true, addressValue(), "",
+               "an upstream server (round robin over several)", "host:port | unix:PATH"});
+  d.push_back({"keepalive", ctx({"upstream"}), 1, 1, false, false, integerValue(0, 1000000), "32",
+               "idle keep-alive connections kept per upstream", "N"});
+  d.push_back({"control", ctx({"upstream"}), 1, 1, false, false, addressValue(), "",
+               "the control socket that receives this upstream's cancel frames", "unix:PATH"});
+  d.push_back({"server", ctx({"main"}), 0, 0, true, true, {}, "", "a virtual server", ""});
+  // server { }
+  d.push_back({"listen", ctx({"server"}), 1, 1, false, true, addressValue(), "",
+               "a listen address", "port | host:port | [v6]:port | unix:PATH | systemd:NAME"});
+  d.push_back({"access_log", ctx({"server"}), 1, 1, false, false, {}, "stderr",
+               "one line per request (combined format plus id, times, disconnect)",
+               "FILE | stderr | off"});
+  d.push_back({"request_id_header", ctx({"server"}), 1, 1, false, false, {}, "X-Request-Id",
+               "the header that carries the request id both ways", "NAME"});
+  d.push_back({"trust_request_id", ctx({"server"}), 1, 1, false, false, flagValue(), "off",
+               "keep a client-supplied request id (a trusted balancer in front)", "on | off"});
+  d.push_back({"client_header_timeout", ctx({"server"}), 1, 1, false, false, durationValue(),
+               "10s", "time to receive the request headers (408)", "TIME"});
+  d.push_back({"client_body_timeout", ctx({"server"}), 1, 1, false, false, durationValue(), "60s",
+               "longest pause between two reads of a request body (a client timeout)", "TIME"});
+  d.push_back({"send_timeout", ctx({"server"}), 1, 1, false, false, durationValue(), "60s",
+               "longest pause of a response write to the client (a client timeout)", "TIME"});
+  d.push_back({"client_max_body_size", ctx({"server"}), 1, 1, false, false, sizeValue(), "64m",
+               "largest request body (413)", "SIZE"});
+  d.push_back({"keepalive_timeout", ctx({"server"}), 1, 1, false, false, durationValue(), "75s",
+               "idle time of a keep-alive client connection", "TIME"});
+  d.push_back({"tcp_keepalive", ctx({"server"}), 1, 3, false, false,
+               tcpKeepaliveValue(), "off",
+               "TCP keepalive probes: finds clients that vanished without FIN or RST",
+               "off | IDLE INTERVAL COUNT"});
+  d.push_back({"location", ctx({"server"}), 1, 2, true, true, {}, "",
+               "requests by path: `=` exact, else the longest prefix", "[=] PATH"});
+  // location { }
+  d.push_back({"proxy_pass", ctx({"location"}), 1, 1, false, false, {}, "",
+               "the upstream of this location", "http://UPSTREAM"});
+  d.push_back({"on_disconnect", ctx({"location"}), 1, 1, false, false,
+               oneOf({"none", "close", "interrupt", "kill"}), "close",
+               "what a client's disconnect does to the upstream request",
+               "none | close | interrupt | kill"});
+  d.push_back({"kill_after", ctx({"location"}), 1, 1, false, false, durationValue(), "5s",
+               "grace between interrupt and kill (grace_ms of the cancel frame)", "TIME"});
+  d.push_back({"half_close", ctx({"location"}), 1, 1, false, false, oneOf({"abort", "wait"}),
+               "abort", "a client's end of file after its request: abort (as nginx) or wait",
+               "abort | wait"});
+  d.push_back({"proxy_connect_timeout", ctx({"location"}), 1, 1, false, false, durationValue(),
+               "60s", "upstream connect timeout (504)", "TIME"});
+  d.push_back({"proxy_read_timeout", ctx({"location"}), 1, 1, false, false, durationValue(),
+               "60s", "longest pause between two upstream reads (504)", "TIME"});
+  d.push_back({"proxy_send_timeout", ctx({"location"}), 1, 1, false, false, durationValue(),
+               "60s", "longest pause of a write to the upstream (504)", "TIME"});
+  return s;
+}
+
+}  // namespace
+
+const config::Schema& schema() {
+  static const config::Schema kSchema = makeSchema();
+  return kSchema;
+}
+
+std::string_view defaultConfigText() {
+  return R"(# tether-proxy built-in default: one machine, loopback only.
+error_log stderr info;
+admin { listen 127.0.0.1:9901; }
+upstream solverd {
+    server 127.0.0.1:7070;
+    keepalive 64;
+    control unix:${RUNTIME_DIR}/control.sock;
+}
+server {
+    listen 127.0.0.1:8080;
+    location /v1/solve {
+        proxy_pass http://solverd;
+        on_disconnect interrupt;
+        kill_after 5s;
+    }
+    location / {
+        proxy_pass http://solverd;
+        on_disconnect close;
+    }
+}
+)";
+}
+
+}  // namespace tether::proxy

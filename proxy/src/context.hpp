@@ -1,0 +1,63 @@
+#pragma once
+// Internal to tether_proxy: what every connection of one Proxy shares.
+#include <spdlog/spdlog.h>
+#include <uv.h>
+
+#include <list>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime.hpp"
+#include "tether/common/metrics.hpp"
+#include "tether/proxy/settings.hpp"
+
+namespace tether::proxy {
+
+struct ServerRef {
+  const ServerSettings* settings = nullptr;
+  bool admin = false;
+  int access_log_fd = -1;  // -1: off
+};
+
+// Access log files by path, opened once (O_APPEND | O_CLOEXEC); stderr is fd 2.
+class AccessLogs {
+ public:
+  ~AccessLogs();
+  // -1 for "off"; throws std::runtime_error at start-up if a file cannot be opened.
+  int open(const std::string& where);
+  void reopenAll();
+
+ private:
+  std::map<std::string, int> fds_;
+};
+
+struct Context {
+  explicit Context(uv_loop_t* l);
+  uv_loop_t* loop;
+  Settings settings;
+  std::vector<std::unique_ptr<UpstreamGroup>> groups;
+  std::list<ClientConn*> conns;   // every open client connection
+  std::list<ClientConn*> active;  // those with a request in flight
+  AccessLogs access_logs;
+  std::shared_ptr<spdlog::logger> log;
+  bool draining = false;
+  std::function<void()> on_idle;  // drain: called when the last connection closed
+
+  metrics::Registry registry;
+  metrics::Family<metrics::Counter>* requests = nullptr;
+  metrics::Family<metrics::Counter>* disconnects = nullptr;
+  metrics::Family<metrics::Counter>* cancels = nullptr;
+  metrics::Histogram* disconnect_to_cancel = nullptr;
+  std::function<std::string()> requests_json;
+
+  // One read buffer for every stream: each read is consumed (parsed, forwarded, or copied when
+  // the peer is slow) before the callback returns, so no connection needs its own.
+  char read_buf[64 * 1024];
+
+  void countRequest(uint16_t status);
+  void connectionClosed(ClientConn* conn);
+};
+
+}  // namespace tether::proxy

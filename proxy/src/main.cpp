@@ -1,0 +1,91 @@
+// tether-proxy: the thin main. Command line and configuration, logging, the loop, signals.
+#include <uv.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "tether/common/log.hpp"
+#include "tether/common/service.hpp"
+#include "tether/common/signals.hpp"
+#include "tether/common/uv_handle.hpp"
+#include "tether/config/cli.hpp"
+#include "tether/proxy/config.hpp"
+#include "tether/proxy/proxy.hpp"
+
+using namespace tether;
+
+int main(int argc, char** argv) {
+  auto cli = config::parseCommandLine(argc, argv, proxy::schema(), proxy::defaultConfigText());
+  if (cli.exit_code) return *cli.exit_code;
+  proxy::Settings settings;
+  if (auto err = proxy::toSettings(*cli.config, settings)) {
+    std::cerr << err->format(proxy::kProgram) << "\n";
+    return 1;
+  }
+  log::Target target;
+  target.where = settings.error_log;
+  if (!log::parseLevel(settings.error_log_level, target.level)) {
+    std::cerr << proxy::kProgram << ": [emerg] invalid log level \"" << settings.error_log_level << "\"\n";
+    return 1;
+  }
+  if (auto why = log::configure(proxy::kProgram, target); !why.empty()) {
+    std::cerr << proxy::kProgram << ": [emerg] cannot open error log: " << why << "\n";
+    return 1;
+  }
+  auto logger = log::get("proxy");
+
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  int rc = 0;
+  {
+    ServiceNotifier notifier(&loop);
+    proxy::Proxy proxy(&loop, std::move(settings));
+    if (auto why = proxy.start(); !why.empty()) {
+      logger->critical("{}", why);
+      rc = 1;
+    } else {
+      bool stopping = false;
+      SignalWatcher signals(&loop, {
+          .graceful = [&](int) {
+            stopping = true;
+            notifier.stopping("draining");
+            logger->info("shutting down: draining {} requests", proxy.activeRequests());
+            proxy.drain([&] {
+              logger->info("drained, exiting");
+              signals.close();
+              notifier.stopWatchdog();
+            });
+          },
+          .immediate = [&](int) {
+            logger->info("second termination signal: exiting now");
+            uv_stop(&loop);
+          },
+          .reload = [&] {
+            notifier.reloading();
+            auto loaded = config::reload(cli, proxy::schema(), proxy::defaultConfigText());
+            if (!loaded) {
+              logger->error("reload failed, keeping the old configuration: {}", loaded.error().text());
+            } else {
+              proxy::Settings next;
+              if (auto err = proxy::toSettings(loaded.config(), next)) {
+                logger->error("reload failed, keeping the old configuration: {}", err->text());
+              } else if (auto problem = proxy.reload(std::move(next)); !problem.empty()) {
+                logger->warn("reload: {}", problem);
+              }
+            }
+            notifier.ready();
+          },
+      });
+      if (int r = signals.start(); r < 0) {
+        logger->critical("cannot install signal handlers: {}", uv_strerror(r));
+        rc = 1;
+      } else {
+        notifier.ready("listening");
+        uv_run(&loop, UV_RUN_DEFAULT);
+        (void)stopping;
+      }
+    }
+  }
+  closeLoop(&loop);
+  return rc;
+}

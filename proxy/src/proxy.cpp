@@ -1,0 +1,221 @@
+// Proxy: owns the listeners, the upstream groups and the shared Context; serves the admin views.
+#include "tether/proxy/proxy.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+#include "context.hpp"
+#include "tether/common/clock.hpp"
+#include "tether/common/listener.hpp"
+#include "tether/common/log.hpp"
+
+namespace tether::proxy {
+
+// ---- Context -------------------------------------------------------------------------------
+
+AccessLogs::~AccessLogs() {
+  for (auto& [path, fd] : fds_) {
+    if (fd > 2) ::close(fd);
+  }
+}
+
+int AccessLogs::open(const std::string& where) {
+  if (where == "off") return -1;
+  if (where == "stderr") return 2;
+  auto it = fds_.find(where);
+  if (it != fds_.end()) return it->second;
+  int fd = ::open(where.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw std::runtime_error("cannot open access log \"" + where + "\": " + strerror(errno));
+  fds_.emplace(where, fd);
+  return fd;
+}
+
+Context::Context(uv_loop_t* l) : loop(l), log(tether::log::get("proxy")) {
+  requests = &registry.counter("tether_proxy_requests_total", "Requests answered, by status code.", {"code"});
+  disconnects = &registry.counter("tether_proxy_disconnects_total",
+                                  "Clients that left before their response was complete.", {"phase", "cause"});
+  cancels = &registry.counter("tether_proxy_cancels_total", "Cancel frames, by action and outcome.",
+                              {"action", "result"});
+  disconnect_to_cancel = &registry
+                              .histogram("tether_proxy_disconnect_to_cancel_seconds",
+                                         "From a client's disconnect to its cancel frame written to the control socket.")
+                              .get();
+  registry.callbackGauge("tether_proxy_active_requests", "Requests in flight.",
+                         [this] { return static_cast<double>(active.size()); });
+  registry.callbackGauge("tether_proxy_open_connections", "Open client connections.",
+                         [this] { return static_cast<double>(conns.size()); });
+}
+
+void Context::countRequest(uint16_t status) {
+  char code[8];
+  snprintf(code, sizeof code, "%u", static_cast<unsigned>(status));
+  requests->with({std::string_view(code)}).inc();
+}
+
+void Context::connectionClosed(ClientConn*) {
+  if (draining && conns.empty() && on_idle) {
+    auto done = std::move(on_idle);
+    on_idle = nullptr;
+    done();
+  }
+}
+
+// ---- admin ---------------------------------------------------------------------------------
+
+void ClientConn::adminRequest() {
+  std::string_view path(url_);
+  if (auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
+  if (method_ != "GET" && method_ != "HEAD") {
+    respondLocal(405, "Method Not Allowed\n", false);
+  } else if (path == "/metrics") {
+    respondLocal(200, ctx_.registry.render(), false, metrics::kContentType);
+  } else if (path == "/health") {
+    respondLocal(200, ctx_.draining ? "draining\n" : "ok\n", false);
+  } else if (path == "/requests") {
+    respondLocal(200, ctx_.requests_json(), false, "application/json");
+  } else {
+    respondLocal(404, "Not Found\n", false);
+  }
+}
+
+// ---- Proxy ---------------------------------------------------------------------------------
+
+struct Proxy::Impl {
+  explicit Impl(uv_loop_t* loop) : ctx(loop) {}
+  Context ctx;
+  struct Open {
+    std::unique_ptr<Listener> listener;
+    std::shared_ptr<const ServerRef> server;
+  };
+  std::vector<Open> listeners;
+  std::vector<std::unique_ptr<ServerSettings>> admin_servers;
+  UvHandle<uv_timer_t> drain_timer;
+
+  std::string listen(const config::Address& address, std::shared_ptr<const ServerRef> server) {
+    std::string why;
+    ListenOptions options;
+    options.backlog = 4096;  // the benchmark opens 1,000 connections at once
+    auto l = Listener::open(ctx.loop, address, options, &why);
+    if (!l) return "cannot listen on " + address.text() + ": " + why;
+    Listener* raw = l.get();
+    Context* c = &ctx;
+    int r = l->start([c, raw, server](int status) {
+      if (status < 0) {
+        c->log->error("accept on {} failed: {}", raw->address(), uv_strerror(status));
+        return;
+      }
+      ClientConn::accept(*c, raw->stream(), server, raw->isUnix());
+    });
+    if (r != 0) return "cannot listen on " + address.text() + ": " + uv_strerror(r);
+    ctx.log->info("listening on {}", l->address());
+    listeners.push_back({std::move(l), std::move(server)});
+    return {};
+  }
+};
+
+Proxy::Proxy(uv_loop_t* loop, Settings settings) : impl_(std::make_unique<Impl>(loop)) {
+  impl_->ctx.settings = std::move(settings);
+  Context* ctx = &impl_->ctx;
+  ctx->requests_json = [ctx] {
+    nlohmann::json list = nlohmann::json::array();
+    uint64_t now = monotonicNs();
+    for (const ClientConn* c : ctx->active) {
+      list.push_back({{"id", c->requestId()},
+                      {"phase", std::string(phaseName(c->phase()))},
+                      {"age", secondsBetween(c->startNs(), now)},
+                      {"client", c->peer()},
+                      {"upstream", c->upstreamText()}});
+    }
+    return list.dump() + "\n";
+  };
+}
+
+Proxy::~Proxy() {
+  Context& ctx = impl_->ctx;
+  while (!ctx.conns.empty()) ctx.conns.front()->forceClose();
+  for (auto& l : impl_->listeners) l.listener->close();
+  ctx.groups.clear();
+}
+
+std::string Proxy::start() {
+  Context& ctx = impl_->ctx;
+  for (const auto& u : ctx.settings.upstreams) {
+    auto g = std::make_unique<UpstreamGroup>(ctx, u);
+    if (auto why = g->resolve(); !why.empty()) return why;
+    ctx.groups.push_back(std::move(g));
+  }
+  for (const auto& srv : ctx.settings.servers) {
+    auto ref = std::make_shared<ServerRef>();
+    ref->settings = &srv;
+    try {
+      ref->access_log_fd = ctx.access_logs.open(srv.access_log);
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    for (const auto& a : srv.listens) {
+      if (auto why = impl_->listen(a, ref); !why.empty()) return why;
+    }
+  }
+  if (!ctx.settings.admin_listens.empty()) {
+    auto admin = std::make_unique<ServerSettings>();
+    admin->access_log = "off";
+    admin->client_header_timeout = Millis(10000);
+    admin->keepalive_timeout = Millis(10000);
+    admin->client_max_body_size = 0;
+    auto ref = std::make_shared<ServerRef>();
+    ref->settings = admin.get();
+    ref->admin = true;
+    impl_->admin_servers.push_back(std::move(admin));
+    for (const auto& a : ctx.settings.admin_listens) {
+      if (auto why = impl_->listen(a, ref); !why.empty()) return why;
+    }
+  }
+  for (auto& g : ctx.groups) g->startControl();
+  return {};
+}
+
+void Proxy::drain(std::function<void()> done) {
+  Context& ctx = impl_->ctx;
+  if (ctx.draining) return;
+  ctx.draining = true;
+  for (auto& l : impl_->listeners) l.listener->close();
+  for (auto& g : ctx.groups) g->closeIdle();
+  auto finish = [this, done = std::move(done)] {
+    impl_->drain_timer.close();
+    for (auto& g : impl_->ctx.groups) g->closeIdle();
+    impl_->ctx.groups.clear();  // closes the control clients once their frames are out of our hands
+    if (done) done();
+  };
+  ctx.on_idle = finish;
+  // Idle keep-alive connections go at once; in-flight requests finish with Connection: close.
+  std::vector<ClientConn*> all(ctx.conns.begin(), ctx.conns.end());
+  for (ClientConn* c : all) c->drain();
+  if (ctx.conns.empty()) {
+    ctx.on_idle = nullptr;
+    finish();
+    return;
+  }
+  uv_timer_init(ctx.loop, impl_->drain_timer.get());
+  impl_->drain_timer.markInitialized();
+  impl_->drain_timer->data = this;
+  uv_timer_start(impl_->drain_timer.get(), [](uv_timer_t* t) {
+    auto* self = static_cast<Proxy*>(t->data);
+    Context& c = self->impl_->ctx;
+    c.log->warn("shutdown_timeout expired with {} requests in flight; cancelling them", c.active.size());
+    while (!c.conns.empty()) c.conns.front()->forceClose();
+  }, static_cast<uint64_t>(ctx.settings.shutdown_timeout.count()), 0);
+}
+
+std::string Proxy::reload(Settings) {
+  return "reload is not supported yet; restart tether-proxy to apply a new configuration";
+}
+
+std::string Proxy::metricsText() const { return impl_->ctx.registry.render(); }
+std::string Proxy::requestsJson() const { return impl_->ctx.requests_json(); }
+size_t Proxy::activeRequests() const { return impl_->ctx.active.size(); }
+size_t Proxy::openConnections() const { return impl_->ctx.conns.size(); }
+
+}  // namespace tether::proxy

@@ -1,0 +1,330 @@
+#pragma once
+// Internal to tether_proxy: the objects of the data path. One ClientConn per client connection
+// (one request at a time; pipelined bytes wait in `pipelined_`), one UpstreamConn per upstream
+// connection (busy with one exchange or idle in its group's pool), one UpstreamGroup per
+// `upstream` block. Everything runs on one libuv loop.
+//
+// Lifetime: a StreamConn is freed in its stream handle's close callback, which libuv runs after
+// every write callback of that stream, so a write callback always finds its owner alive (it
+// checks closing_ and does nothing more). Timers are closed at teardown, so their callbacks never
+// run on a closing connection. Teardown never frees memory on the caller's stack.
+#include <llhttp.h>
+#include <uv.h>
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tether/common/uv_handle.hpp"
+#include "tether/proxy/settings.hpp"
+
+namespace tether::agent::control {
+class Client;
+}
+
+namespace tether::proxy {
+
+struct Context;
+class ClientConn;
+class UpstreamConn;
+
+enum class Phase { Idle, RequestHeaders, RequestBody, AwaitingResponse, ResponseBody };
+enum class Cause { Eof, Reset, WriteError, Timeout, Keepalive };
+
+std::string_view phaseName(Phase phase);
+std::string_view causeName(Cause cause);
+
+// Above this many bytes queued towards a peer we stop reading the side that feeds it.
+inline constexpr size_t kHighWater = 256 * 1024;
+inline constexpr size_t kMaxHeadBytes = 16 * 1024;  // request line + headers (431 past it)
+inline constexpr size_t kMaxHeaders = 128;
+inline constexpr size_t kMaxPipelined = 64 * 1024;  // pipelined bytes kept while busy
+
+// The header lines of one message as offsets into one buffer: no allocation per header.
+class HeadBuffer {
+ public:
+  struct Header {
+    uint32_t name_off = 0, name_len = 0, value_off = 0, value_len = 0;
+  };
+  void clear();
+  // Appends a piece of a field name or value as llhttp hands it over (possibly split).
+  // Returns false on obs-fold (a value continued after it was complete).
+  void field(const char* at, size_t len);
+  bool value(const char* at, size_t len);
+  void valueComplete() { state_ = State::ValueDone; }
+  size_t bytes() const { return bytes_.size(); }
+  size_t count() const { return headers_.size(); }
+  std::string_view name(size_t i) const { return {bytes_.data() + headers_[i].name_off, headers_[i].name_len}; }
+  std::string_view value(size_t i) const { return {bytes_.data() + headers_[i].value_off, headers_[i].value_len}; }
+  // First header of that name (case-insensitive), or nullopt-like empty + false.
+  bool find(std::string_view name, std::string_view& out) const;
+  size_t countOf(std::string_view name) const;
+
+ private:
+  enum class State { None, Field, Value, ValueDone };
+  std::string bytes_;
+  std::vector<Header> headers_;
+  State state_ = State::None;
+};
+
+bool iequals(std::string_view a, std::string_view b);
+// True for hop-by-hop headers (RFC 9110 section 7.6.1) and for names listed in `connection`.
+bool isHopByHop(std::string_view name, std::string_view connection);
+
+// A stream (TCP or unix) with a non-blocking write path: uv_try_write first (no copy), the
+// remainder copied into one uv_write (the only copy, and only under backpressure).
+class StreamConn {
+ public:
+  StreamConn(const StreamConn&) = delete;
+  StreamConn& operator=(const StreamConn&) = delete;
+
+  uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(handle_); }
+  size_t pending() const { return pending_; }
+  bool closing() const { return closing_; }
+
+ protected:
+  StreamConn(Context& ctx, bool unix_socket);
+  virtual ~StreamConn();
+  // 0 or a libuv error; an asynchronous failure arrives in onWriteFailed().
+  int write(const uv_buf_t* bufs, unsigned count);
+  int write(std::string_view bytes);
+  // Closes the stream; `this` is freed in the close callback, after every write callback.
+  void closeStream();
+  void readStart();
+  void readStop();
+  virtual void onRead(ssize_t nread, const char* data) = 0;
+  virtual void onDrained() = 0;  // pending() went back to 0
+  virtual void onWriteFailed(int status) = 0;
+  virtual void onWriteProgress() {}
+
+  Context& ctx_;
+  uv_any_handle* handle_;
+  bool closing_ = false;
+  bool reading_ = false;
+  size_t pending_ = 0;
+
+ private:
+  struct WriteReq;
+  static void onWritten(uv_write_t* req, int status);
+};
+
+class UpstreamGroup;
+
+class UpstreamConn final : public StreamConn {
+ public:
+  // llhttp callbacks (public for the settings tables).
+  static int cbStatus(llhttp_t*, const char*, size_t);
+  static int cbHeaderField(llhttp_t*, const char*, size_t);
+  static int cbHeaderValue(llhttp_t*, const char*, size_t);
+  static int cbHeaderValueComplete(llhttp_t*);
+  static int cbHeadersComplete(llhttp_t*);
+  static int cbBody(llhttp_t*, const char*, size_t);
+  static int cbMessageComplete(llhttp_t*);
+  static int cbMessageBegin(llhttp_t*);
+  // Starts connecting to the group's next server.
+  static UpstreamConn* connect(Context& ctx, UpstreamGroup& group, const LocationSettings& loc);
+
+  void attach(ClientConn* client, const LocationSettings& loc, bool head_request);
+  // The client left; with `keep_going` the request runs to its end and its response is
+  // discarded (on_disconnect none), otherwise the connection is closed and never reused.
+  void detach(bool keep_going);
+  // The request has been sent completely (arms the read timeout).
+  void requestSent();
+  int send(const uv_buf_t* bufs, unsigned count) { return write(bufs, count); }
+  void pauseReading() { readStop(); }
+  void resumeReading() { if (!closing_) readStart(); }
+  void abort();  // close, never reused
+  const std::string& serverText() const { return server_text_; }
+  UpstreamGroup& group() { return group_; }
+
+  // Response head, valid from onResponseHead() until the response completes.
+  const HeadBuffer& head() const { return head_; }
+  uint16_t status() const { return status_; }
+  std::string_view reason() const { return reason_; }
+  bool chunked() const { return (parser_.flags & F_CHUNKED) != 0; }
+  bool hasContentLength() const { return (parser_.flags & F_CONTENT_LENGTH) != 0; }
+  bool bodyless() const { return bodyless_; }
+
+ private:
+  friend class UpstreamGroup;
+  UpstreamConn(Context& ctx, UpstreamGroup& group, size_t server);
+  ~UpstreamConn() override;
+  void onRead(ssize_t nread, const char* data) override;
+  void onDrained() override;
+  void onWriteFailed(int status) override;
+  void onWriteProgress() override { armTimer(); }
+  void onConnected(int status);
+  void armTimer();
+  void onTimer();
+  void fail(int status, bool timeout);
+  void finishResponse(bool clean);
+  void teardown();
+  void idleStart();
+
+
+  enum class State { Connecting, Busy, Idle };
+  UpstreamGroup& group_;
+  size_t server_;
+  std::string server_text_;
+  State state_ = State::Connecting;
+  ClientConn* client_ = nullptr;
+  const LocationSettings* loc_ = nullptr;
+  bool head_request_ = false;
+  bool request_sent_ = false;
+  bool response_started_ = false;
+  bool response_done_ = false;
+  bool discard_ = false;
+  bool bodyless_ = false;
+  bool interim_ = false;  // a 1xx response being skipped
+  uint16_t status_ = 0;
+  std::string reason_;
+  HeadBuffer head_;
+  llhttp_t parser_{};
+  UvHandle<uv_timer_t> timer_;
+  uv_connect_t connect_req_{};
+  std::list<UpstreamConn*>::iterator idle_pos_;
+};
+
+class UpstreamGroup {
+ public:
+  UpstreamGroup(Context& ctx, UpstreamSettings settings);
+  ~UpstreamGroup();
+  // Reuses an idle connection or starts a new one (round robin).
+  UpstreamConn* acquire(const LocationSettings& loc);
+  // Returns a connection whose exchange ended cleanly; closes it if the pool is full.
+  void release(UpstreamConn* conn);
+  void forget(UpstreamConn* conn);  // an idle connection closed
+  void closeIdle();
+  // One cancel frame to this upstream's control socket; false if it has none or dropped it.
+  bool sendCancel(const std::string& id, OnDisconnect action, Millis grace, Phase phase,
+                  uint64_t event_ns, std::string_view reason = "client_disconnect");
+  const UpstreamSettings& settings() const { return settings_; }
+  std::string resolve();  // start-up: resolves TCP server names; "" or why not
+  void startControl();
+
+ private:
+  friend class UpstreamConn;
+  Context& ctx_;
+  UpstreamSettings settings_;
+  std::vector<sockaddr_storage> addrs_;
+  size_t next_ = 0;
+  std::list<UpstreamConn*> idle_;
+  std::unique_ptr<agent::control::Client> control_;
+};
+
+struct ServerRef;  // a listener's server: settings + whether it is the admin listener
+
+class ClientConn final : public StreamConn {
+ public:
+  // llhttp callbacks (public for the settings tables).
+  static int cbMessageBegin(llhttp_t*);
+  static int cbUrl(llhttp_t*, const char*, size_t);
+  static int cbHeaderField(llhttp_t*, const char*, size_t);
+  static int cbHeaderValue(llhttp_t*, const char*, size_t);
+  static int cbHeaderValueComplete(llhttp_t*);
+  static int cbHeadersComplete(llhttp_t*);
+  static int cbBody(llhttp_t*, const char*, size_t);
+  static int cbMessageComplete(llhttp_t*);
+  static void accept(Context& ctx, uv_stream_t* listener, std::shared_ptr<const ServerRef> server,
+                     bool unix_socket);
+
+  // From the UpstreamConn serving this client's request.
+  void onResponseHead(UpstreamConn& up);
+  void onResponseBody(const char* at, size_t len);
+  void onResponseComplete(bool reusable);
+  void onUpstreamFailed(int status_code);  // 502/504 before the response started, else abort
+  void onUpstreamDrained();                // the upstream took everything queued
+  void onUpstreamPaused(bool full);
+
+  Phase phase() const;
+  const std::string& requestId() const { return request_id_; }
+  const std::string& peer() const { return peer_; }
+  uint64_t startNs() const { return start_ns_; }
+  const std::string& upstreamText() const;
+  bool busy() const { return phase() != Phase::Idle; }
+  // Drain: close when idle, answer the current request with Connection: close.
+  void drain();
+  // shutdown_timeout ran out: cancel what is left (reason "shutdown").
+  void forceClose();
+
+ private:
+  ClientConn(Context& ctx, std::shared_ptr<const ServerRef> server, bool unix_socket);
+  ~ClientConn() override;
+  void onRead(ssize_t nread, const char* data) override;
+  void onDrained() override;
+  void onWriteFailed(int status) override;
+  void onWriteProgress() override;
+  void feed(const char* data, size_t len);
+  void startHeaders();
+  int headersComplete();
+  int body(const char* at, size_t len);
+  int messageComplete();
+  void parseError(llhttp_errno_t err);
+  void respondLocal(uint16_t status, std::string_view body, bool close,
+                    std::string_view content_type = "text/plain");
+  void adminRequest();
+  void finishExchange();
+  void nextRequest();
+  void disconnect(Cause cause);
+  void closeGracefully();
+  void teardown();
+  void armTimer();
+  void onTimer();
+  void accessLog();
+  void sendOrFail(const uv_buf_t* bufs, unsigned count);
+  void track(bool active);
+
+
+  std::shared_ptr<const ServerRef> server_;
+  const ServerSettings* settings_;
+  llhttp_t parser_{};
+  UvHandle<uv_timer_t> timer_;
+  std::string peer_;       // client address text ("127.0.0.1:5555", "unix")
+  std::string peer_ip_;    // for X-Forwarded-For and the access log
+
+  // Request state, reset by startHeaders().
+  bool in_request_ = false;  // between message begin and the response's end
+  bool headers_done_ = false;
+  bool request_done_ = false;
+  bool response_started_ = false;
+  bool local_ = false;       // answered by the proxy itself (errors, admin)
+  bool keep_alive_ = true;
+  bool request_chunked_ = false;
+  bool response_chunked_ = false;  // we chunk the response to the client
+  bool response_close_ = false;    // response delimited by closing the connection
+  bool half_closed_ = false;
+  bool draining_ = false;
+  bool closing_gracefully_ = false;
+  bool tracked_ = false;
+  bool any_bytes_ = false;   // bytes of the current request seen
+  uint64_t requests_served_ = 0;
+  uint16_t user_error_ = 0;  // status set by a callback before failing the parse
+  uint16_t status_ = 0;
+  uint64_t body_bytes_ = 0;
+  uint64_t sent_body_bytes_ = 0;
+  uint64_t start_ns_ = 0;
+  uint64_t upstream_start_ns_ = 0;
+  uint64_t upstream_head_ns_ = 0;
+  uint64_t upstream_end_ns_ = 0;
+  std::string method_;
+  std::string url_;
+  uint8_t http_minor_ = 1;
+  HeadBuffer head_;
+  std::string request_id_;
+  std::string out_;  // scratch for building heads
+  std::string pipelined_;
+  const LocationSettings* loc_ = nullptr;
+  UpstreamGroup* group_ = nullptr;
+  UpstreamConn* upstream_ = nullptr;
+  std::string upstream_text_;
+  Phase disconnect_phase_ = Phase::Idle;
+  Cause disconnect_cause_ = Cause::Eof;
+  bool disconnected_ = false;
+  std::list<ClientConn*>::iterator pos_;
+  std::list<ClientConn*>::iterator active_pos_;
+};
+
+}  // namespace tether::proxy

@@ -1,0 +1,420 @@
+// The upstream side: connections to an upstream's servers (TCP or unix), a keep-alive pool per
+// upstream, the response parser, connect/read/send timeouts, and the control client that carries
+// this upstream's cancel frames.
+#include <netdb.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <cstring>
+
+#include "context.hpp"
+#include "tether/agent/control/client.hpp"
+#include "tether/common/clock.hpp"
+
+namespace tether::proxy {
+namespace {
+
+const llhttp_settings_t& responseSettings();
+UpstreamConn* self(llhttp_t* p) { return static_cast<UpstreamConn*>(p->data); }
+
+}  // namespace
+
+// ---- the group -----------------------------------------------------------------------------
+
+UpstreamGroup::UpstreamGroup(Context& ctx, UpstreamSettings settings)
+    : ctx_(ctx), settings_(std::move(settings)) {}
+
+UpstreamGroup::~UpstreamGroup() {
+  closeIdle();
+  if (control_) control_->close();
+}
+
+std::string UpstreamGroup::resolve() {
+  addrs_.assign(settings_.servers.size(), sockaddr_storage{});
+  for (size_t i = 0; i < settings_.servers.size(); ++i) {
+    const auto& a = settings_.servers[i];
+    if (a.kind != config::Address::Kind::Tcp) continue;
+    // Start-up only: a blocking lookup is fine here and never happens on the event loop.
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* res = nullptr;
+    std::string host = a.host.empty() ? "127.0.0.1" : a.host;
+    std::string port = std::to_string(a.port);
+    int r = getaddrinfo(host.c_str(), port.c_str(), &hints, &res);
+    if (r != 0 || res == nullptr) {
+      return "host not found in upstream \"" + settings_.name + "\": " + a.text() + " (" + gai_strerror(r) + ")";
+    }
+    std::memcpy(&addrs_[i], res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+  }
+  return {};
+}
+
+void UpstreamGroup::startControl() {
+  if (settings_.control_path.empty()) return;
+  agent::control::ClientOptions options;
+  options.path = settings_.control_path;
+  agent::control::ClientEvents events;
+  Context* ctx = &ctx_;
+  std::string name = settings_.name;
+  events.on_sent = [ctx](const agent::control::Cancel& c, uint64_t event_ns, uint64_t written_ns) {
+    ctx->disconnect_to_cancel->observe(secondsBetween(event_ns, written_ns));
+    ctx->cancels->with({std::string(agent::control::actionName(c.action)), "sent"}).inc();
+  };
+  events.on_ack = [ctx](const agent::control::CancelAck& ack, uint64_t) {
+    ctx->log->info("rid={} cancel acknowledged: {}", ack.id, agent::control::cancelStateName(ack.state));
+  };
+  events.on_dropped = [ctx](const agent::control::Cancel& c) {
+    ctx->cancels->with({std::string(agent::control::actionName(c.action)), "dropped"}).inc();
+    ctx->log->warn("rid={} cancel dropped: control queue full", c.id);
+  };
+  events.on_error = [ctx, name](const agent::control::Error& e) {
+    ctx->log->warn("upstream={} control peer error: {}", name, e.message);
+  };
+  events.on_connection = [ctx, name, path = settings_.control_path](bool up, int err) {
+    if (up) {
+      ctx->log->info("upstream={} control connected to unix:{}", name, path);
+    } else {
+      ctx->log->warn("upstream={} control unix:{} down: {}", name, path, err != 0 ? uv_strerror(err) : "closed");
+    }
+  };
+  control_ = std::make_unique<agent::control::Client>(ctx_.loop, options, std::move(events));
+  control_->start();
+}
+
+bool UpstreamGroup::sendCancel(const std::string& id, OnDisconnect action, Millis grace, Phase phase,
+                               uint64_t event_ns, std::string_view reason) {
+  if (!control_) return false;
+  agent::control::Cancel c;
+  c.id = id;
+  c.action = action == OnDisconnect::Kill ? agent::control::Action::Kill : agent::control::Action::Interrupt;
+  if (action == OnDisconnect::Interrupt) c.grace_ms = static_cast<uint32_t>(grace.count());
+  c.reason = std::string(reason);
+  c.phase = std::string(phaseName(phase));
+  bool ok = control_->sendCancel(c, event_ns);
+  ctx_.log->info("rid={} cancel {} sent to unix:{} (phase {}, reason {}){}", id,
+                 agent::control::actionName(c.action), settings_.control_path, c.phase, c.reason,
+                 ok ? (control_->connected() ? "" : ", queued until the control socket is back") : ", dropped");
+  return ok;
+}
+
+UpstreamConn* UpstreamGroup::acquire(const LocationSettings& loc) {
+  while (!idle_.empty()) {
+    UpstreamConn* c = idle_.front();
+    idle_.pop_front();
+    if (!c->closing()) return c;
+  }
+  return UpstreamConn::connect(ctx_, *this, loc);
+}
+
+void UpstreamGroup::release(UpstreamConn* conn) {
+  if (ctx_.draining || idle_.size() >= settings_.keepalive) {
+    conn->abort();
+    return;
+  }
+  idle_.push_front(conn);
+  conn->idle_pos_ = idle_.begin();
+  conn->idleStart();
+}
+
+void UpstreamGroup::forget(UpstreamConn* conn) { idle_.erase(conn->idle_pos_); }
+
+void UpstreamGroup::closeIdle() {
+  while (!idle_.empty()) {
+    UpstreamConn* c = idle_.front();
+    c->abort();  // removes itself from idle_
+  }
+}
+
+// ---- one connection ------------------------------------------------------------------------
+
+UpstreamConn::UpstreamConn(Context& ctx, UpstreamGroup& group, size_t server)
+    : StreamConn(ctx, group.settings_.servers[server].kind == config::Address::Kind::Unix),
+      group_(group), server_(server), server_text_(group.settings_.servers[server].text()) {
+  llhttp_init(&parser_, HTTP_RESPONSE, &responseSettings());
+  parser_.data = this;
+  uv_timer_init(ctx.loop, timer_.get());
+  timer_.markInitialized();
+  timer_->data = this;
+}
+
+UpstreamConn::~UpstreamConn() = default;
+
+UpstreamConn* UpstreamConn::connect(Context& ctx, UpstreamGroup& group, const LocationSettings& loc) {
+  size_t server = group.next_++ % group.settings_.servers.size();
+  auto* c = new UpstreamConn(ctx, group, server);
+  c->loc_ = &loc;
+  c->connect_req_.data = c;
+  const auto& a = group.settings_.servers[server];
+  auto cb = [](uv_connect_t* req, int status) {
+    if (status == UV_ECANCELED) return;  // closed while connecting; the owner is closing
+    static_cast<UpstreamConn*>(req->data)->onConnected(status);
+  };
+  if (a.kind == config::Address::Kind::Unix) {
+    uv_pipe_connect(&c->connect_req_, &c->handle_->pipe, a.path.c_str(), cb);
+  } else {
+    int r = uv_tcp_connect(&c->connect_req_, &c->handle_->tcp,
+                           reinterpret_cast<const sockaddr*>(&group.addrs_[server]), cb);
+    if (r != 0) {
+      c->teardown();
+      return nullptr;
+    }
+  }
+  c->armTimer();
+  return c;
+}
+
+void UpstreamConn::onConnected(int status) {
+  if (closing_) return;
+  if (status != 0) {
+    ctx_.log->error("rid={} connect to upstream {} ({}) failed: {}",
+                    client_ != nullptr ? client_->requestId() : "-", group_.settings_.name, server_text_,
+                    uv_strerror(status));
+    fail(status, false);
+    return;
+  }
+  if (group_.settings_.servers[server_].kind == config::Address::Kind::Tcp) uv_tcp_nodelay(&handle_->tcp, 1);
+  state_ = State::Busy;
+  readStart();
+  armTimer();
+}
+
+void UpstreamConn::attach(ClientConn* client, const LocationSettings& loc, bool head_request) {
+  client_ = client;
+  loc_ = &loc;
+  head_request_ = head_request;
+  request_sent_ = response_started_ = response_done_ = discard_ = bodyless_ = interim_ = false;
+  status_ = 0;
+  if (state_ == State::Idle) {
+    state_ = State::Busy;
+    uv_timer_stop(timer_.get());
+  }
+  llhttp_init(&parser_, HTTP_RESPONSE, &responseSettings());
+  parser_.data = this;
+  if (!reading_ && state_ == State::Busy) readStart();
+}
+
+void UpstreamConn::requestSent() {
+  request_sent_ = true;
+  armTimer();
+}
+
+void UpstreamConn::detach(bool keep_going) {
+  client_ = nullptr;
+  if (!keep_going) {
+    abort();
+    return;
+  }
+  discard_ = true;
+  if (!reading_ && state_ == State::Busy) readStart();
+}
+
+void UpstreamConn::abort() { teardown(); }
+
+void UpstreamConn::idleStart() {
+  state_ = State::Idle;
+  client_ = nullptr;
+  loc_ = nullptr;
+  // An idle connection is watched: any byte or end of file from the upstream closes it.
+  if (!reading_) readStart();
+  uv_timer_stop(timer_.get());
+}
+
+void UpstreamConn::armTimer() {
+  if (closing_) return;
+  Millis t{0};
+  if (state_ == State::Connecting) {
+    t = loc_ != nullptr ? loc_->connect_timeout : Millis(60000);
+  } else if (state_ == State::Busy && pending_ > 0) {
+    t = loc_ != nullptr ? loc_->send_timeout : Millis(60000);
+  } else if (state_ == State::Busy && request_sent_) {
+    t = loc_ != nullptr ? loc_->read_timeout : Millis(60000);
+  } else {
+    uv_timer_stop(timer_.get());
+    return;
+  }
+  uv_timer_start(timer_.get(), [](uv_timer_t* h) { static_cast<UpstreamConn*>(h->data)->onTimer(); },
+                 static_cast<uint64_t>(t.count()), 0);
+}
+
+void UpstreamConn::onTimer() {
+  if (closing_) return;
+  ctx_.log->error("rid={} upstream {} ({}) timed out while {}", client_ != nullptr ? client_->requestId() : "-",
+                  group_.settings_.name, server_text_,
+                  state_ == State::Connecting ? "connecting" : pending_ > 0 ? "sending the request" : "reading the response");
+  fail(UV_ETIMEDOUT, true);
+}
+
+// A failed exchange: 504 for timeouts, 502 otherwise, or a cut response if it had begun.
+void UpstreamConn::fail(int status, bool timeout) {
+  (void)status;
+  ClientConn* c = std::exchange(client_, nullptr);
+  teardown();
+  if (c != nullptr) c->onUpstreamFailed(timeout ? 504 : 502);
+}
+
+void UpstreamConn::onRead(ssize_t nread, const char* data) {
+  if (state_ == State::Idle) {
+    // Bytes or end of file on an idle connection: the upstream closed it or broke protocol.
+    teardown();
+    return;
+  }
+  if (nread < 0) {
+    if (nread == UV_EOF && response_started_ && llhttp_message_needs_eof(&parser_)) {
+      // A body delimited by the connection's end (RFC 9112 section 6.3, rule 8).
+      llhttp_finish(&parser_);
+      if (response_done_) {
+        finishResponse(true);
+        return;
+      }
+    }
+    if (nread != UV_EOF || response_started_ || request_sent_) {
+      ctx_.log->error("rid={} upstream {} ({}) closed the connection: {}",
+                      client_ != nullptr ? client_->requestId() : "-", group_.settings_.name,
+                      server_text_, uv_strerror(static_cast<int>(nread)));
+    }
+    fail(static_cast<int>(nread), false);
+    return;
+  }
+  armTimer();
+  llhttp_errno_t err = llhttp_execute(&parser_, data, static_cast<size_t>(nread));
+  if (closing_) return;
+  if (err == HPE_PAUSED && response_done_) {
+    // Bytes after the response are a protocol error: such a connection is not reused.
+    const char* pos = llhttp_get_error_pos(&parser_);
+    finishResponse(pos == data + nread);
+    return;
+  }
+  if (err != HPE_OK) {
+    ctx_.log->error("rid={} upstream {} ({}) sent an invalid response: {}",
+                    client_ != nullptr ? client_->requestId() : "-", group_.settings_.name, server_text_,
+                    llhttp_errno_name(err));
+    fail(UV_EPROTO, false);
+  }
+}
+
+void UpstreamConn::finishResponse(bool clean) {
+  bool reusable = clean && llhttp_should_keep_alive(&parser_) != 0 && request_sent_ && pending_ == 0;
+  llhttp_resume(&parser_);
+  ClientConn* c = std::exchange(client_, nullptr);
+  if (c == nullptr) {
+    // on_disconnect none: the request ran to its end; the response is discarded.
+    if (reusable) {
+      group_.release(this);
+    } else {
+      teardown();
+    }
+    return;
+  }
+  c->onResponseComplete(reusable);
+}
+
+void UpstreamConn::onDrained() {
+  armTimer();
+  if (client_ != nullptr) client_->onUpstreamDrained();
+}
+
+void UpstreamConn::onWriteFailed(int status) {
+  ctx_.log->error("rid={} write to upstream {} ({}) failed: {}", client_ != nullptr ? client_->requestId() : "-",
+                  group_.settings_.name, server_text_, uv_strerror(status));
+  fail(status, false);
+}
+
+void UpstreamConn::teardown() {
+  if (closing_) return;
+  if (state_ == State::Idle) group_.forget(this);
+  client_ = nullptr;
+  timer_.close();
+  closeStream();
+}
+
+// ---- response parser callbacks -------------------------------------------------------------
+
+int UpstreamConn::cbMessageBegin(llhttp_t* p) {
+  UpstreamConn* u = self(p);
+  u->head_.clear();
+  u->reason_.clear();
+  return 0;
+}
+
+int UpstreamConn::cbStatus(llhttp_t* p, const char* at, size_t len) {
+  self(p)->reason_.append(at, len);
+  return 0;
+}
+
+int UpstreamConn::cbHeaderField(llhttp_t* p, const char* at, size_t len) {
+  UpstreamConn* u = self(p);
+  u->head_.field(at, len);
+  return u->head_.bytes() > 64 * 1024 ? -1 : 0;
+}
+
+int UpstreamConn::cbHeaderValue(llhttp_t* p, const char* at, size_t len) {
+  return self(p)->head_.value(at, len) ? 0 : -1;
+}
+
+int UpstreamConn::cbHeaderValueComplete(llhttp_t* p) {
+  self(p)->head_.valueComplete();
+  return 0;
+}
+
+int UpstreamConn::cbHeadersComplete(llhttp_t* p) {
+  UpstreamConn* u = self(p);
+  u->status_ = p->status_code;
+  if (u->status_ >= 100 && u->status_ < 200) {
+    // Interim responses (100 Continue to our own request) are not forwarded: we answered the
+    // client's Expect ourselves. 101 is refused: no upgrades through this proxy.
+    if (u->status_ == 101) return -1;
+    u->interim_ = true;
+    return 0;
+  }
+  u->interim_ = false;
+  u->response_started_ = true;
+  u->bodyless_ = u->head_request_ || u->status_ == 204 || u->status_ == 304;
+  if (u->client_ != nullptr) {
+    u->client_->onResponseHead(*u);
+    if (u->closing_) return -1;
+  }
+  return u->head_request_ ? 1 : 0;
+}
+
+int UpstreamConn::cbBody(llhttp_t* p, const char* at, size_t len) {
+  UpstreamConn* u = self(p);
+  if (u->client_ != nullptr) {
+    u->client_->onResponseBody(at, len);
+    if (u->closing_) return -1;
+  }
+  return 0;
+}
+
+int UpstreamConn::cbMessageComplete(llhttp_t* p) {
+  UpstreamConn* u = self(p);
+  if (u->interim_) {
+    u->interim_ = false;
+    return 0;
+  }
+  u->response_done_ = true;
+  return HPE_PAUSED;  // finishResponse() runs once llhttp_execute has returned
+}
+
+namespace {
+
+const llhttp_settings_t& responseSettings() {
+  static const llhttp_settings_t kSettings = [] {
+    llhttp_settings_t s;
+    llhttp_settings_init(&s);
+    s.on_message_begin = UpstreamConn::cbMessageBegin;
+    s.on_status = UpstreamConn::cbStatus;
+    s.on_header_field = UpstreamConn::cbHeaderField;
+    s.on_header_value = UpstreamConn::cbHeaderValue;
+    s.on_header_value_complete = UpstreamConn::cbHeaderValueComplete;
+    s.on_headers_complete = UpstreamConn::cbHeadersComplete;
+    s.on_body = UpstreamConn::cbBody;
+    s.on_message_complete = UpstreamConn::cbMessageComplete;
+    return s;
+  }();
+  return kSettings;
+}
+
+}  // namespace
+
+}  // namespace tether::proxy

@@ -57,7 +57,7 @@ if ! (cd "$work" && cpack -G DEB --config "$build/CPackConfig.cmake" -B "$work" 
 fi
 deb=$(ls "$work"/tether_*.deb)
 echo "built $(basename "$deb") in $(( ($(date +%s%N) - started_ns) / 1000000 )) ms"
-dpkg-deb --info "$deb" | sed -n '/Package:/,$p'
+dpkg-deb --field "$deb" Package Version Architecture Depends
 
 # Nothing may be started by the installation: remember which of our binaries run now.
 running_installed() {
@@ -91,8 +91,8 @@ for c in proxy.conf solverd.conf agent.conf; do
     check "/etc/tether/$c installed" test -f "/etc/tether/$c"
     check "/etc/tether/$c is a conffile" grep -q "/etc/tether/$c" <<<"$conffiles"
 done
-check "system user tether exists" getent passwd tether
-check "system group tether exists" getent group tether
+check "system user tether exists" bash -c 'getent passwd tether >/dev/null'
+check "system group tether exists" bash -c 'getent group tether >/dev/null'
 check "the user tether is a system user without a login shell" \
     test "$(getent passwd tether | cut -d: -f7)" = /usr/sbin/nologin
 check "/etc/tether is root:tether 0750" test "$(stat -c %U:%G:%a /etc/tether)" = root:tether:750

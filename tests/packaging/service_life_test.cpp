@@ -511,6 +511,17 @@ TEST_F(ProxyService, StartsUnderSystemdSocketActivateWithANamedSocket) {
 // ---------------------------------------------------------------------------------------------
 // solverd: the drain of running jobs.
 
+// Running means a worker exists: polls solverd's job list until a job shows up as running.
+bool waitJobRunning(const Endpoint& api) {
+  auto deadline = Clock::now() + kEvent;
+  while (Clock::now() < deadline) {
+    auto jobs = httpRequest(api, "GET", "/v1/jobs");
+    if (jobs && jobs->body.find("\"state\":\"running\"") != std::string::npos) return true;
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  return false;
+}
+
 std::string hardModel() { return readFile(std::string(TETHER_SOURCE_DIR) + "/tests/solverd/models/market_split_hard.lp"); }
 
 TEST(SolverdService, SigtermPastShutdownTimeoutInterruptsTheRunningJobAndAnswers503ToNewOnes) {
@@ -526,15 +537,7 @@ TEST(SolverdService, SigtermPastShutdownTimeoutInterruptsTheRunningJobAndAnswers
     return httpRequest(api, "POST", "/v1/solve?solver=cbc&time_limit=120", hardModel(),
                        {"Content-Type: text/x-lp"}, milliseconds(60000));
   });
-  // Running means a worker exists: wait for the job to show up as running.
-  bool is_running = false;
-  auto deadline = Clock::now() + kEvent;
-  while (!is_running && Clock::now() < deadline) {
-    auto jobs = httpRequest(api, "GET", "/v1/jobs");
-    is_running = jobs && jobs->body.find("running") != std::string::npos;
-    if (!is_running) std::this_thread::sleep_for(milliseconds(20));
-  }
-  ASSERT_TRUE(is_running) << r.daemon->log();
+  ASSERT_TRUE(waitJobRunning(api)) << r.daemon->log();
 
   auto sigterm_at = Clock::now();
   r.daemon->signal(SIGTERM);
@@ -588,14 +591,7 @@ TEST(ShutdownOrder, StoppingProxyThenSolverdWithASolveInFlightLosesNoCompletedRe
     return httpRequest(http, "POST", "/v1/solve?solver=cbc&time_limit=2", hardModel(), {"Content-Type: text/x-lp"},
                        milliseconds(60000));
   });
-  bool is_running = false;
-  auto deadline = Clock::now() + kEvent;
-  while (!is_running && Clock::now() < deadline) {
-    auto jobs = httpRequest(api, "GET", "/v1/jobs");
-    is_running = jobs && jobs->body.find("running") != std::string::npos;
-    if (!is_running) std::this_thread::sleep_for(milliseconds(20));
-  }
-  ASSERT_TRUE(is_running) << s.daemon->log() << p.daemon->log();
+  ASSERT_TRUE(waitJobRunning(api)) << s.daemon->log() << p.daemon->log();
 
   p.daemon->signal(SIGTERM);
   auto result = solve.get();

@@ -148,6 +148,20 @@ TEST(ListenerTest, UnixPathThatIsARegularFileIsRefused) {
   ::unlink(path.c_str());
 }
 
+TEST(ListenerTest, UnixSocketGroupIsApplied) {
+  if (geteuid() != 0) GTEST_SKIP() << "changing a file's group to root needs root";
+  TestLoop loop;
+  ListenOptions options;
+  options.group = "root";
+  const std::string path = tempSocketPath("grp0");
+  std::string why;
+  auto l = Listener::open(loop.get(), address("unix:" + path), options, &why);
+  ASSERT_NE(l, nullptr) << why;
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_gid, 0u);
+}
+
 TEST(ListenerTest, UnknownGroupIsRefused) {
   TestLoop loop;
   ListenOptions options;

@@ -99,7 +99,7 @@ Process::~Process() {
 }
 
 std::optional<std::string> Process::waitForLine(const std::string& pattern, std::chrono::milliseconds timeout,
-                                                std::smatch* match) {
+                                                std::vector<std::string>* groups) {
   std::regex re(pattern);
   std::unique_lock lock(mutex_);
   size_t checked = 0;
@@ -108,14 +108,11 @@ std::optional<std::string> Process::waitForLine(const std::string& pattern, std:
     for (; checked < lines_.size(); ++checked) {
       std::smatch m;
       if (std::regex_search(lines_[checked], m, re)) {
-        std::string line = lines_[checked];
-        if (match != nullptr) {
-          // Re-run on the copy so the match refers to a string that outlives the lock.
-          static thread_local std::string kept;
-          kept = line;
-          std::regex_search(kept, *match, re);
+        if (groups != nullptr) {
+          groups->clear();
+          for (const auto& sub : m) groups->push_back(sub.str());
         }
-        return line;
+        return lines_[checked];
       }
     }
     if (cv_.wait_until(lock, deadline) == std::cv_status::timeout && checked == lines_.size()) return std::nullopt;
@@ -428,7 +425,7 @@ Solverd::Solverd(const std::string& cgroup_root, Options options) {
   conf += options.extra_config;
   std::ofstream(config_path_) << conf;
   process_ = std::make_unique<Process>(std::vector<std::string>{binPath("solverd"), "-c", config_path_});
-  std::smatch m;
+  std::vector<std::string> m;
   if (process_->waitForLine(R"(listening on 127\.0\.0\.1:(\d+))", 10s, &m)) port_ = static_cast<uint16_t>(std::stoi(m[1]));
   if (port_ != 0) process_->waitForLine("ready:", 10s);
 }

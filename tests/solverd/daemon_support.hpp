@@ -37,9 +37,10 @@ class Process {
   Process& operator=(const Process&) = delete;
 
   pid_t pid() const { return pid_; }
-  // The first captured line matching `pattern` (std::regex search), waiting up to `timeout`.
+  // The first captured line matching `pattern` (std::regex search), waiting up to `timeout`;
+  // `groups` gets the match's sub-expressions ([0] the whole match).
   std::optional<std::string> waitForLine(const std::string& pattern, std::chrono::milliseconds timeout,
-                                         std::smatch* match = nullptr);
+                                         std::vector<std::string>* groups = nullptr);
   std::vector<std::string> lines();
   std::string output();
   void signal(int sig);

@@ -32,7 +32,9 @@ std::unique_ptr<HttpClient> startHardSolve(Solverd& d, const std::string& id, co
   c->send("POST", "/v1/solve" + query, readFile(modelPath("market_split_hard.lp")), lpHeaders(id, true, key));
   auto h = c->head(10s);
   EXPECT_TRUE(h.has_value());
-  if (h) EXPECT_EQ(h->status, 200);
+  if (h) {
+    EXPECT_EQ(h->status, 200);
+  }
   auto accepted = c->eventNamed("accepted", 10s);
   EXPECT_TRUE(accepted.has_value());
   return c;
@@ -41,7 +43,7 @@ std::unique_ptr<HttpClient> startHardSolve(Solverd& d, const std::string& id, co
 class SolverdTest : public DaemonTest {
  protected:
   std::unique_ptr<Solverd> start(const std::string& extra = {}, bool unix_api = false) {
-    auto d = std::make_unique<Solverd>(cgroup_root_, Solverd::Options{extra, unix_api});
+    auto d = std::make_unique<Solverd>(cgroup_root_, Solverd::Options{extra, unix_api, {}});
     EXPECT_TRUE(d->started()) << d->process().output();
     return d;
   }
@@ -51,7 +53,8 @@ TEST_F(SolverdTest, EveryCorpusModelGetsItsKnownAnswerFromEveryBackend) {
   auto d = start("workers 2;\n");
   ASSERT_TRUE(d->started());
   int checked = 0;
-  for (const auto& m : modelIndex()["models"]) {
+  const nlohmann::json index = modelIndex();
+  for (const auto& m : index["models"]) {
     if (m["role"] != "check") continue;
     std::string type = m["format"] == "lp" ? "text/x-lp" : "text/x-mps";
     for (const auto& solver : m["solvers"]) {
@@ -408,7 +411,9 @@ TEST_F(SolverdTest, SigtermRefusesNewJobsCancelsRunningOnesAfterShutdownTimeoutA
   d->process().signal(SIGTERM);
   ASSERT_TRUE(d->process().waitForLine("shutting down", 5s));
   auto r = httpRequest(d->port(), "POST", "/v1/solve", readFile(modelPath("knapsack.lp")), lpHeaders(), 2s);
-  if (r) EXPECT_EQ(r->status, 503);  // else the listener is closed already: refused, as it should be
+  if (r) {
+    EXPECT_EQ(r->status, 503);  // else the listener is closed already: refused, as it should be
+  }
   auto result = c->eventNamed("result", 10s);
   ASSERT_TRUE(result);
   EXPECT_EQ((*result)["status"], "interrupted");

@@ -237,7 +237,11 @@ class Parser {
     text = contents;
     storage_->file_order.push_back(file);
     if (!parseFile(text, file, storage_->root, 0)) return std::move(error_);
-    return Config(std::move(storage_));
+    Config config(std::move(storage_));
+    if (config.schema().validate) {
+      if (auto problem = config.schema().validate(config)) return std::move(*problem);
+    }
+    return config;
   }
 
  private:

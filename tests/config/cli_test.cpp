@@ -196,6 +196,22 @@ TEST(CommandLine, BrokenBuiltInDefaultIsReportedAsSuch) {
             "tether-proxy: configuration file (built-in default) test failed\n");
 }
 
+TEST(CommandLine, TestReportsTheProgramsOwnValidationError) {
+  Schema schema = testing::proxySchema();
+  schema.validate = [](const Config& config) -> std::optional<Error> {
+    if (!config.root().has("upstream")) return errorAt(config.root().directives().at(0), "no upstream");
+    return std::nullopt;
+  };
+  const std::string file = kGood + "units.conf";
+  const char* argv[] = {"tether-proxy", "-t", "-c", file.c_str()};
+  std::ostringstream out;
+  std::ostringstream err;
+  const CommandLine result = parseCommandLine(4, argv, schema, kDefault, out, err);
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_EQ(err.str(), "tether-proxy: [emerg] no upstream in " + file + ":3:1\n" +
+                           "tether-proxy: configuration file " + file + " test failed\n");
+}
+
 // Runs the fixture binary with `args` (shell words); returns its exit status and its output.
 std::pair<int, std::string> runFixture(const std::string& args) {
   const std::string command = std::string(TETHER_BIN_DIR) + "/config_cli_fixture " + args + " 2>&1";

@@ -293,6 +293,37 @@ TEST(Schema, DefaultThatFailsItsOwnCheckIsReportedOnLoad) {
             "the default \"many\" of \"workers\" directive fails its check: invalid value \"many\"");
 }
 
+Schema withUpstreamCheck() {
+  // A daemon's check across directives: every proxy_pass names a declared upstream.
+  Schema schema = proxySchema();
+  schema.validate = [](const Config& config) -> std::optional<Error> {
+    for (const Directive* server : config.root().all("server")) {
+      for (const Directive* location : server->block->all("location")) {
+        const Directive* pass = location->block->find("proxy_pass");
+        if (pass == nullptr) continue;
+        bool found = false;
+        for (const Directive* upstream : config.root().all("upstream")) {
+          found = found || "http://" + std::string(upstream->args[0]) == pass->args[0];
+        }
+        if (!found) return errorAt(*pass, "host not found in upstream \"" + std::string(pass->args[0]) + "\"", 0);
+      }
+    }
+    return std::nullopt;
+  };
+  return schema;
+}
+
+TEST(Schema, ValidateRunsAfterTheTableChecksAndItsErrorIsTheLoadsError) {
+  const Schema schema = withUpstreamCheck();
+  EXPECT_TRUE(loadString("upstream a { server 1; } server { location / { proxy_pass http://a; } }", "v", schema));
+  const LoadResult result = loadString("server {\n  location / { proxy_pass http://b; }\n}", "v.conf", schema);
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().text(), "host not found in upstream \"http://b\" in v.conf:2:27");
+  // A table error comes first; validate never sees a configuration that failed the table.
+  EXPECT_EQ(loadString("server { lisen 1; location / { proxy_pass http://b; } }", "v", schema).error().message,
+            "unknown directive \"lisen\"");
+}
+
 TEST(Dump, PrintsDirectivesQuotedWhereNeededAndMarksDefaults) {
   const Config config = mustParse("server { access_log \"a b\"; location \"\" { } }");
   const std::string text = dump(config);

@@ -91,9 +91,15 @@ struct DirectiveSpec {
 
 // The directive table of one program. Several rows may share a name if their contexts differ
 // (e.g. `listen` in main and in admin). `include` is built in and allowed everywhere.
+class Config;
+
 struct Schema {
   std::string program;  // "tether-proxy"
   std::vector<DirectiveSpec> directives;
+  // Optional: the program's checks across directives (e.g. `proxy_pass` naming an upstream that
+  // exists), run by load()/loadString() after the table's checks pass, so that -t, -T, start-up
+  // and SIGHUP all report them the same way. Returns the first problem, placed with errorAt().
+  std::function<std::optional<Error>(const Config&)> validate = nullptr;
 };
 
 class Block;

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <charconv>
 #include <cstring>
 
@@ -222,7 +223,9 @@ void ClientConn::feed(const char* data, size_t len) {
       any_bytes_ = true;
       armTimer();  // keepalive_timeout gives way to client_header_timeout
     }
+    exec_begin_ = data;
     llhttp_errno_t err = llhttp_execute(&parser_, data, len);
+    prev_last_byte_ = data[len - 1];
     if (closing_ || closing_gracefully_) return;
     if (err == HPE_OK) return;
     if (err == HPE_PAUSED) {
@@ -274,7 +277,7 @@ void ClientConn::startHeaders() {
   group_ = nullptr;
   upstream_text_.clear();
   disconnected_ = false;
-  track(true);
+  if (!server_->admin) track(true);  // /requests lists proxied requests only
   armTimer();
 }
 
@@ -293,8 +296,20 @@ int ClientConn::cbUrl(llhttp_t* p, const char* at, size_t len) {
   return 0;
 }
 
+// RFC 9110 section 5.6.2: a field name is a token. llhttp 8.1 lets a space through
+// ("Bad Header: x"), which other servers may read differently, so we check ourselves.
+static bool isToken(const char* at, size_t len) {
+  static constexpr std::string_view kSpecials = "!#$%&'*+-.^_`|~";
+  for (size_t i = 0; i < len; ++i) {
+    unsigned char ch = static_cast<unsigned char>(at[i]);
+    if (std::isalnum(ch) == 0 && kSpecials.find(static_cast<char>(ch)) == std::string_view::npos) return false;
+  }
+  return true;
+}
+
 int ClientConn::cbHeaderField(llhttp_t* p, const char* at, size_t len) {
   ClientConn* c = self(p);
+  if (!isToken(at, len)) return -1;
   c->head_.field(at, len);
   if (c->head_.bytes() + c->url_.size() > kMaxHeadBytes || c->head_.count() > kMaxHeaders) {
     c->user_error_ = 431;
@@ -305,7 +320,10 @@ int ClientConn::cbHeaderField(llhttp_t* p, const char* at, size_t len) {
 
 int ClientConn::cbHeaderValue(llhttp_t* p, const char* at, size_t len) {
   ClientConn* c = self(p);
-  if (!c->head_.value(at, len)) return -1;  // obs-fold (RFC 9112 section 5.2): 400
+  // obs-fold (RFC 9112 section 5.2) is refused with 400: llhttp 8.1 accepts it and hands the
+  // continuation line over as a span that starts right after a line feed.
+  char before = at > c->exec_begin_ ? at[-1] : c->prev_last_byte_;
+  if (before == '\n' || !c->head_.value(at, len)) return -1;
   if (c->head_.bytes() + c->url_.size() > kMaxHeadBytes) {
     c->user_error_ = 431;
     return -1;
@@ -812,7 +830,7 @@ void ClientConn::teardown() {
 // ---- access log ----------------------------------------------------------------------------
 
 void ClientConn::accessLog() {
-  ctx_.countRequest(status_);
+  if (!server_->admin) ctx_.countRequest(status_);  // admin views are not proxied requests
   int fd = server_->access_log_fd;
   if (fd < 0) return;
   // nginx's combined format, then the request id, request time, upstream time and, for a

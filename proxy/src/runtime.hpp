@@ -316,6 +316,8 @@ class ClientConn final : public StreamConn {
   std::string request_id_;
   std::string out_;  // scratch for building heads
   std::string pipelined_;
+  const char* exec_begin_ = nullptr;  // the buffer llhttp_execute() is parsing (obs-fold check)
+  char prev_last_byte_ = 0;           // last byte of the previous buffer
   const LocationSettings* loc_ = nullptr;
   UpstreamGroup* group_ = nullptr;
   UpstreamConn* upstream_ = nullptr;

@@ -647,6 +647,18 @@ void Client::reset() {
 
 void Client::halfClose() { shutdown(fd_, SHUT_WR); }
 
+uint16_t unusedPort() {
+  int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(s);
+  return ntohs(a.sin_port);
+}
+
 int statusOf(const std::string& response) {
   if (response.rfind("HTTP/1.", 0) != 0 || response.size() < 12) return 0;
   return atoi(response.c_str() + 9);
@@ -692,7 +704,7 @@ std::string basicConfig(uint16_t upstream_port, const std::string& control_path,
   c += "}\nserver {\n  listen 127.0.0.1:0;\n  access_log stderr;\n  client_header_timeout 1s;\n";
   c += "  client_body_timeout 1s;\n  client_max_body_size 1m;\n" + server_extra;
   c += "  location / {\n    proxy_pass http://app;\n    on_disconnect " + on_disconnect + ";\n";
-  c += "    kill_after 3s;\n    proxy_read_timeout 5s;\n" + location_extra + "  }\n}\n";
+  c += "    kill_after 3s;\n" + location_extra + "  }\n}\n";
   return c;
 }
 

@@ -151,6 +151,9 @@ class Client {
   std::string buffered_;
 };
 
+// A TCP port on 127.0.0.1 that nobody listens on right now (bound, then released).
+uint16_t unusedPort();
+
 // Status code of a raw response ("HTTP/1.1 200 OK..." -> 200), 0 if none.
 int statusOf(const std::string& response);
 // A header's value from a raw response (case-insensitive name), "" if absent.

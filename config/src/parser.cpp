@@ -439,7 +439,9 @@ class Parser {
     std::vector<std::string> paths;
     if (hasGlobChars(pattern)) {
       glob_t matches{};
-      const int rc = ::glob(full_text.c_str(), GLOB_ERR, nullptr, &matches);
+      // No GLOB_ERR, as nginx: a pattern whose directory is missing or unreadable matches
+      // nothing, like a pattern that matches no file.
+      const int rc = ::glob(full_text.c_str(), 0, nullptr, &matches);
       if (rc != 0 && rc != GLOB_NOMATCH) {
         globfree(&matches);
         return failAt("glob() \"" + full_text + "\" failed", pos, "include");

@@ -186,6 +186,12 @@ TEST(Parser, IncludeGlobReadsMatchesInSortedOrderRelativeToTheIncludingFile) {
   EXPECT_EQ(fs::path(files[4]).filename(), "b-location.inc");
 }
 
+TEST(Parser, IncludeGlobInAMissingDirectoryMatchesNothingAsNginx) {
+  const Config config = mustParse("include /nonexistent-tether-dir/*.conf; shutdown_timeout 1s;");
+  EXPECT_EQ(config.root().directives().size(), 1U);
+  EXPECT_EQ(config.files().size(), 1U);
+}
+
 TEST(Parser, IncludeCanBeDisabledForUntrustedText) {
   LoadOptions options;
   options.allow_include = false;

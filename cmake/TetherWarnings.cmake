@@ -2,7 +2,8 @@
 # are third-party code that we do not hold to our warning level.
 add_library(tether_warnings INTERFACE)
 target_compile_options(tether_warnings INTERFACE
-  -Wall -Wextra -Wpedantic -Wshadow=local -Wnon-virtual-dtor -Wcast-align
+  -Wall -Wextra -Wpedantic -Wnon-virtual-dtor
+  $<$<CXX_COMPILER_ID:GNU>:-Wshadow=local> $<$<CXX_COMPILER_ID:Clang>:-Wshadow-uncaptured-local> -Wcast-align
   -Wnull-dereference -Wdouble-promotion -Wformat=2 -Wimplicit-fallthrough
   $<$<COMPILE_LANGUAGE:CXX>:-Wold-style-cast -Woverloaded-virtual>)
 if(TETHER_WERROR)

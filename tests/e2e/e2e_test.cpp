@@ -1,0 +1,148 @@
+// End to end: client -> tether-proxy -> solverd -> solverd-worker, all real processes. A client
+// that leaves is noticed by the proxy, which sends a cancel frame to solverd's control socket;
+// solverd's own watch is switched off here (`on_disconnect none`) so that the cancel measured is
+// the proxy's.
+#include "daemon_support.hpp"
+
+#include <fstream>
+#include <memory>
+
+namespace tether::test {
+namespace {
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+class Stack {
+ public:
+  Stack(const std::string& cgroup_root, const std::string& proxy_action, const std::string& solverd_extra) {
+    solverd_ = std::make_unique<Solverd>(cgroup_root, Solverd::Options{solverd_extra, false, {}});
+    if (!solverd_->started()) return;
+    proxy_conf_ = solverd_->dir() + "/proxy.conf";
+    std::ofstream(proxy_conf_) << "error_log stderr info;\n"
+                               << "upstream solverd {\n"
+                               << "    server 127.0.0.1:" << solverd_->port() << ";\n"
+                               << "    control unix:" << solverd_->controlPath() << ";\n"
+                               << "}\n"
+                               << "server {\n"
+                               << "    listen 127.0.0.1:0;\n"
+                               << "    location /v1/solve {\n"
+                               << "        proxy_pass http://solverd;\n"
+                               << "        on_disconnect " << proxy_action << ";\n"
+                               << "        kill_after 5s;\n"
+                               << "    }\n"
+                               << "    location / { proxy_pass http://solverd; on_disconnect none; }\n"
+                               << "}\n";
+    proxy_ = std::make_unique<Process>(std::vector<std::string>{binPath("tether-proxy"), "-c", proxy_conf_});
+    std::vector<std::string> m;
+    if (proxy_->waitForLine(R"(listening on 127\.0\.0\.1:(\d+))", 10s, &m)) port_ = static_cast<uint16_t>(std::stoi(m[1]));
+  }
+  ~Stack() {
+    if (proxy_) {
+      proxy_->signal(SIGTERM);
+      if (!proxy_->wait(10s)) proxy_->signal(SIGKILL);
+    }
+  }
+  bool started() const { return port_ != 0; }
+  uint16_t port() const { return port_; }
+  Solverd& solverd() { return *solverd_; }
+  Process& proxy() { return *proxy_; }
+
+ private:
+  std::unique_ptr<Solverd> solverd_;
+  std::unique_ptr<Process> proxy_;
+  std::string proxy_conf_;
+  uint16_t port_ = 0;
+};
+
+class EndToEndTest : public DaemonTest {
+ protected:
+  void SetUp() override {
+    DaemonTest::SetUp();
+    if (IsSkipped()) return;
+    if (!std::ifstream(binPath("tether-proxy"))) GTEST_SKIP() << "tether-proxy not built in " << TETHER_BIN_DIR;
+  }
+
+  // Streams the hard instance through the proxy; returns the client after the first incumbent,
+  // with the request id the proxy gave it and that incumbent's objective.
+  std::unique_ptr<HttpClient> solveUntilIncumbent(Stack& stack, std::string& id, double& objective) {
+    auto c = std::make_unique<HttpClient>(stack.port());
+    c->send("POST", "/v1/solve?solver=cbc", readFile(modelPath("market_split_hard.lp")),
+            {{"Content-Type", "text/x-lp"}, {"Accept", "application/x-ndjson"}});
+    auto head = c->head(10s);
+    EXPECT_TRUE(head);
+    if (!head) return c;
+    EXPECT_EQ(head->status, 200);
+    id = head->headers["x-request-id"];
+    auto inc = c->eventNamed("incumbent", 20s);
+    EXPECT_TRUE(inc);
+    if (inc) objective = (*inc)["objective"];
+    return c;
+  }
+};
+
+TEST_F(EndToEndTest, ClientLeavingThroughTheProxyInterruptsTheSolveWhichReturnsItsIncumbent) {
+  Stack stack(cgroup_root_, "interrupt", "on_disconnect none;\n");
+  ASSERT_TRUE(stack.started()) << stack.proxy().output();
+  std::string id;
+  double incumbent = 0;
+  auto c = solveUntilIncumbent(stack, id, incumbent);
+  ASSERT_EQ(id.size(), 32U);
+  c->close();
+  auto job = stack.solverd().waitFinished(id, 10s);
+  ASSERT_TRUE(job) << stack.solverd().process().output();
+  EXPECT_EQ((*job)["status"], "interrupted") << job->dump();
+  ASSERT_TRUE((*job)["result"]["objective"].is_number()) << job->dump();
+  EXPECT_LE((*job)["result"]["objective"].get<double>(), incumbent);
+  const auto& cancel = (*job)["cancel"];
+  EXPECT_EQ(cancel["action"], "interrupt");
+  EXPECT_EQ(cancel["reason"], "client_disconnect");
+  EXPECT_FALSE(cancel["phase"].get<std::string>().empty());  // carried by the proxy's frame
+  double ms = cancel["received_to_exited_ms"];
+  std::cout << "[ measured ] proxy interrupt: cancel received -> signalled " << cancel["received_to_signalled_ms"]
+            << " ms, -> worker exited " << ms << " ms\n";
+  EXPECT_LT(ms, 100);
+  EXPECT_TRUE(stack.solverd().process().waitForLine("job=" + id + " solver=cbc status=interrupted objective=", 2s));
+  EXPECT_TRUE(stack.proxy().waitForLine("rid=" + id + ".*cancel interrupt", 2s)) << stack.proxy().output();
+  auto metrics = stack.solverd().metrics();
+  EXPECT_NE(metrics.find("solverd_jobs_total{solver=\"cbc\",status=\"interrupted\"} 1"), std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("solverd_cancel_to_exit_seconds_count 1"), std::string::npos) << metrics;
+  stack.solverd().expectNoErrorsLogged();
+}
+
+TEST_F(EndToEndTest, ClientLeavingThroughTheProxyUnderKillEmptiesTheCgroupWithinMilliseconds) {
+  Stack stack(cgroup_root_, "kill", "on_disconnect none;\n");
+  ASSERT_TRUE(stack.started()) << stack.proxy().output();
+  std::string id;
+  double incumbent = 0;
+  auto c = solveUntilIncumbent(stack, id, incumbent);
+  ASSERT_EQ(id.size(), 32U);
+  c->close();
+  auto job = stack.solverd().waitFinished(id, 10s);
+  ASSERT_TRUE(job);
+  const auto& cancel = (*job)["cancel"];
+  EXPECT_EQ(cancel["action"], "kill");
+  EXPECT_NE(cancel["killed_ns"], 0);
+  double ms = cancel["received_to_exited_ms"];
+  std::cout << "[ measured ] proxy kill: cancel received -> cgroup empty " << ms << " ms\n";
+  EXPECT_LT(ms, 10);
+  EXPECT_EQ((*job)["status"], "interrupted");
+  EXPECT_TRUE(jobCgroups(cgroup_root_).empty());
+}
+
+TEST_F(EndToEndTest, CompletedRequestThroughTheProxySendsNoCancel) {
+  Stack stack(cgroup_root_, "interrupt", "");
+  ASSERT_TRUE(stack.started()) << stack.proxy().output();
+  auto r = httpRequest(stack.port(), "POST", "/v1/solve", readFile(modelPath("knapsack.lp")),
+                       {{"Content-Type", "text/x-lp"}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->json()["objective"], 309.0);
+  auto health = httpRequest(stack.port(), "GET", "/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  EXPECT_EQ(stack.solverd().metrics().find("solverd_cancels_total{"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tether::test

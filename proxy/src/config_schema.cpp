@@ -93,6 +93,12 @@ config::Schema makeSchema() {
                "60s", "longest pause between two upstream reads (504)", "TIME"});
   d.push_back({"proxy_send_timeout", ctx({"location"}), 1, 1, false, false, durationValue(),
                "60s", "longest pause of a write to the upstream (504)", "TIME"});
+  // The checks across directives (proxy_pass naming a known upstream, ...) run at every load, so
+  // -t, -T, start-up and SIGHUP report them alike.
+  s.validate = [](const config::Config& config) {
+    Settings unused;
+    return toSettings(config, unused);
+  };
   return s;
 }
 

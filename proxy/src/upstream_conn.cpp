@@ -71,11 +71,20 @@ void UpstreamGroup::startControl() {
   events.on_error = [ctx, name](const agent::control::Error& e) {
     ctx->log->warn("upstream={} control peer error: {}", name, e.message);
   };
-  events.on_connection = [ctx, name, path = settings_.control_path](bool up, int err) {
+  // Logged on transitions only: while the peer stays away, each retry is a debug line.
+  auto warned = std::make_shared<bool>(false);
+  events.on_connection = [ctx, name, warned, path = settings_.control_path](bool up, int err) {
     if (up) {
       ctx->log->info("upstream={} control connected to unix:{}", name, path);
+      *warned = false;
+      return;
+    }
+    const char* why = err != 0 ? uv_strerror(err) : "closed";
+    if (*warned) {
+      ctx->log->debug("upstream={} control unix:{} still down: {}", name, path, why);
     } else {
-      ctx->log->warn("upstream={} control unix:{} down: {}", name, path, err != 0 ? uv_strerror(err) : "closed");
+      ctx->log->warn("upstream={} control unix:{} down: {}; cancels queue while it reconnects", name, path, why);
+      *warned = true;
     }
   };
   control_ = std::make_unique<agent::control::Client>(ctx_.loop, options, std::move(events));

@@ -112,15 +112,14 @@ Status statusOf(const CbcModel& model, const CbcRun& run, bool has_solution) {
       if (model.secondaryStatus() == 1 || !has_solution) return Status::Infeasible;
       return Status::Optimal;
     case 1:
-      switch (model.secondaryStatus()) {
-        case 2: return Status::Optimal;  // stopped within the requested mip_gap
-        case 3:
-        case 8: return Status::IterationLimit;
-        case 4: return Status::TimeLimit;
-        case 5: return run.stopped_by_deadline ? Status::TimeLimit : Status::Unknown;
-        default: return Status::Unknown;
-      }
+      if (model.secondaryStatus() == 2) return Status::Optimal;  // within the requested mip_gap
+      // CBC's own time check (secondary 4) and ours (the event handler) race to the deadline.
+      if (model.secondaryStatus() == 4 || run.stopped_by_deadline) return Status::TimeLimit;
+      if (model.secondaryStatus() == 3 || model.secondaryStatus() == 8) return Status::IterationLimit;
+      return Status::Unknown;
     case 2: return Status::NumericalError;
+    case 5:  // stopped by the event handler: ours stops only at an interrupt or the deadline
+      return run.stopped_by_deadline ? Status::TimeLimit : Status::Unknown;
     default: return Status::Unknown;
   }
 }

@@ -40,6 +40,12 @@ bool readGlpkProblem(std::string_view text, ModelFormat format, GlpkProblem& out
                                    : glp_read_mps(problem.get(), GLP_MPS_FILE, nullptr,
                                                   file.path().c_str());
   }
+  if (rc == 0 && format == ModelFormat::Mps) {
+    // GLPK reads the RHS of the objective row as the objective's constant; CoinMpsIO, CPLEX and
+    // most writers take it as the constant with its sign changed. One model file must mean one
+    // objective whatever the solver, so GLPK's reading is brought in line.
+    glp_set_obj_coef(problem.get(), 0, -glp_get_obj_coef(problem.get(), 0));
+  }
   if (rc == 0 && glp_get_num_cols(problem.get()) == 0) {
     lines.emplace_back("the model has no variables");
     rc = 1;

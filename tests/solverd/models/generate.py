@@ -350,6 +350,7 @@ def main():
                 "file": f"{name}.{fmt}",
                 "format": fmt,
                 "kind": kind,
+                "sense": "max" if model.sense == "max" and fmt == "lp" else "min",
                 "status": status,
                 "objective": None if objective is None else (
                     objective if fmt == "lp" else flip * objective),
@@ -395,12 +396,15 @@ def main():
         f.write(MALFORMED_MPS)
     for fmt in ("lp", "mps"):
         entries.append({"name": "malformed", "file": f"malformed.{fmt}", "format": fmt,
-                        "kind": "lp", "status": "invalid_model", "objective": None,
+                        "kind": "lp", "sense": "min", "status": "invalid_model", "objective": None,
                         "solvers": lp_solvers, "role": "malformed"})
 
     with open(os.path.join(HERE, "models.json"), "w") as f:
-        json.dump({"comment": "written by generate.py; objective is in the file's own sense "
-                              "(MPS files of maximization models minimize the negation)",
+        json.dump({"comment": "written by generate.py; objective and sense are the file's own "
+                              "(MPS files of maximization models minimize the negation); role: "
+                              "check = solves quickly to the expected status/objective, hard = "
+                              "incumbents within a second and a search of > 10 s (cbc), "
+                              "malformed = every reader refuses it",
                    "models": entries}, f, indent=1)
         f.write("\n")
 

@@ -1,0 +1,14 @@
+#pragma once
+// Feeds bytes into tether-proxy's request path in-process: a Proxy on its own loop, listening on
+// a unix socket, proxying to a tiny upstream on the same loop. Each input arrives on a fresh
+// client connection (then end of file); afterwards a well-formed request on a long-lived
+// connection must still be answered ("other connections keep working").
+#include <cstddef>
+#include <cstdint>
+
+namespace tether::proxy::test {
+
+// Returns 0; crashes (abort) if the proxy stopped answering the well-formed request.
+int fuzzRequestPath(const uint8_t* data, size_t size);
+
+}  // namespace tether::proxy::test

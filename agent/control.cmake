@@ -5,7 +5,8 @@ target_sources(tether_agent PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/src/control/message.cpp
   ${CMAKE_CURRENT_LIST_DIR}/src/control/server.cpp
   ${CMAKE_CURRENT_LIST_DIR}/src/control/client.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/src/control/blocking_client.cpp)
+  ${CMAKE_CURRENT_LIST_DIR}/src/control/blocking_client.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/src/control/config.cpp)
 
 # libFuzzer target for the frame decoder and message parser (only with -DTETHER_FUZZ=ON and clang).
 # Seed corpus: tests/agent/fuzz-corpus-frames/.

@@ -2,22 +2,12 @@
 // rows also generate docs/directives.md (tether-agent --directives).
 #include "settings.hpp"
 
+#include "tether/agent/control/config.hpp"
+
 namespace tether::agent::daemon {
 namespace {
 
 using config::DirectiveSpec;
-
-// `listen` of the control block: a unix socket (or one passed by systemd): the protocol is local
-// by design, since SO_PEERCRED is its authentication.
-config::Checker localAddress() {
-  return [](std::span<const std::string_view> args) -> std::optional<config::Problem> {
-    auto address = config::parseAddress(args[0]);
-    if (!address || address->kind == config::Address::Kind::Tcp) {
-      return config::Problem{"invalid value \"" + std::string(args[0]) + "\"", "it must be unix:PATH or systemd:NAME", 0};
-    }
-    return std::nullopt;
-  };
-}
 
 // `interrupt signal NAME;` | `interrupt webhook URL;`
 config::Checker interruptValue() {
@@ -44,12 +34,7 @@ config::Schema makeSchema() {
   row({"error_log", kMainOnly, 1, 2, false, false,
        config::sequence({{}, config::oneOf({"debug", "info", "notice", "warn", "error", "crit", "alert", "emerg"})}),
        "stderr info", "where the log goes and from which level", "stderr | journal | FILE [level]"});
-  row({"control", kMainOnly, 0, 0, true, false, {}, "", "the control socket (protocol v1)", "{ ... }"});
-  row({"listen", {"control"}, 1, 1, false, false, localAddress(), "", "the control socket", "unix:PATH | systemd:NAME"});
-  row({"mode", {"control"}, 1, 1, false, false, config::modeValue(), "", "the control socket file's mode", "0660"});
-  row({"group", {"control"}, 1, 1, false, false, {}, "", "the control socket file's group", "NAME | GID"});
-  row({"allow", {"control"}, 2, 2, false, true, config::sequence({config::oneOf({"uid", "group"}), {}}), "",
-       "peers allowed by SO_PEERCRED besides the agent's own uid", "uid N | group NAME|GID"});
+  for (auto& spec : control::controlDirectives("the agent")) row(std::move(spec));
   row({"admin", kMainOnly, 0, 0, true, false, {}, "", "the admin listener: /metrics and /health", "{ ... }"});
   row({"listen", {"admin"}, 1, 1, false, true, config::addressValue(), "", "an admin address", "host:port | unix:PATH"});
   row({"interrupt", kMainOnly, 2, 2, false, false, interruptValue(), "signal SIGINT",

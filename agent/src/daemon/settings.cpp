@@ -1,12 +1,12 @@
 // Settings from a checked configuration (the schema is in config_schema.cpp).
 #include "settings.hpp"
 
-#include <grp.h>
+#include "tether/agent/control/config.hpp"
+
 
 #include <array>
 #include <charconv>
 #include <csignal>
-#include <cstring>
 
 namespace tether::agent::daemon {
 namespace {
@@ -64,24 +64,12 @@ std::optional<Settings> readSettings(const config::Config& config, config::Error
     e.file = config.files().empty() ? "" : std::string(config.files()[0]);
     return fail(e);
   }
-  const config::Block& cb = *control->block;
-  s.control_listen = cb.address("listen");
-  s.control.path = s.control_listen.path;
+  auto control_settings = control::readControlBlock(*control->block, error);
+  if (!control_settings) return std::nullopt;
+  s.control_listen = control_settings->listen;
+  s.control = std::move(control_settings->server);
   s.control.server_name = std::string(kProgram);
-  if (cb.has("mode")) s.control.mode = static_cast<mode_t>(cb.mode("mode"));
-  if (const config::Directive* group = cb.find("group")) {
-    s.control_group_name = std::string(group->args[0]);
-    std::string why;
-    auto rule = control::parseAllowRule("group", s.control_group_name, &why);
-    if (!rule) return fail(config::errorAt(*group, why, 0));
-    s.control.group = rule->value;
-  }
-  for (const config::Directive* allow : cb.all("allow")) {
-    std::string why;
-    auto rule = control::parseAllowRule(std::string(allow->args[0]), std::string(allow->args[1]), &why);
-    if (!rule) return fail(config::errorAt(*allow, why, 1));
-    s.control.allow.push_back(*rule);
-  }
+  s.control_group_name = std::move(control_settings->group_name);
 
   if (const config::Directive* admin = root.find("admin"); admin != nullptr && admin->block) {
     s.admin = admin->block->addresses("listen");

@@ -90,6 +90,15 @@ class AgentE2e : public ::testing::Test {
     return fd;
   }
 
+  // agent, service, and tether-proxy in front of the service with the agent as its control socket.
+  void startBehindProxy(TetherProxy& proxy) {
+    // Required, not skipped: the proxy is part of this tree and the acceptance test of the issue.
+    ASSERT_EQ(access(binPath("tether-proxy").c_str(), X_OK), 0) << "tether-proxy was not built";
+    ASSERT_NO_FATAL_FAILURE(agent_.start());
+    ASSERT_NO_FATAL_FAILURE(service_.start(agent_.socket(), agent_.dir().path()));
+    ASSERT_NO_FATAL_FAILURE(proxy.start(agent_.dir().path(), service_.port(), agent_.socket()));
+  }
+
   AgentProcess agent_;
   SolveService service_;
   std::vector<std::string> ids_;
@@ -173,13 +182,8 @@ TEST_F(AgentE2e, WebhookInterruptLetsTheServiceStopItsOwnSolve) {
 }
 
 TEST_F(AgentE2e, ThroughTetherProxyAClientThatLeavesAfterOneSecondLeavesNoCbc100msLater) {
-  if (access(binPath("tether-proxy").c_str(), X_OK) != 0) {
-    FAIL() << "tether-proxy was not built (" << binPath("tether-proxy") << ")";
-  }
-  ASSERT_NO_FATAL_FAILURE(agent_.start());
-  ASSERT_NO_FATAL_FAILURE(service_.start(agent_.socket(), agent_.dir().path()));
   TetherProxy proxy;
-  ASSERT_NO_FATAL_FAILURE(proxy.start(agent_.dir().path(), service_.port(), agent_.socket()));
+  ASSERT_NO_FATAL_FAILURE(startBehindProxy(proxy));
 
   // The proxy makes up the request id: learn it from the agent's registration.
   int client = connectTcp(proxy.serverPort());
@@ -205,13 +209,8 @@ TEST_F(AgentE2e, ThroughTetherProxyAClientThatLeavesAfterOneSecondLeavesNoCbc100
 }
 
 TEST_F(AgentE2e, ThroughTetherProxyAClientThatStaysGetsItsAnswer) {
-  if (access(binPath("tether-proxy").c_str(), X_OK) != 0) {
-    FAIL() << "tether-proxy was not built (" << binPath("tether-proxy") << ")";
-  }
-  ASSERT_NO_FATAL_FAILURE(agent_.start());
-  ASSERT_NO_FATAL_FAILURE(service_.start(agent_.socket(), agent_.dir().path()));
   TetherProxy proxy;
-  ASSERT_NO_FATAL_FAILURE(proxy.start(agent_.dir().path(), service_.port(), agent_.socket()));
+  ASSERT_NO_FATAL_FAILURE(startBehindProxy(proxy));
   int fd = connectTcp(proxy.serverPort());
   ASSERT_TRUE(sendAll(fd, httpPost(kEasySolve)));
   const std::string response = readAll(fd, 20s);

@@ -24,12 +24,14 @@ RunResult runToEnd(const std::vector<std::string>& argv, std::chrono::millisecon
   return r;
 }
 
-// A Python peer that registers pid 1 (root's init) and prints the reply.
+// A Python peer that registers pid 1 (root's init) and prints the reply (for a refused peer, the
+// `error` frame the server sent before closing).
 constexpr const char* kRegisterPidOne =
     "import socket,struct,sys,json\n"
     "s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])\n"
     "b=json.dumps({'type':'register','id':'r1','pid':1}).encode()\n"
-    "s.sendall(struct.pack('<I',len(b))+b)\n"
+    "try: s.sendall(struct.pack('<I',len(b))+b)\n"
+    "except BrokenPipeError: pass\n"  // a refused peer may be closed before it writes
     "h=s.recv(4); n=struct.unpack('<I',h)[0]; print(s.recv(n).decode())\n";
 
 class AgentDaemon : public ::testing::Test {
@@ -162,6 +164,11 @@ TEST(AgentCommandLine, BadConfigurationIsReportedInNginxWordingWithExit1) {
   std::ofstream(path) << "control { listen 127.0.0.1:80; }\n";
   r = runToEnd({binPath("tether-agent"), "-t", "-c", path});
   EXPECT_EQ(r.status, 1) << r.output;
+  // Checked against the system, by -t too.
+  std::ofstream(path) << "control { listen unix:/tmp/x.sock; group no-such-group-here; }\n";
+  r = runToEnd({binPath("tether-agent"), "-t", "-c", path});
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("unknown group \"no-such-group-here\" in " + path + ":1:"), std::string::npos) << r.output;
 }
 
 }  // namespace

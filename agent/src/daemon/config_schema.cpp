@@ -49,7 +49,15 @@ config::Schema makeSchema() {
        "how long a cancel for an unknown id refuses a registration with that id", "DURATION"});
   row({"cgroup_root", kMainOnly, 1, 1, false, false, {}, "",
        "the cgroup v2 directory that holds the job-<id> cgroups (default: found from /proc/self/cgroup)", "PATH"});
-  return config::Schema{std::string(kProgram), std::move(d)};
+  config::Schema schema{std::string(kProgram), std::move(d)};
+  // What only the system can tell (a group that does not exist, a missing control listener) is
+  // checked by readSettings(); running it here makes -t, -T, start-up and SIGHUP report it alike.
+  schema.validate = [](const config::Config& config) -> std::optional<config::Error> {
+    config::Error error;
+    if (readSettings(config, &error)) return std::nullopt;
+    return error;
+  };
+  return schema;
 }
 
 }  // namespace

@@ -59,9 +59,10 @@ std::optional<Settings> readSettings(const config::Config& config, config::Error
 
   const config::Directive* control = root.find("control");
   if (control == nullptr || !control->block || !control->block->has("listen")) {
+    const std::string message = "no \"listen\" in the \"control\" block: the agent needs its control socket";
+    if (control != nullptr) return fail(config::errorAt(*control, message));
     config::Error e;
-    e.message = "no \"listen\" in the \"control\" block: the agent needs its control socket";
-    e.file = config.files().empty() ? "" : std::string(config.files()[0]);
+    e.message = message;
     return fail(e);
   }
   auto control_settings = control::readControlBlock(*control->block, error);

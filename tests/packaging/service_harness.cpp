@@ -174,17 +174,19 @@ NotifyListener::NotifyListener(std::string path) : path_(std::move(path)) {
 void NotifyListener::drain(milliseconds timeout) {
   auto deadline = Clock::now() + timeout;
   char buf[4096];
-  bool waited = false;
+  bool got = false;
   for (;;) {
     ssize_t n = ::recv(fd_.get(), buf, sizeof(buf), 0);
     if (n >= 0) {
       messages_.emplace_back(buf, static_cast<size_t>(n));
+      got = true;
       continue;
     }
     if (errno == EINTR) continue;
-    if (waited || timeout.count() == 0) return;
+    // Queue empty: return what arrived, or wait (once) for the next datagram.
+    if (got || timeout.count() == 0) return;
     if (!waitFd(fd_.get(), POLLIN, deadline)) return;
-    waited = true;
+    got = true;
   }
 }
 

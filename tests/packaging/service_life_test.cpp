@@ -65,6 +65,8 @@ struct DaemonKind {
   std::function<std::string(const TempDir&)> config;
 };
 
+void PrintTo(const DaemonKind& kind, std::ostream* os) { *os << kind.name; }
+
 std::string proxyConfig(const TempDir& dir, uint16_t upstream_port, const std::string& shutdown_timeout,
                         const std::string& listen, const std::string& extra_locations = "") {
   return "error_log stderr info;\n"
@@ -207,12 +209,17 @@ class EachDaemon : public ::testing::TestWithParam<DaemonKind> {
   }
   // SIGTERM, then: STOPPING=1, exit 0, nothing left.
   void stopCleanly(Running& r) {
+    auto sigterm_at = Clock::now();
     r.daemon->signal(SIGTERM);
     EXPECT_TRUE(r.notify->waitFor("STOPPING=1", kEvent)) << "no STOPPING=1 after SIGTERM; got:\n"
                                                          << joined(r.notify->all());
     auto status = r.daemon->waitExit(kEvent);
+    auto took = std::chrono::duration_cast<milliseconds>(Clock::now() - sigterm_at);
     EXPECT_TRUE(exitedZero(status)) << describeExit(status) << "\n" << r.daemon->log();
+    // Nothing in flight: the stop is immediate, not a wait for shutdown_timeout (5 s here).
+    EXPECT_LT(took, milliseconds(4000)) << GetParam().name << " idled through its shutdown_timeout";
     EXPECT_TRUE(r.daemon->waitNoProcessLeft(kEvent).empty());
+    std::cout << GetParam().name << " exited " << took.count() << " ms after SIGTERM\n";
   }
   TempDir dir_;
   std::string path_;
@@ -331,12 +338,14 @@ TEST_F(ProxyService, SigtermDrainsInFlightRequestsWithConnectionCloseAndAcceptsN
   int error = 0;
   auto deadline = Clock::now() + kEvent;
   while (connectTo(http_, &error) && Clock::now() < deadline) std::this_thread::sleep_for(milliseconds(5));
-  EXPECT_EQ(error, ECONNREFUSED) << "a new connection was still accepted during the drain";
+  // Refused, or the socket file is gone with the listener: either way nothing is accepted.
+  EXPECT_TRUE(error == ECONNREFUSED || error == ENOENT) << "a new connection was still accepted during the drain";
 
   upstream_.release();
   for (auto& f : requests) {
     auto response = f.get();
-    ASSERT_TRUE(response) << "an in-flight request was lost in the drain; log:\n" << r.daemon->log();
+    ASSERT_TRUE(response) << "an in-flight request was lost in the drain (the upstream saw "
+                          << upstream_.abandoned() << " connections closed); log:\n" << r.daemon->log();
     EXPECT_EQ(response->status, 200);
     EXPECT_EQ(response->body, "GET /slow/job");
     EXPECT_EQ(response->header("connection"), "close") << "a drained response must say Connection: close";
@@ -366,8 +375,12 @@ TEST_F(ProxyService, SigtermPastShutdownTimeoutCancelsWithReasonShutdownAndLogs4
   EXPECT_TRUE(exitedZero(status)) << describeExit(status) << "\n" << r.daemon->log();
   EXPECT_GE(took, milliseconds(900)) << "cancelled before shutdown_timeout";
   std::string log = r.daemon->log();
-  EXPECT_NE(log.find(" 499 "), std::string::npos) << "no access log line with 499:\n" << log;
-  EXPECT_NE(log.find("shutdown"), std::string::npos) << "the 499 line does not say shutdown:\n" << log;
+  bool logged_499_shutdown = false;
+  std::istringstream lines(log);
+  for (std::string line; std::getline(lines, line);) {
+    logged_499_shutdown |= line.find(" 499 ") != std::string::npos && line.find("shutdown") != std::string::npos;
+  }
+  EXPECT_TRUE(logged_499_shutdown) << "no access log line with 499 and reason shutdown:\n" << log;
   requests[0].wait();
   EXPECT_TRUE(r.daemon->waitNoProcessLeft(kEvent).empty());
   std::cout << "cancel frame: " << *cancel << "\nexit after " << took.count() << " ms\n";
@@ -438,9 +451,8 @@ TEST_F(ProxyService, RestartOnTheSameActivatedSocketRefusesNoConnection) {
     return r;
   };
   Running first = proxyWithSocket("first");
-  EXPECT_TRUE(first.daemon->waitForLog("listening on systemd:http", kEvent) ||
-              first.daemon->waitForLog("listening on", kEvent))
-      << first.daemon->log();
+  // The activated socket is logged with its real address, as every listener is.
+  EXPECT_TRUE(first.daemon->waitForLog("listening on unix:" + http_.unix_path, kEvent)) << first.daemon->log();
 
   std::atomic<bool> stop{false};
   std::atomic<int> ok{0};
@@ -574,7 +586,7 @@ TEST(ShutdownOrder, StoppingProxyThenSolverdWithASolveInFlightLosesNoCompletedRe
   TempDir dir;
   Endpoint api;
   api.unix_path = dir.file("api.sock");
-  Running s = start(dir, solverd, "solverd.conf", solverdConfig(dir, "20s", "unix:" + api.unix_path));
+  Running s = start(dir, solverd, "solverd.conf", solverdConfig(dir, "5s", "unix:" + api.unix_path));
   ASSERT_TRUE(s.notify->waitFor("READY=1", kStart)) << s.daemon->log();
   std::string proxy_conf =
       "error_log stderr info;\nshutdown_timeout 20s;\nadmin { listen 127.0.0.1:0; }\n"
@@ -593,15 +605,24 @@ TEST(ShutdownOrder, StoppingProxyThenSolverdWithASolveInFlightLosesNoCompletedRe
   });
   ASSERT_TRUE(waitJobRunning(api)) << s.daemon->log() << p.daemon->log();
 
+  auto sigterm_at = Clock::now();
+  auto since = [&] { return std::chrono::duration_cast<milliseconds>(Clock::now() - sigterm_at).count(); };
   p.daemon->signal(SIGTERM);
   auto result = solve.get();
+  auto result_ms = since();
   auto proxy_status = p.daemon->waitExit(milliseconds(25000));
+  auto proxy_exit_ms = since();
   s.daemon->signal(SIGTERM);
   auto solverd_status = s.daemon->waitExit(milliseconds(25000));
+  std::cout << "after the proxy's SIGTERM: result " << result_ms << " ms, proxy exit " << proxy_exit_ms
+            << " ms, solverd exit " << since() << " ms\n";
 
   ASSERT_TRUE(result) << "the completed result was lost in the shutdown\n" << p.daemon->log() << s.daemon->log();
   EXPECT_EQ(result->status, 200) << result->body;
-  EXPECT_NE(result->body.find("\"time_limit\""), std::string::npos) << result->body;
+  // The solve ended on its own (optimal or at its time limit), not cancelled by the stop.
+  EXPECT_TRUE(result->body.find("\"status\":\"time_limit\"") != std::string::npos ||
+              result->body.find("\"status\":\"optimal\"") != std::string::npos)
+      << result->body;
   EXPECT_TRUE(exitedZero(proxy_status)) << describeExit(proxy_status) << "\n" << p.daemon->log();
   EXPECT_TRUE(exitedZero(solverd_status)) << describeExit(solverd_status) << "\n" << s.daemon->log();
   EXPECT_TRUE(p.daemon->waitNoProcessLeft(kEvent).empty());

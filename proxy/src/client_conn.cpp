@@ -403,7 +403,7 @@ int ClientConn::headersComplete() {
     }
   }
 
-  group_ = ctx_.groups[loc_->upstream_index].get();
+  group_ = server_->gen->groups[loc_->upstream_index].get();
   upstream_ = group_->acquire(*loc_);
   if (upstream_ == nullptr) {
     local_ = true;
@@ -412,7 +412,7 @@ int ClientConn::headersComplete() {
   }
   upstream_text_ = upstream_->serverText();
   upstream_start_ns_ = monotonicNs();
-  upstream_->attach(this, *loc_, parser_.method == HTTP_HEAD);
+  upstream_->attach(this, *loc_, parser_.method == HTTP_HEAD, server_->gen);
 
   // The request head for the upstream: HTTP/1.1, hop-by-hop headers removed (RFC 9110
   // section 7.6.1), the request id, X-Forwarded-For and -Proto added, Host passed through.

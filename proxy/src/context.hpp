@@ -15,7 +15,18 @@
 
 namespace tether::proxy {
 
+// One loaded configuration with its upstream groups (pools, control clients). A SIGHUP reload
+// makes a new one; connections keep the one they started with until they end, so the old one
+// goes away (its idle upstream connections and control clients with it) after its last request.
+struct Generation {
+  ~Generation();
+  Settings settings;
+  std::vector<std::unique_ptr<UpstreamGroup>> groups;
+  std::vector<std::unique_ptr<ServerSettings>> admin_servers;
+};
+
 struct ServerRef {
+  std::shared_ptr<Generation> gen;
   const ServerSettings* settings = nullptr;
   bool admin = false;
   int access_log_fd = -1;  // -1: off
@@ -36,8 +47,7 @@ class AccessLogs {
 struct Context {
   explicit Context(uv_loop_t* l);
   uv_loop_t* loop;
-  Settings settings;
-  std::vector<std::unique_ptr<UpstreamGroup>> groups;
+  std::shared_ptr<Generation> current;
   std::list<ClientConn*> conns;   // every open client connection
   std::list<ClientConn*> active;  // those with a request in flight
   AccessLogs access_logs;

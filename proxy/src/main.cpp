@@ -69,8 +69,16 @@ int main(int argc, char** argv) {
               proxy::Settings next;
               if (auto err = proxy::toSettings(loaded.config(), next)) {
                 logger->error("reload failed, keeping the old configuration: {}", err->text());
-              } else if (auto problem = proxy.reload(std::move(next)); !problem.empty()) {
-                logger->warn("reload: {}", problem);
+              } else {
+                log::Target next_target;
+                next_target.where = next.error_log;
+                bool level_ok = log::parseLevel(next.error_log_level, next_target.level);
+                if (auto problem = proxy.reload(std::move(next)); !problem.empty()) {
+                  logger->error("reload failed, keeping the old configuration: {}", problem);
+                } else {
+                  if (level_ok) log::configure(proxy::kProgram, next_target);
+                  logger->info("configuration reloaded");
+                }
               }
             }
             notifier.ready();

@@ -63,6 +63,10 @@ void Context::connectionClosed(ClientConn*) {
   }
 }
 
+Generation::~Generation() {
+  for (auto& g : groups) g->closeIdle();
+}
+
 // ---- admin ---------------------------------------------------------------------------------
 
 void ClientConn::adminRequest() {
@@ -86,38 +90,111 @@ void ClientConn::adminRequest() {
 struct Proxy::Impl {
   explicit Impl(uv_loop_t* loop) : ctx(loop) {}
   Context ctx;
+  // A listener and the server it feeds; a reload may point a kept listener at a new server.
   struct Open {
     std::unique_ptr<Listener> listener;
     std::shared_ptr<const ServerRef> server;
+    bool kept = false;
   };
-  std::vector<Open> listeners;
-  std::vector<std::unique_ptr<ServerSettings>> admin_servers;
+  std::vector<std::unique_ptr<Open>> listeners;
   UvHandle<uv_timer_t> drain_timer;
 
-  std::string listen(const config::Address& address, std::shared_ptr<const ServerRef> server) {
+  std::string listen(const config::Address& address, std::shared_ptr<const ServerRef> server,
+                     std::vector<std::unique_ptr<Open>>& into) {
     std::string why;
     ListenOptions options;
     options.backlog = 4096;  // the benchmark opens 1,000 connections at once
     auto l = Listener::open(ctx.loop, address, options, &why);
     if (!l) return "cannot listen on " + address.text() + ": " + why;
-    Listener* raw = l.get();
+    auto open = std::make_unique<Open>();
+    Open* raw = open.get();
+    open->server = std::move(server);
     Context* c = &ctx;
-    int r = l->start([c, raw, server](int status) {
+    int r = l->start([c, raw](int status) {
       if (status < 0) {
-        c->log->error("accept on {} failed: {}", raw->address(), uv_strerror(status));
+        c->log->error("accept on {} failed: {}", raw->listener->address(), uv_strerror(status));
         return;
       }
-      ClientConn::accept(*c, raw->stream(), server, raw->isUnix());
+      ClientConn::accept(*c, raw->listener->stream(), raw->server, raw->listener->isUnix());
     });
     if (r != 0) return "cannot listen on " + address.text() + ": " + uv_strerror(r);
     ctx.log->info("listening on {}", l->address());
-    listeners.push_back({std::move(l), std::move(server)});
+    open->listener = std::move(l);
+    into.push_back(std::move(open));
+    return {};
+  }
+
+  // Builds a generation and points listeners at it: kept where the address is unchanged,
+  // opened where new, closed where gone. On failure nothing changes.
+  std::string apply(Settings settings) {
+    auto gen = std::make_shared<Generation>();
+    gen->settings = std::move(settings);
+    for (const auto& u : gen->settings.upstreams) {
+      auto g = std::make_unique<UpstreamGroup>(ctx, u);
+      if (auto why = g->resolve(); !why.empty()) return why;
+      gen->groups.push_back(std::move(g));
+    }
+    struct Want {
+      config::Address address;
+      std::shared_ptr<const ServerRef> server;
+    };
+    std::vector<Want> wants;
+    for (const auto& srv : gen->settings.servers) {
+      auto ref = std::make_shared<ServerRef>();
+      ref->gen = gen;
+      ref->settings = &srv;
+      try {
+        ref->access_log_fd = ctx.access_logs.open(srv.access_log);
+      } catch (const std::exception& e) {
+        return e.what();
+      }
+      for (const auto& a : srv.listens) wants.push_back({a, ref});
+    }
+    if (!gen->settings.admin_listens.empty()) {
+      auto admin = std::make_unique<ServerSettings>();
+      admin->access_log = "off";
+      admin->client_header_timeout = Millis(10000);
+      admin->keepalive_timeout = Millis(10000);
+      admin->client_max_body_size = 0;
+      auto ref = std::make_shared<ServerRef>();
+      ref->gen = gen;
+      ref->settings = admin.get();
+      ref->admin = true;
+      gen->admin_servers.push_back(std::move(admin));
+      for (const auto& a : gen->settings.admin_listens) wants.push_back({a, ref});
+    }
+    std::vector<std::unique_ptr<Open>> opened;
+    std::vector<std::pair<Open*, std::shared_ptr<const ServerRef>>> repoint;
+    for (auto& w : wants) {
+      Open* same = nullptr;
+      for (auto& o : listeners) {
+        if (!o->kept && o->listener->configured() == w.address && o->server->admin == w.server->admin) same = o.get();
+      }
+      if (same != nullptr) {
+        same->kept = true;
+        repoint.emplace_back(same, w.server);
+        continue;
+      }
+      if (auto why = listen(w.address, w.server, opened); !why.empty()) {
+        for (auto& o : listeners) o->kept = false;
+        return why;  // `opened` closes as it goes out of scope
+      }
+    }
+    for (auto& [o, server] : repoint) o->server = server;
+    for (auto& o : listeners) {
+      if (!o->kept) o->listener->close();
+    }
+    std::erase_if(listeners, [](const std::unique_ptr<Open>& o) { return !o->kept; });
+    for (auto& o : listeners) o->kept = false;
+    for (auto& o : opened) listeners.push_back(std::move(o));
+    for (auto& g : gen->groups) g->startControl();
+    ctx.current = std::move(gen);
     return {};
   }
 };
 
 Proxy::Proxy(uv_loop_t* loop, Settings settings) : impl_(std::make_unique<Impl>(loop)) {
-  impl_->ctx.settings = std::move(settings);
+  pending_ = std::move(settings);
   Context* ctx = &impl_->ctx;
   ctx->requests_json = [ctx] {
     nlohmann::json list = nlohmann::json::array();
@@ -136,57 +213,27 @@ Proxy::Proxy(uv_loop_t* loop, Settings settings) : impl_(std::make_unique<Impl>(
 Proxy::~Proxy() {
   Context& ctx = impl_->ctx;
   while (!ctx.conns.empty()) ctx.conns.front()->forceClose();
-  for (auto& l : impl_->listeners) l.listener->close();
-  ctx.groups.clear();
+  for (auto& o : impl_->listeners) o->listener->close();
+  impl_->listeners.clear();
+  ctx.current.reset();
 }
 
-std::string Proxy::start() {
-  Context& ctx = impl_->ctx;
-  for (const auto& u : ctx.settings.upstreams) {
-    auto g = std::make_unique<UpstreamGroup>(ctx, u);
-    if (auto why = g->resolve(); !why.empty()) return why;
-    ctx.groups.push_back(std::move(g));
-  }
-  for (const auto& srv : ctx.settings.servers) {
-    auto ref = std::make_shared<ServerRef>();
-    ref->settings = &srv;
-    try {
-      ref->access_log_fd = ctx.access_logs.open(srv.access_log);
-    } catch (const std::exception& e) {
-      return e.what();
-    }
-    for (const auto& a : srv.listens) {
-      if (auto why = impl_->listen(a, ref); !why.empty()) return why;
-    }
-  }
-  if (!ctx.settings.admin_listens.empty()) {
-    auto admin = std::make_unique<ServerSettings>();
-    admin->access_log = "off";
-    admin->client_header_timeout = Millis(10000);
-    admin->keepalive_timeout = Millis(10000);
-    admin->client_max_body_size = 0;
-    auto ref = std::make_shared<ServerRef>();
-    ref->settings = admin.get();
-    ref->admin = true;
-    impl_->admin_servers.push_back(std::move(admin));
-    for (const auto& a : ctx.settings.admin_listens) {
-      if (auto why = impl_->listen(a, ref); !why.empty()) return why;
-    }
-  }
-  for (auto& g : ctx.groups) g->startControl();
-  return {};
-}
+std::string Proxy::start() { return impl_->apply(std::move(pending_)); }
 
 void Proxy::drain(std::function<void()> done) {
   Context& ctx = impl_->ctx;
   if (ctx.draining) return;
   ctx.draining = true;
-  for (auto& l : impl_->listeners) l.listener->close();
-  for (auto& g : ctx.groups) g->closeIdle();
+  for (auto& o : impl_->listeners) o->listener->close();
+  if (ctx.current) {
+    for (auto& g : ctx.current->groups) g->closeIdle();
+  }
   auto finish = [this, done = std::move(done)] {
     impl_->drain_timer.close();
-    for (auto& g : impl_->ctx.groups) g->closeIdle();
-    impl_->ctx.groups.clear();  // closes the control clients once their frames are out of our hands
+    impl_->listeners.clear();
+    // Closes the pools and the control clients (a cancel still queued for a control socket that
+    // is down is dropped here: we are exiting).
+    impl_->ctx.current.reset();
     if (done) done();
   };
   ctx.on_idle = finish;
@@ -201,16 +248,18 @@ void Proxy::drain(std::function<void()> done) {
   uv_timer_init(ctx.loop, impl_->drain_timer.get());
   impl_->drain_timer.markInitialized();
   impl_->drain_timer->data = this;
+  uint64_t timeout = ctx.current ? static_cast<uint64_t>(ctx.current->settings.shutdown_timeout.count()) : 0;
   uv_timer_start(impl_->drain_timer.get(), [](uv_timer_t* t) {
     auto* self = static_cast<Proxy*>(t->data);
     Context& c = self->impl_->ctx;
     c.log->warn("shutdown_timeout expired with {} requests in flight; cancelling them", c.active.size());
     while (!c.conns.empty()) c.conns.front()->forceClose();
-  }, static_cast<uint64_t>(ctx.settings.shutdown_timeout.count()), 0);
+  }, timeout, 0);
 }
 
-std::string Proxy::reload(Settings) {
-  return "reload is not supported yet; restart tether-proxy to apply a new configuration";
+std::string Proxy::reload(Settings settings) {
+  if (impl_->ctx.draining) return "draining, reload ignored";
+  return impl_->apply(std::move(settings));
 }
 
 std::string Proxy::metricsText() const { return impl_->ctx.registry.render(); }

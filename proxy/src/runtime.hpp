@@ -28,6 +28,7 @@ class Client;
 namespace tether::proxy {
 
 struct Context;
+struct Generation;
 class ClientConn;
 class UpstreamConn;
 
@@ -127,7 +128,10 @@ class UpstreamConn final : public StreamConn {
   // Starts connecting to the group's next server.
   static UpstreamConn* connect(Context& ctx, UpstreamGroup& group, const LocationSettings& loc);
 
-  void attach(ClientConn* client, const LocationSettings& loc, bool head_request);
+  // `gen` is kept while the connection is busy: a detached request (on_disconnect none) may
+  // outlive its client and must keep its group alive.
+  void attach(ClientConn* client, const LocationSettings& loc, bool head_request,
+              std::shared_ptr<Generation> gen);
   // The client left; with `keep_going` the request runs to its end and its response is
   // discarded (on_disconnect none), otherwise the connection is closed and never reused.
   void detach(bool keep_going);
@@ -167,6 +171,7 @@ class UpstreamConn final : public StreamConn {
 
   enum class State { Connecting, Busy, Idle };
   UpstreamGroup& group_;
+  std::shared_ptr<Generation> gen_;  // while busy; released when idle (the pool does not own gens)
   size_t server_;
   std::string server_text_;
   State state_ = State::Connecting;

@@ -188,7 +188,9 @@ void UpstreamConn::onConnected(int status) {
   armTimer();
 }
 
-void UpstreamConn::attach(ClientConn* client, const LocationSettings& loc, bool head_request) {
+void UpstreamConn::attach(ClientConn* client, const LocationSettings& loc, bool head_request,
+                          std::shared_ptr<Generation> gen) {
+  gen_ = std::move(gen);
   client_ = client;
   loc_ = &loc;
   head_request_ = head_request;
@@ -221,6 +223,7 @@ void UpstreamConn::detach(bool keep_going) {
 void UpstreamConn::abort() { teardown(); }
 
 void UpstreamConn::idleStart() {
+  gen_.reset();  // callers hold the generation until they return (see finishResponse)
   state_ = State::Idle;
   client_ = nullptr;
   loc_ = nullptr;
@@ -307,7 +310,9 @@ void UpstreamConn::finishResponse(bool clean) {
   llhttp_resume(&parser_);
   ClientConn* c = std::exchange(client_, nullptr);
   if (c == nullptr) {
-    // on_disconnect none: the request ran to its end; the response is discarded.
+    // on_disconnect none: the request ran to its end; the response is discarded. The
+    // generation may be an old one whose last user we are: keep it until we have returned.
+    auto keep = gen_;
     if (reusable) {
       group_.release(this);
     } else {

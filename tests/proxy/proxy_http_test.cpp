@@ -291,6 +291,32 @@ TEST_F(ProxyHttp, MetricsCountDisconnectsAndCancels) {
   EXPECT_NE(metrics.find("tether_proxy_cancels_total{action=\"interrupt\",result=\"sent\"} 1"), std::string::npos) << metrics;
 }
 
+TEST_F(ProxyHttp, SighupReloadSwitchesNewRequestsAndKeepsOldConfigOnError) {
+  TestUpstream second;
+  auto conf = [](uint16_t port) {
+    return "upstream a { server 127.0.0.1:" + std::to_string(port) + "; }\n"
+           "server { listen 127.0.0.1:0; access_log off; location / { proxy_pass http://a; } }\n";
+  };
+  startWith(conf(upstream_.port()));
+  uint16_t port = port_;
+  // An in-flight request on the old configuration is not disturbed by the reload.
+  Client slow(port);
+  slow.send("GET /slow/300 HTTP/1.1\r\nHost: t\r\n\r\n");
+  upstream_.waitFor([](auto& rs) { return !rs.empty(); });
+  // The listener address is unchanged (127.0.0.1:0 is re-read as the same address), so it is kept.
+  dir_.write("p.conf", conf(second.port()));
+  kill(proxy_->pid(), SIGHUP);
+  ASSERT_TRUE(proxy_->waitForLine("configuration reloaded")) << joined();
+  EXPECT_EQ(bodyOf(roundTrip("GET /fast HTTP/1.1\r\nHost: t\r\n\r\n")), "hello");
+  EXPECT_EQ(second.requests().size(), 1u);
+  EXPECT_EQ(bodyOf(slow.readResponse()), "done");
+  dir_.write("p.conf", "upstream a { server 127.0.0.1:1; }\nserver { listen 127.0.0.1:0; location / { proxy_pass http://nope; } }\n");
+  kill(proxy_->pid(), SIGHUP);
+  ASSERT_TRUE(proxy_->waitForLine("reload failed, keeping the old configuration")) << joined();
+  EXPECT_EQ(bodyOf(roundTrip("GET /fast HTTP/1.1\r\nHost: t\r\n\r\n")), "hello");
+  EXPECT_EQ(second.requests().size(), 2u);
+}
+
 // ---- strict parsing ------------------------------------------------------------------------
 
 TEST_F(ProxyHttp, ContentLengthWithTransferEncodingIs400) {

@@ -46,6 +46,7 @@ class Proxy {
 
  private:
   std::unique_ptr<Impl> impl_;
+  Settings pending_;  // until start()
 };
 
 }  // namespace tether::proxy

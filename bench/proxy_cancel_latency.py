@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Disconnect-to-cancel latency of tether-proxy, over N disconnects (default 1,000).
+
+For each round: a client sends a request, the upstream (in this script) receives it and holds
+it, the client closes, and the control socket (in this script) receives the cancel frame. The
+time from the client's close() to the frame's arrival (both CLOCK_MONOTONIC, one process) is
+recorded; p50, p99 and max are printed. Target: p99 under 1 ms.
+
+  bench/proxy_cancel_latency.py [--proxy build-release/bin/tether-proxy] [--rounds 1000]
+"""
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def percentile(values, p):
+    values = sorted(values)
+    k = max(0, min(len(values) - 1, int(round(p / 100.0 * len(values) + 0.5)) - 1))
+    return values[k]
+
+
+async def main():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--proxy", default=os.environ.get("TETHER_PROXY", os.path.join(root, "build-release/bin/tether-proxy")))
+    ap.add_argument("--rounds", type=int, default=1000)
+    args = ap.parse_args()
+    if not os.access(args.proxy, os.X_OK):
+        print(f"no tether-proxy at {args.proxy}: build it (cmake --build build-release --target tether-proxy) or pass --proxy",
+              file=sys.stderr)
+        return 1
+
+    work = tempfile.mkdtemp(prefix="tpcl", dir="/tmp")
+    control_path = os.path.join(work, "c.sock")
+    received = {}          # request id -> future set when the upstream has the request
+    cancels = {}           # request id -> future set with the frame's arrival time
+
+    async def upstream(reader, writer):
+        # Reads one request head and holds it until the proxy closes the connection.
+        head = await reader.readuntil(b"\r\n\r\n")
+        m = re.search(rb"\r\nx-request-id: *([0-9a-f]+)", head, re.I)
+        if m:
+            rid = m.group(1).decode()
+            received.setdefault(rid, asyncio.get_running_loop().create_future()).set_result(True)
+            waiting.put_nowait(rid)
+        await reader.read()
+        writer.close()
+
+    async def control(reader, writer):
+        while True:
+            try:
+                hdr = await reader.readexactly(4)
+                body = await reader.readexactly(struct.unpack("<I", hdr)[0])
+            except asyncio.IncompleteReadError:
+                return
+            now = time.monotonic_ns()
+            msg = json.loads(body)
+            if msg.get("type") == "hello":
+                hello.set()
+                reply = {"type": "hello", "version": 1, "server": "bench"}
+            elif msg.get("type") == "cancel":
+                fut = cancels.setdefault(msg["id"], asyncio.get_running_loop().create_future())
+                if not fut.done():
+                    fut.set_result(now)
+                reply = {"type": "cancel_ack", "id": msg["id"], "state": "running"}
+            else:
+                continue
+            data = json.dumps(reply).encode()
+            writer.write(struct.pack("<I", len(data)) + data)
+
+    waiting = asyncio.Queue()
+    hello = asyncio.Event()
+    up_server = await asyncio.start_server(upstream, "127.0.0.1", 0)
+    up_port = up_server.sockets[0].getsockname()[1]
+    ctl_server = await asyncio.start_unix_server(control, control_path)
+
+    conf = os.path.join(work, "p.conf")
+    with open(conf, "w") as f:
+        f.write(f"""error_log stderr info;
+upstream app {{ server 127.0.0.1:{up_port}; keepalive 0; control unix:{control_path}; }}
+server {{ listen 127.0.0.1:0; access_log off;
+  location / {{ proxy_pass http://app; on_disconnect interrupt; kill_after 5s; }} }}
+""")
+    proc = await asyncio.create_subprocess_exec(args.proxy, "-c", conf, stderr=asyncio.subprocess.PIPE)
+    port = None
+    deadline = time.monotonic() + 10
+    while port is None and time.monotonic() < deadline:
+        line = (await proc.stderr.readline()).decode()
+        if not line:
+            break
+        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+        if m:
+            port = int(m.group(1))
+    if port is None:
+        print("tether-proxy did not start", file=sys.stderr)
+        return 1
+
+    async def drain_stderr():
+        while await proc.stderr.readline():
+            pass
+    drain_task = asyncio.create_task(drain_stderr())
+
+    latencies = []
+    try:
+        # Measure only once the control connection is up (its hello arrived).
+        await asyncio.wait_for(hello.wait(), 5)
+        for i in range(args.rounds):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            s.sendall(b"GET /hold HTTP/1.1\r\nHost: b\r\n\r\n")
+            rid = await asyncio.wait_for(waiting.get(), 5)
+            fut = cancels.setdefault(rid, asyncio.get_running_loop().create_future())
+            t0 = time.monotonic_ns()
+            s.close()
+            t1 = await asyncio.wait_for(fut, 5)
+            latencies.append((t1 - t0) / 1e6)
+    finally:
+        proc.terminate()
+        await proc.wait()
+        drain_task.cancel()
+        up_server.close()
+        ctl_server.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(f"disconnect -> cancel frame at the control socket, {len(latencies)} disconnects:")
+    print(f"  p50 {percentile(latencies, 50):.3f} ms   p99 {percentile(latencies, 99):.3f} ms   "
+          f"max {max(latencies):.3f} ms   (target: p99 < 1 ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

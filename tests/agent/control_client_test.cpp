@@ -176,3 +176,29 @@ TEST_F(ControlClient, SendAfterCloseIsDropped) {
 
 }  // namespace
 }  // namespace tether::agent::control
+
+namespace tether::agent::control {
+namespace {
+
+// The daemon opens the listener itself (as for `listen systemd:control;`) and hands it over.
+TEST_F(ControlClient, ServerAcceptsOnAListenerTheDaemonOpened) {
+  config::Address address;
+  address.kind = config::Address::Kind::Unix;
+  address.path = path();
+  std::string why;
+  auto listener = Listener::open(loop_.get(), address, {}, &why);
+  ASSERT_TRUE(listener) << why;
+  Server server(loop_.get(), handler_, ServerOptions{});
+  ASSERT_EQ(server.listen(std::move(listener)), 0);
+  EXPECT_EQ(server.address(), "unix:" + path());
+  Client client(loop_.get(), fastOptions(path()), rec_.events());
+  client.start();
+  ASSERT_TRUE(client.sendCancel(test::cancelOf("via-listener")));
+  ASSERT_TRUE(runUntil(loop_.get(), [&] { return rec_.acks.size() == 1; }));
+  EXPECT_EQ(handler_.cancels.at(0).id, "via-listener");
+  client.close();
+  server.close();
+}
+
+}  // namespace
+}  // namespace tether::agent::control

@@ -358,7 +358,6 @@ int ClientConn::headersComplete() {
   }
 
   // Ambiguities that make request smuggling possible are refused (RFC 9112 section 6.3).
-  std::string_view host;
   size_t hosts = head_.countOf("host");
   if (hosts > 1 || (hosts == 0 && parser_.http_major == 1 && parser_.http_minor == 1)) {
     user_error_ = 400;

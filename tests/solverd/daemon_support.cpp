@@ -411,7 +411,9 @@ Solverd::Solverd(const std::string& cgroup_root, Options options) {
   dir_ = ::mkdtemp(tmpl);
   config_path_ = dir_ + "/solverd.conf";
   control_path_ = dir_ + "/control.sock";
-  std::string conf = "error_log stderr info;\nlisten 127.0.0.1:0;\n";
+  std::string conf;
+  if (options.extra_config.find("error_log") == std::string::npos) conf += "error_log stderr info;\n";
+  conf += "listen 127.0.0.1:0;\n";
   if (options.unix_api) {
     api_unix_path_ = dir_ + "/api.sock";
     conf += "listen unix:" + api_unix_path_ + ";\n";
@@ -426,7 +428,10 @@ Solverd::Solverd(const std::string& cgroup_root, Options options) {
   std::ofstream(config_path_) << conf;
   process_ = std::make_unique<Process>(std::vector<std::string>{binPath("solverd"), "-c", config_path_});
   std::vector<std::string> m;
-  if (process_->waitForLine(R"(listening on 127\.0\.0\.1:(\d+))", 10s, &m)) port_ = static_cast<uint16_t>(std::stoi(m[1]));
+  // A configuration or start-up error ends the wait at once.
+  if (process_->waitForLine(R"(listening on 127\.0\.0\.1:(\d+)|\[emerg\]|\[critical\])", 10s, &m) && !m[1].empty()) {
+    port_ = static_cast<uint16_t>(std::stoi(m[1]));
+  }
   if (port_ != 0) process_->waitForLine("ready:", 10s);
 }
 

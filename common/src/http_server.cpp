@@ -49,6 +49,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void start() {
     peer_ = peerAddress(handle_);
     handle_->handle.data = this;
+    if (handle_->handle.type == UV_TCP) {
+      // Small responses and stream events go out at once rather than waiting for Nagle.
+      uv_tcp_nodelay(&handle_->tcp, 1);
+      if (server_->options_.tcp_keepalive_s > 0) {
+        uv_tcp_keepalive(&handle_->tcp, 1, server_->options_.tcp_keepalive_s);
+      }
+    }
     if (uv_timer_init(server_->loop_, timer_.get()) == 0) {
       timer_.markInitialized();
       timer_->data = this;
@@ -100,6 +107,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       closeNow(DisconnectCause::WriteError);
       return false;
     }
+    watchSend();
     return true;
   }
 
@@ -137,6 +145,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
     closeNow(DisconnectCause::Shutdown);
   }
 
+  // send_timeout (nginx's): while a response has bytes the kernel would not take, each write
+  // completion is progress and restarts the clock; none for send_timeout_ms means the client is
+  // stuck or gone. Only while answering: other states have their own timer.
+  void watchSend() {
+    if (state_ != State::Answering) return;
+    if (queuedBytes() == 0) {
+      if (timer_kind_ == Timer::Send) armTimer(Timer::None);
+    } else {
+      armTimer(Timer::Send);
+    }
+  }
+
   void checkWritable() {
     if (exchange_ == nullptr || !exchange_->on_writable_) return;
     if (queuedBytes() > exchange_->low_water_) return;
@@ -146,7 +166,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
  private:
-  enum class Timer { None, Header, Body, Idle, Linger };
+  enum class Timer { None, Header, Body, Idle, Linger, Send };
 
   struct WriteReq {
     uv_write_t req{};
@@ -169,6 +189,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         conn->closeNow(DisconnectCause::WriteError);
         return;
       }
+      conn->watchSend();
       conn->checkWritable();
     });
     if (rc < 0) delete req;
@@ -308,6 +329,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       case Timer::Body: ms = o.body_timeout_ms; break;
       case Timer::Idle: ms = o.keepalive_timeout_ms; break;
       case Timer::Linger: ms = o.linger_ms; break;
+      case Timer::Send: ms = o.send_timeout_ms; break;
     }
     uv_timer_start(timer_.get(), [](uv_timer_t* t) { static_cast<Connection*>(t->data)->onTimer(); },
                    ms, 0);
@@ -328,6 +350,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         return;
       case Timer::Idle:
       case Timer::Linger:
+      case Timer::Send:
         closeNow(DisconnectCause::Timeout);
         return;
       case Timer::None:

@@ -567,6 +567,24 @@ TEST_F(HttpServerTest, StreamBackpressureReportsQueuedBytesAndWritableCallback) 
   ex->finish();
 }
 
+TEST_F(HttpServerTest, ClientThatStopsReadingIsDisconnectedAfterSendTimeout) {
+  ServerOptions o;
+  o.send_timeout_ms = 100;
+  start(o);
+  auto c = connect();
+  c->setReceiveBuffer(4096);
+  ASSERT_TRUE(c->send(loop_.get(), "GET /hold HTTP/1.1\r\nHost: a\r\n\r\n"));
+  ASSERT_TRUE(pumpUntil(loop_.get(), [&] { return held_.size() == 1; }));
+  auto ex = held_[0];
+  ASSERT_TRUE(ex->startStream(200, {}));
+  const std::string chunk(64 * 1024, 'x');
+  while (ex->queuedBytes() == 0) ASSERT_TRUE(ex->write(chunk));
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(pumpUntil(loop_.get(), [&] { return disconnects_.size() == 1; }));
+  EXPECT_EQ(disconnects_[0], DisconnectCause::Timeout);
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(90));
+}
+
 TEST_F(HttpServerTest, ServesUnixSocketClients) {
   handler_ = [](std::shared_ptr<Exchange> ex) { ex->respond(200, {}, ex->request().peer); };
   start();

@@ -108,6 +108,10 @@ struct ServerOptions {
   uint64_t body_timeout_ms = 60'000;      // no body bytes for this long: 408
   uint64_t keepalive_timeout_ms = 75'000; // an idle keep-alive connection is closed
   uint64_t linger_ms = 1'000;             // reading (and dropping) after an error response
+  uint64_t send_timeout_ms = 60'000;      // response bytes queued with no progress for this long:
+                                          // the client is gone (disconnect cause Timeout)
+  unsigned tcp_keepalive_s = 0;           // TCP clients: keep-alive probes after this idle time
+                                          // (0: off), to notice peers that vanished without FIN
   size_t max_pending_bytes = 64 * 1024;   // pipelined bytes kept while a response is pending;
                                           // beyond, reading pauses (and so EOF is seen late)
   std::string server_name;                // a Server: header when not empty

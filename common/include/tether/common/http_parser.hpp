@@ -50,7 +50,7 @@ class RequestParser {
   // Ready for the next request on the same connection.
   void reset();
 
-  // After Error: the status to answer (400, 413, 431, 505) and a short reason for the log.
+  // After Error: the status to answer (400, 413, 417, 431, 505) and a short reason for the log.
   int errorStatus() const { return error_status_; }
   const std::string& errorReason() const { return error_reason_; }
 

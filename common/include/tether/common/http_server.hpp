@@ -14,7 +14,7 @@
 // handler runs once the previous response is complete). While a request is being answered the
 // server keeps reading: pipelined bytes are kept (up to max_pending_bytes) and end-of-file, a reset
 // or a read/write error before the response is complete is a disconnect, reported through
-// Exchange::onDisconnect. Errors in a request (400, 408, 413, 431, 505) are answered with
+// Exchange::onDisconnect. Errors in a request (400, 408, 413, 417, 431, 505) are answered with
 // `Connection: close` and the connection is closed after a short lingering read.
 // Everything runs on the loop's thread; no callback throws.
 #include <uv.h>
@@ -122,7 +122,7 @@ struct ServerStats {
   size_t in_flight = 0;    // requests handed to the handler and not yet answered completely
   uint64_t requests = 0;   // requests handed to the handler since the start
   uint64_t disconnects = 0;  // exchanges whose client went away before the response completed
-  uint64_t errors = 0;       // error responses the server itself sent (400, 408, 413, 431, 505)
+  uint64_t errors = 0;       // error responses the server itself sent (400, 408, 413, 417, 431, 505)
 };
 
 class Server {

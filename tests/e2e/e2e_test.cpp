@@ -15,7 +15,7 @@ using Headers = std::vector<std::pair<std::string, std::string>>;
 class Stack {
  public:
   Stack(const std::string& cgroup_root, const std::string& proxy_action, const std::string& solverd_extra) {
-    solverd_ = std::make_unique<Solverd>(cgroup_root, Solverd::Options{solverd_extra, false, {}});
+    solverd_ = std::make_unique<Solverd>(cgroup_root, Solverd::Options{solverd_extra, false, {}, {}});
     if (!solverd_->started()) return;
     proxy_conf_ = solverd_->dir() + "/proxy.conf";
     std::ofstream(proxy_conf_) << "error_log stderr info;\n"

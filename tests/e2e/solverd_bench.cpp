@@ -20,7 +20,7 @@ double percentile(std::vector<double> v, double p) {
 class SolverdBench : public DaemonTest {};
 
 TEST_F(SolverdBench, TinyJobsPerSecond) {
-  Solverd d(cgroup_root_, Solverd::Options{"workers 2;\n", false, {}});
+  Solverd d(cgroup_root_, Solverd::Options{"workers 2;\n", false, {}, {}});
   ASSERT_TRUE(d.started()) << d.process().output();
   const std::string model = readFile(modelPath("knapsack.lp"));
   constexpr int kThreads = 4;
@@ -66,7 +66,7 @@ TEST_F(SolverdBench, TinyJobsPerSecond) {
 }
 
 void cancelLatency(DaemonTest& /*fixture*/, const std::string& cgroup_root, const std::string& action) {
-  Solverd d(cgroup_root, Solverd::Options{"workers 2;\non_disconnect none;\n", false, {}});
+  Solverd d(cgroup_root, Solverd::Options{"workers 2;\non_disconnect none;\n", false, {}, {}});
   ASSERT_TRUE(d.started()) << d.process().output();
   const std::string model = readFile(modelPath("market_split_hard.lp"));
   constexpr int kRounds = 40;

@@ -10,3 +10,6 @@ tether_add_gtest(solverd_daemon_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/daemon_te
 if(TARGET solverd AND TARGET solverd-worker)
   add_dependencies(solverd_daemon_test solverd solverd-worker)
 endif()
+
+tether_add_gtest(solverd_request_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/daemon_request_test.cpp
+  LIBS tether_solverd LABELS solverd)

@@ -426,7 +426,8 @@ Solverd::Solverd(const std::string& cgroup_root, Options options) {
   if (options.extra_config.find("kill_after") == std::string::npos) conf += "kill_after 500ms;\n";
   conf += options.extra_config;
   std::ofstream(config_path_) << conf;
-  process_ = std::make_unique<Process>(std::vector<std::string>{binPath("solverd"), "-c", config_path_});
+  process_ = std::make_unique<Process>(std::vector<std::string>{binPath("solverd"), "-c", config_path_},
+                                       options.env);
   std::vector<std::string> m;
   // A configuration or start-up error ends the wait at once.
   if (process_->waitForLine(R"(listening on 127\.0\.0\.1:(\d+)|\[emerg\]|\[critical\])", 10s, &m) && !m[1].empty()) {

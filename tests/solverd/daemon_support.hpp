@@ -122,6 +122,7 @@ class Solverd {
     std::string extra_config;  // directives appended to the generated configuration
     bool unix_api = false;     // also listen on unix:<dir>/api.sock
     std::string worker_path;   // default: TETHER_BIN_DIR/solverd-worker
+    std::vector<std::string> env = {};  // NAME=VALUE added to the daemon's environment
   };
   Solverd(const std::string& cgroup_root, Options options);
   ~Solverd();  // SIGTERM, then SIGKILL after a deadline

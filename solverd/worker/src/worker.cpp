@@ -4,6 +4,7 @@
 #include "tether/common/clock.hpp"
 #include "tether/common/log.hpp"
 #include "tether/solverd/worker/backend.hpp"
+#include "tether/solverd/worker/model_reader.hpp"
 #include "tether/solverd/worker/protocol.hpp"
 
 #include <fcntl.h>
@@ -13,12 +14,14 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace tether::solverd::worker {
 namespace {
@@ -142,6 +145,65 @@ class Input {
   control::FrameDecoder decoder_;
 };
 
+// The reader guard. The COIN-OR readers of Debian 12 crash on some malformed models (NULL
+// dereferences in CoinMpsCardReader::nextField, out-of-bounds reads in CoinLpIO::fscanfLpIO,
+// found by tests/solverd/worker_fuzz_readers.cpp; the clp and cbc programs crash on the same
+// files). A model the reader cannot survive is an unreadable model: while the reader runs, a
+// fatal signal writes a prepared invalid_model error frame and exits 1, so solverd answers 400
+// instead of reporting a crashed worker. Outside the reader the signals keep their default
+// action (a crash is a crash). Only async-signal-safe calls in the handler: write, _exit,
+// signal, raise.
+struct ReaderGuard {
+  int fd = -1;
+  std::string frame;  // complete frame bytes, prepared before arming
+  volatile sig_atomic_t armed = 0;
+};
+ReaderGuard g_reader_guard;
+constexpr int kGuardedSignals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+
+extern "C" void onFatalSignal(int sig) {
+  if (g_reader_guard.armed != 0) {
+    const char* p = g_reader_guard.frame.data();
+    size_t left = g_reader_guard.frame.size();
+    while (left > 0) {
+      ssize_t n = ::write(g_reader_guard.fd, p, left);
+      if (n <= 0) break;
+      p += n;
+      left -= static_cast<size_t>(n);
+    }
+    static constexpr char kNote[] = "solverd-worker: the model reader crashed; reported as invalid_model\n";
+    if (::write(STDERR_FILENO, kNote, sizeof kNote - 1) < 0) {
+      // Nothing more to do about a lost diagnostic in a signal handler.
+    }
+    ::_exit(kExitInvalidInput);
+  }
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+
+// Installs the handlers once, on an alternate stack (a reader that overflows its stack must
+// still be reported).
+void installReaderGuard(int out_fd, const SolveRequest& request) {
+  std::string reader = readerFamily(request.solver) == ReaderFamily::Glpk
+                           ? (request.format == ModelFormat::Lp ? "glp_read_lp" : "glp_read_mps")
+                           : (request.format == ModelFormat::Lp ? "CoinLpIO" : "CoinMpsIO");
+  g_reader_guard.fd = out_fd;
+  g_reader_guard.frame = control::encodeRawFrame(
+      errorFrame("invalid_model", "the model reader (" + reader + ") crashed on this model: it is not a valid " +
+                                      (request.format == ModelFormat::Lp ? "CPLEX LP" : "MPS") + " file")
+          .dump());
+  static std::vector<char> alt_stack(std::max<size_t>(SIGSTKSZ, 64 * 1024));
+  stack_t ss{};
+  ss.ss_sp = alt_stack.data();
+  ss.ss_size = alt_stack.size();
+  ::sigaltstack(&ss, nullptr);
+  struct sigaction sa{};
+  sa.sa_handler = onFatalSignal;
+  sa.sa_flags = SA_ONSTACK;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : kGuardedSignals) ::sigaction(sig, &sa, nullptr);
+}
+
 std::string jobTag(const SolveRequest& request) {
   return request.id.empty() ? std::string() : " job=" + request.id;
 }
@@ -254,6 +316,8 @@ int runWorker(int in_fd, int out_fd) {
   hooks.start_ns = monotonicNs();
   hooks.on_log = [&writer](std::string_view line) { writer.write(logFrame(line)); };
   hooks.on_incumbent = [&writer](const Incumbent& found) { writer.write(toJson(found)); };
+  installReaderGuard(out_fd, request);
+  hooks.on_reading = [](bool now) { g_reader_guard.armed = now ? 1 : 0; };
   SolveOutcome outcome = solve(request, hooks);
   int code = finish(writer, outcome, tag);
   if (int err = writer.error(); err != 0) {

@@ -21,6 +21,9 @@ struct SolveHooks {
   // Called on the solving thread; may be empty.
   std::function<void(std::string_view line)> on_log;
   std::function<void(const Incumbent&)> on_incumbent;
+  // Called with true just before the model reader runs and with false after it: the worker
+  // guards that stretch against reader crashes (worker.cpp).
+  std::function<void(bool reading)> on_reading;
   uint64_t start_ns = 0;  // CLOCK_MONOTONIC; incumbents' elapsed_ms count from here
 
   bool interrupted() const { return interrupt != nullptr && interrupt->load(std::memory_order_relaxed); }
@@ -30,6 +33,9 @@ struct SolveHooks {
   }
   void incumbent(const Incumbent& found) const {
     if (on_incumbent) on_incumbent(found);
+  }
+  void reading(bool now) const {
+    if (on_reading) on_reading(now);
   }
 };
 

@@ -1,0 +1,2 @@
+NAMEOKEN    OB br
+    Y         NSUROWATA

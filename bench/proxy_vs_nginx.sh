@@ -64,7 +64,7 @@ nginx -p "$work/ng" -c "$work/ng/nginx.conf" -e stderr & pids+=($!)
 cat > "$work/haproxy.cfg" <<CONF
 global
   nbthread 1
-  maxconn 20000
+  maxconn 3000
 defaults
   mode http
   timeout connect 5s

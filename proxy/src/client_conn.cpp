@@ -506,6 +506,7 @@ void ClientConn::onResponseHead(UpstreamConn& up) {
   bool close_after = !keep_alive_ || half_closed_ || ctx_.draining;
   response_chunked_ = false;
   response_close_ = false;
+  head_pending_ = false;
   if (!up.bodyless() && !up.hasContentLength()) {
     // Chunked or close-delimited upstream body: chunk it for HTTP/1.1, delimit by close for 1.0.
     if (http_minor_ >= 1) {
@@ -533,6 +534,14 @@ void ClientConn::onResponseHead(UpstreamConn& up) {
     out_.append("Connection: keep-alive\r\n");
   }
   out_.append("\r\n");
+  // The head waits for the body bytes of the same upstream read (or that read's end, see
+  // flushHead): one writev and one TCP segment for a small response instead of two.
+  head_pending_ = true;
+}
+
+void ClientConn::flushHead() {
+  if (!head_pending_ || closing_) return;
+  head_pending_ = false;
   if (write(out_) != 0) {
     disconnect(Cause::WriteError);
     return;
@@ -542,14 +551,20 @@ void ClientConn::onResponseHead(UpstreamConn& up) {
 
 void ClientConn::onResponseBody(const char* at, size_t len) {
   sent_body_bytes_ += len;
-  int r;
-  if (response_chunked_) {
-    ChunkFrame chunk(at, len);
-    r = write(chunk.bufs, 3);
-  } else {
-    uv_buf_t buf = uv_buf_init(const_cast<char*>(at), static_cast<unsigned>(len));
-    r = write(&buf, 1);
+  uv_buf_t bufs[4];
+  unsigned n = 0;
+  if (head_pending_) {
+    head_pending_ = false;
+    bufs[n++] = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
   }
+  ChunkFrame chunk(at, len);
+  if (response_chunked_) {
+    for (auto& b : chunk.bufs) bufs[n++] = b;
+  } else {
+    bufs[n++] = chunk.bufs[1];
+  }
+  int r = write(bufs, n);
+  if (r == 0) armTimer();
   if (r != 0) {
     disconnect(Cause::WriteError);
     return;
@@ -571,11 +586,15 @@ void ClientConn::onResponseComplete(bool reusable) {
     }
   }
   if (response_chunked_) {
-    if (write("0\r\n\r\n") != 0) {
+    if (head_pending_) {
+      out_.append("0\r\n\r\n");
+    } else if (write("0\r\n\r\n") != 0) {
       disconnect(Cause::WriteError);
       return;
     }
   }
+  flushHead();
+  if (closing_) return;
   finishExchange();
 }
 

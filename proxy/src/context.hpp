@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <uv.h>
 
+#include <array>
 #include <list>
 #include <map>
 #include <memory>
@@ -60,6 +61,7 @@ struct Context {
   metrics::Family<metrics::Counter>* disconnects = nullptr;
   metrics::Family<metrics::Counter>* cancels = nullptr;
   metrics::Histogram* disconnect_to_cancel = nullptr;
+  std::array<metrics::Counter*, 600> by_status{};  // tether_proxy_requests_total series by code
   std::function<std::string()> requests_json;
 
   // One read buffer for every stream: each read is consumed (parsed, forwarded, or copied when

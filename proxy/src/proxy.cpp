@@ -50,9 +50,15 @@ Context::Context(uv_loop_t* l) : loop(l), log(tether::log::get("proxy")) {
 }
 
 void Context::countRequest(uint16_t status) {
-  char code[8];
-  snprintf(code, sizeof code, "%u", static_cast<unsigned>(status));
-  requests->with({std::string_view(code)}).inc();
+  // The series are looked up once per status code: the registry's lookup allocates.
+  metrics::Counter* unused = nullptr;
+  metrics::Counter*& counter = status < by_status.size() ? by_status[status] : unused;
+  if (counter == nullptr) {
+    char code[8];
+    snprintf(code, sizeof code, "%u", static_cast<unsigned>(status));
+    counter = &requests->with({std::string_view(code)});
+  }
+  counter->inc();
 }
 
 void Context::connectionClosed(ClientConn*) {

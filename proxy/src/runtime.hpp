@@ -239,6 +239,8 @@ class ClientConn final : public StreamConn {
   // From the UpstreamConn serving this client's request.
   void onResponseHead(UpstreamConn& up);
   void onResponseBody(const char* at, size_t len);
+  // Writes a response head still waiting for body bytes (end of an upstream read).
+  void flushHead();
   void onResponseComplete(bool reusable);
   void onUpstreamFailed(int status_code);  // 502/504 before the response started, else abort
   void onUpstreamDrained();                // the upstream took everything queued
@@ -300,6 +302,7 @@ class ClientConn final : public StreamConn {
   bool request_chunked_ = false;
   bool response_chunked_ = false;  // we chunk the response to the client
   bool response_close_ = false;    // response delimited by closing the connection
+  bool head_pending_ = false;      // response head built in out_, not yet written
   bool half_closed_ = false;
   bool draining_ = false;
   bool closing_gracefully_ = false;

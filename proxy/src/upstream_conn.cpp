@@ -297,6 +297,7 @@ void UpstreamConn::onRead(ssize_t nread, const char* data) {
     finishResponse(pos == data + nread);
     return;
   }
+  if (err == HPE_OK && client_ != nullptr) client_->flushHead();
   if (err != HPE_OK) {
     ctx_.log->error("rid={} upstream {} ({}) sent an invalid response: {}",
                     client_ != nullptr ? client_->requestId() : "-", group_.settings_.name, server_text_,

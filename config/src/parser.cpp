@@ -1,6 +1,7 @@
 // The lexer and parser: one pass over each file's text, tokens as string_views into it (only an
 // argument with backslash escapes is copied), and one checker for every directive, as nginx's
 // ngx_conf_parse / ngx_conf_read_token / ngx_conf_handler (src/core/ngx_conf_file.c).
+#include <cctype>
 #include <fcntl.h>
 #include <glob.h>
 #include <sys/stat.h>
@@ -103,6 +104,10 @@ class Lexer {
     const size_t start = pos_;
     while (pos_ < text_.size()) {
       const auto c = static_cast<unsigned char>(text_[pos_]);
+      if (c == '{' && placeholderAt(pos_)) {
+        pos_ = text_.find('}', pos_) + 1;
+        continue;
+      }
       if (kWordEnd[c]) break;
       if (c == '\\') {
         token.escaped = true;
@@ -115,6 +120,16 @@ class Lexer {
     token.kind = TokenKind::Word;
     token.text = text_.substr(start, pos_ - start);
     return true;
+  }
+
+  // `{name}` inside a word is a placeholder, not a block: DESIGN.md writes the agent's webhook as
+  // `interrupt webhook http://127.0.0.1:8000/cancel/{id};` unquoted. nginx would end the word at
+  // the `{` and then fail with a confusing "unexpected {"; a `{` that opens a block always follows
+  // a blank or starts a token, so only `{` + identifier + `}` glued to a word is taken this way.
+  bool placeholderAt(size_t open) const {
+    size_t i = open + 1;
+    while (i < text_.size() && (std::isalnum(static_cast<unsigned char>(text_[i])) || text_[i] == '_')) ++i;
+    return i > open + 1 && i < text_.size() && text_[i] == '}';
   }
 
   bool quoted(Token& token, std::string& error) {

@@ -131,6 +131,14 @@ TEST(Parser, QuotesAndBackslashEscapesAreResolved) {
   EXPECT_EQ(server.find("location") == locations[0], true);
 }
 
+TEST(Parser, PlaceholderInsideAWordIsNotABlockAsInDesignsWebhookExample) {
+  const Config config = mustParse("interrupt webhook http://127.0.0.1:8000/cancel/{id};\n", testing::agentSchema());
+  EXPECT_EQ(config.root().str("interrupt", 1), "http://127.0.0.1:8000/cancel/{id}");
+  // A brace after a blank still opens a block, and `{}` or `{a b}` glued to a word is no placeholder.
+  EXPECT_FALSE(loadString("interrupt webhook x{}; ", "t.conf", testing::agentSchema()));
+  EXPECT_FALSE(loadString("interrupt webhook x{a b};", "t.conf", testing::agentSchema()));
+}
+
 TEST(Parser, LineAfterMultiLineQuoteIsCountedRight) {
   const LoadResult result = loadString("error_log \"a\nb\nc\" info;\nlisen;", "q.conf", proxySchema());
   ASSERT_FALSE(result);

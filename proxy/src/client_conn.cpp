@@ -735,7 +735,14 @@ void ClientConn::onDrained() {
     // that unread request bytes do not turn our answer into a reset (nginx's lingering close).
     auto* req = new uv_shutdown_t;
     req->data = this;
-    if (uv_shutdown(req, stream(), [](uv_shutdown_t* r, int) { delete r; }) != 0) {
+    int r = uv_shutdown(req, stream(), [](uv_shutdown_t* sr, int status) {
+      auto* self = static_cast<ClientConn*>(sr->data);
+      delete sr;
+      // A cancelled shutdown means the stream is closing: `self` must not be touched. A client
+      // that already sent its end of file (half_close wait) has nothing left to say.
+      if (status != UV_ECANCELED && !self->closing_ && self->half_closed_) self->teardown();
+    });
+    if (r != 0) {
       delete req;
       teardown();
     }

@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "context.hpp"
+#include "tether/agent/control/client.hpp"
 #include "tether/common/clock.hpp"
 #include "tether/common/listener.hpp"
 #include "tether/common/log.hpp"
@@ -47,6 +48,40 @@ Context::Context(uv_loop_t* l) : loop(l), log(tether::log::get("proxy")) {
                          [this] { return static_cast<double>(active.size()); });
   registry.callbackGauge("tether_proxy_open_connections", "Open client connections.",
                          [this] { return static_cast<double>(conns.size()); });
+  // The control connections' own outcomes (the control client counts them).
+  auto each_control = [this](auto value) {
+    std::vector<metrics::Sample> out;
+    if (!current) return out;
+    for (const auto& g : current->groups) {
+      if (const auto* c = g->control()) value(g->settings().name, *c, out);
+    }
+    return out;
+  };
+  registry.callbackFamily(
+      metrics::Type::Counter, "tether_proxy_control_events_total",
+      "Control connection events per upstream: frames sent, acks, drops, reconnects, connect failures, error replies.",
+      {"upstream", "event"}, [each_control] {
+        return each_control([](const std::string& name, const agent::control::Client& c, auto& out) {
+          const auto& k = c.counters();
+          for (auto [event, v] : {std::pair<const char*, uint64_t>{"sent", k.sent}, {"acked", k.acked},
+                                  {"dropped", k.dropped}, {"reconnects", k.reconnects},
+                                  {"connect_failures", k.connect_failures}, {"errors", k.errors}}) {
+            out.push_back({{name, event}, static_cast<double>(v)});
+          }
+        });
+      });
+  registry.callbackFamily(metrics::Type::Gauge, "tether_proxy_control_queued",
+                          "Cancels waiting to be written or acknowledged, per upstream.", {"upstream"}, [each_control] {
+                            return each_control([](const std::string& name, const agent::control::Client& c, auto& out) {
+                              out.push_back({{name}, static_cast<double>(c.queued())});
+                            });
+                          });
+  registry.callbackFamily(metrics::Type::Gauge, "tether_proxy_control_connected",
+                          "1 while the control connection of an upstream is up.", {"upstream"}, [each_control] {
+                            return each_control([](const std::string& name, const agent::control::Client& c, auto& out) {
+                              out.push_back({{name}, c.connected() ? 1.0 : 0.0});
+                            });
+                          });
 }
 
 void Context::countRequest(uint16_t status) {

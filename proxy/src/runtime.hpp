@@ -207,6 +207,7 @@ class UpstreamGroup {
   bool sendCancel(const std::string& id, OnDisconnect action, Millis grace, Phase phase,
                   uint64_t event_ns, std::string_view reason = "client_disconnect");
   const UpstreamSettings& settings() const { return settings_; }
+  const agent::control::Client* control() const { return control_.get(); }
   std::string resolve();  // start-up: resolves TCP server names; "" or why not
   void startControl();
 

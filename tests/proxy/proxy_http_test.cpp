@@ -289,6 +289,8 @@ TEST_F(ProxyHttp, MetricsCountDisconnectsAndCancels) {
   EXPECT_NE(metrics.find("tether_proxy_requests_total{code=\"499\"} 1"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("tether_proxy_disconnect_to_cancel_seconds_count 1"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("tether_proxy_cancels_total{action=\"interrupt\",result=\"sent\"} 1"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("tether_proxy_control_events_total{upstream=\"app\",event=\"sent\"} 1"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("tether_proxy_control_connected{upstream=\"app\"} 1"), std::string::npos) << metrics;
 }
 
 TEST_F(ProxyHttp, SighupReloadSwitchesNewRequestsAndKeepsOldConfigOnError) {

@@ -48,14 +48,15 @@ Daemon::Daemon(uv_loop_t* loop, Settings settings, Reloader reloader)
 
 Daemon::~Daemon() {
   // Subscribers hold exchanges of the servers: they go first. Workers still running are killed
-  // by their Targets' destructors (only on error paths: a normal exit drains them).
+  // by their Targets' destructors (only on error paths: a normal exit drains them), before the
+  // jobs their sessions refer to.
   subscribers_.clear();
   retired_.clear();
   api_.reset();
   admin_.reset();
   control_.reset();
-  table_.reset();
   runner_.reset();
+  table_.reset();
 }
 
 WorkerOptions Daemon::workerOptions() const {
@@ -109,7 +110,8 @@ JobHooks Daemon::makeHooks() {
     onJobCancelled(job, order, state);
   };
   hooks.started = [this](const Job& job) {
-    log::get("job")->debug("job={} started ({} queued before it)", job.id, table_ ? table_->queued() : 0);
+    log::get("job")->debug("job={} started ({} still queued)", job.id, table_ ? table_->queued() : 0);
+    if (table_) updateStatus();
   };
   hooks.finished = [this](const Job& job) { onJobFinished(job); };
   return hooks;
@@ -126,7 +128,9 @@ void Daemon::onJobCancelled(const Job& job, const CancelOrder& order, std::strin
                           job.liveRequests());
     return;
   }
-  log::get("job")->info("job={} cancel {} ({}{}) while {}{}", job.id, toString(order.action), order.reason,
+  // A queued job ends at once: its outcome line carries the cancel; one line per job is enough.
+  auto level = state == "queued" ? spdlog::level::debug : spdlog::level::info;
+  log::get("job")->log(level, "job={} cancel {} ({}{}) while {}{}", job.id, toString(order.action), order.reason,
                         order.phase.empty() ? "" : ", " + order.phase, state,
                         order.action == CancelAction::Interrupt ? fmt::format(", grace {}ms", order.grace.count()) : "");
 }
@@ -155,7 +159,11 @@ void Daemon::onJobFinished(const Job& job) {
                          job.outcome->body.value("message", std::string{}));
   }
   auto logger = log::get("job");
-  auto level = status == "crashed" ? spdlog::level::warn : spdlog::level::info;
+  // A worker we could not start or that broke the protocol is our failure; a crash is the
+  // solver's (degraded, serving on); everything else is the normal outcome of a job.
+  auto level = spdlog::level::info;
+  if (status == "crashed") level = spdlog::level::warn;
+  if (job.outcome && job.outcome->http_status >= 500) level = spdlog::level::err;
   logger->log(level, "job={} solver={} status={} objective={} incumbents={} cpu_ms={:.3f} run={}{}{}", job.id,
               job.spec.solver, status, objective, job.incumbents, static_cast<double>(job.cpu_us) / 1000.0,
               msText(job.started_ns, job.finished_ns), cancel, extra);

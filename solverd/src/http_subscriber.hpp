@@ -53,6 +53,12 @@ class HttpSubscriber final : public Subscriber {
   HttpSubscriber(Daemon& daemon, std::shared_ptr<http::Exchange> exchange, bool stream)
       : daemon_(daemon), exchange_(std::move(exchange)), stream_(stream), request_id_(exchange_->requestId()) {}
 
+  // The exchange may outlive us (the server holds it while the connection lives): it must not
+  // call back into a destroyed subscriber (the paths that destroy one early: Daemon destruction).
+  ~HttpSubscriber() { exchange_->onDisconnect(nullptr); }
+  HttpSubscriber(const HttpSubscriber&) = delete;
+  HttpSubscriber& operator=(const HttpSubscriber&) = delete;
+
   void watch() {
     exchange_->onDisconnect([this](http::DisconnectCause cause) { onDisconnect(cause); });
   }
@@ -119,7 +125,9 @@ class HttpSubscriber final : public Subscriber {
     daemon_.disconnects_->inc();
     const Settings& s = daemon_.settings_;
     std::string phase = exchange_->started() ? "response_body" : "awaiting_response";
-    log::get("http")->info("rid={} client gone ({}) in {}: {}", request_id_, http::toString(cause), phase,
+    // The job's own lines (cancel, outcome) say the rest at info; a flood of leaving clients
+    // must not cost three lines each.
+    log::get("http")->debug("rid={} client gone ({}) in {}: {}", request_id_, http::toString(cause), phase,
                            s.on_disconnect ? toString(*s.on_disconnect) : "none (the job runs on)");
     if (!s.on_disconnect) {
       daemon_.table_->detach(request_id_);

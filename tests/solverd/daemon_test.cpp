@@ -445,6 +445,21 @@ TEST_F(SolverdTest, SighupReloadsTheConfiguration) {
   EXPECT_EQ(h->json()["workers"], 3);
 }
 
+TEST_F(SolverdTest, JobLimitsApplyWhereDelegatedElseSolverdSaysSoAndSolvesUnlimited) {
+  auto d = start("job_memory_max 1g;\njob_pids_max 64;\njob_cpu_max 1;\n");
+  ASSERT_TRUE(d->started());
+  std::string id = newId();
+  auto c = startHardSolve(*d, id);
+  ASSERT_TRUE(waitFor([&] { return !jobCgroups(cgroup_root_).empty(); }, 5s));
+  std::string cg = jobCgroups(cgroup_root_).front();
+  bool applied = readFile(cg + "/memory.max") == "1073741824\n";
+  bool said = d->process().waitForLine("job limit not applied: memory.max", 100ms).has_value();
+  EXPECT_TRUE(applied || said) << d->process().output();
+  if (!applied) std::cout << "[ note ] memory controller not delegated here: limits logged as not applied\n";
+  c->close();
+  EXPECT_TRUE(d->waitFinished(id, 10s));
+}
+
 TEST_F(SolverdTest, TellsSystemdReadyAfterListeningAndStoppingOnSigterm) {
   std::string path = "/tmp/sdt-notify-" + std::to_string(getpid()) + ".sock";
   ::unlink(path.c_str());

@@ -50,7 +50,7 @@ std::string caseName(const testing::TestParamInfo<Case>& info) {
 
 bool near(double a, double b) { return std::fabs(a - b) <= 1e-6 * std::max(1.0, std::fabs(b)); }
 
-class WorkerCorpus : public testing::TestWithParam<Case> {};
+class WorkerCorpus : public NoWorkerLeftBehind, public testing::WithParamInterface<Case> {};
 
 TEST_P(WorkerCorpus, SolvesToTheKnownStatusAndObjective) {
   const Case& c = GetParam();

@@ -212,6 +212,12 @@ std::optional<int> WorkerProcess::finish(std::chrono::milliseconds timeout) {
 
 std::string WorkerProcess::stderrText() { return stderr_; }
 
+void NoWorkerLeftBehind::TearDown() {
+  int status = 0;
+  pid_t left = ::waitpid(-1, &status, WNOHANG);
+  EXPECT_TRUE(left < 0 && errno == ECHILD) << "a child process outlived the test (waitpid says " << left << ")";
+}
+
 std::vector<nlohmann::json> runToEnd(const nlohmann::json& solve, int& exit_code, std::chrono::milliseconds timeout) {
   WorkerProcess worker;
   worker.send(solve);

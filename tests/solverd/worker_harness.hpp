@@ -2,6 +2,7 @@
 // A real solverd-worker process on pipes, for the worker tests: frames in, frames out, exit
 // status, all with deadlines. The destructor kills (SIGKILL) and reaps a worker that is still
 // running, so no test leaves a process behind even when it fails half way.
+#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <sys/types.h>
 
@@ -71,6 +72,13 @@ class WorkerProcess {
   std::string buffer_;
   std::string stderr_;
   std::vector<nlohmann::json> frames_;
+};
+
+// Base fixture of the worker tests: after every test, no child process of the test may be
+// left, running or unreaped (waitpid(-1) must say ECHILD).
+class NoWorkerLeftBehind : public testing::Test {
+ protected:
+  void TearDown() override;
 };
 
 // The whole exchange for a model that finishes on its own: send the solve frame, read to the

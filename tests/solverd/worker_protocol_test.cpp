@@ -11,11 +11,17 @@
 #include <cstdio>
 #include <functional>
 #include <string>
+#include <utility>
 
 namespace tether::solverd::worker::test {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+class WorkerInterrupt : public NoWorkerLeftBehind {};
+class WorkerOptions : public NoWorkerLeftBehind {};
+class WorkerOutput : public NoWorkerLeftBehind {};
+class WorkerRefusal : public NoWorkerLeftBehind {};
 
 double msSince(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
@@ -68,27 +74,27 @@ void expectStoppedWithBestIncumbent(const std::string& solver, const std::string
   EXPECT_EQ(*code, 0) << "an interrupted solve with a result is a success";
 }
 
-TEST(WorkerInterrupt, InterruptFrameStopsCbcWithBestIncumbent) {
+TEST_F(WorkerInterrupt, InterruptFrameStopsCbcWithBestIncumbent) {
   expectStoppedWithBestIncumbent("cbc", "interrupt frame", [](WorkerProcess& w) { w.send({{"type", "interrupt"}}); });
 }
 
-TEST(WorkerInterrupt, InterruptFrameStopsGlpkWithBestIncumbent) {
+TEST_F(WorkerInterrupt, InterruptFrameStopsGlpkWithBestIncumbent) {
   expectStoppedWithBestIncumbent("glpk", "interrupt frame", [](WorkerProcess& w) { w.send({{"type", "interrupt"}}); });
 }
 
-TEST(WorkerInterrupt, StdinEndOfFileActsAsInterrupt) {
+TEST_F(WorkerInterrupt, StdinEndOfFileActsAsInterrupt) {
   expectStoppedWithBestIncumbent("cbc", "stdin closed", [](WorkerProcess& w) { w.closeStdin(); });
 }
 
-TEST(WorkerInterrupt, SigtermActsAsInterrupt) {
+TEST_F(WorkerInterrupt, SigtermActsAsInterrupt) {
   expectStoppedWithBestIncumbent("cbc", "SIGTERM", [](WorkerProcess& w) { w.signal(SIGTERM); });
 }
 
-TEST(WorkerInterrupt, SigtermStopsGlpkToo) {
+TEST_F(WorkerInterrupt, SigtermStopsGlpkToo) {
   expectStoppedWithBestIncumbent("glpk", "SIGTERM", [](WorkerProcess& w) { w.signal(SIGTERM); });
 }
 
-TEST(WorkerInterrupt, RepeatedInterruptFramesAreHarmless) {
+TEST_F(WorkerInterrupt, RepeatedInterruptFramesAreHarmless) {
   expectStoppedWithBestIncumbent("cbc", "three interrupt frames", [](WorkerProcess& w) {
     for (int i = 0; i < 3; ++i) w.send({{"type", "interrupt"}});
   });
@@ -111,8 +117,8 @@ void expectTimeLimit(const std::string& solver) {
   EXPECT_EQ(*code, 3);
 }
 
-TEST(WorkerOptions, TimeLimitStopsCbcWithIncumbentAndExitCode3) { expectTimeLimit("cbc"); }
-TEST(WorkerOptions, TimeLimitStopsGlpkWithIncumbentAndExitCode3) { expectTimeLimit("glpk"); }
+TEST_F(WorkerOptions, TimeLimitStopsCbcWithIncumbentAndExitCode3) { expectTimeLimit("cbc"); }
+TEST_F(WorkerOptions, TimeLimitStopsGlpkWithIncumbentAndExitCode3) { expectTimeLimit("glpk"); }
 
 // A generated transportation LP of several MB: larger than a control-protocol frame (1 MiB),
 // and big enough that CLP's event handler, not the solve's end, meets the deadline first.
@@ -141,7 +147,7 @@ std::string bigTransportationLp(int n) {
   return lp + "End\n";
 }
 
-TEST(WorkerOptions, ModelLargerThanAControlFrameIsSolvedByEveryLpBackend) {
+TEST_F(WorkerOptions, ModelLargerThanAControlFrameIsSolvedByEveryLpBackend) {
   const std::string lp = bigTransportationLp(200);
   ASSERT_GT(lp.size(), 1u << 20);
   std::optional<double> objective;
@@ -160,7 +166,7 @@ TEST(WorkerOptions, ModelLargerThanAControlFrameIsSolvedByEveryLpBackend) {
   }
 }
 
-TEST(WorkerOptions, LpTimeLimitStopsTheSimplexOfEveryLpBackend) {
+TEST_F(WorkerOptions, LpTimeLimitStopsTheSimplexOfEveryLpBackend) {
   const std::string lp = bigTransportationLp(200);
   for (const std::string solver : {"clp", "cbc", "glpk"}) {
     // Reading alone takes longer than this limit: the solver must stop at its first check.
@@ -172,7 +178,7 @@ TEST(WorkerOptions, LpTimeLimitStopsTheSimplexOfEveryLpBackend) {
   }
 }
 
-TEST(WorkerOptions, MipGapEndsTheSearchOnceTheGapIsMet) {
+TEST_F(WorkerOptions, MipGapEndsTheSearchOnceTheGapIsMet) {
   for (const std::string solver : {"cbc", "glpk"}) {
     // The hard instance's bound stays 0 for seconds, so only a gap above 100% is met early
     // (CBC stops when objective - bound < mip_gap * |objective|, strictly).
@@ -187,7 +193,7 @@ TEST(WorkerOptions, MipGapEndsTheSearchOnceTheGapIsMet) {
   }
 }
 
-TEST(WorkerOptions, CbcWithTwoThreadsFindsTheSameOptimum) {
+TEST_F(WorkerOptions, CbcWithTwoThreadsFindsTheSameOptimum) {
   int exit_code = -1;
   auto frames = runToEnd(solveFrame(modelText("market_split_medium.lp"), "lp", "cbc", {{"threads", 2}}), exit_code);
   ASSERT_FALSE(frames.empty());
@@ -201,7 +207,7 @@ TEST(WorkerOptions, CbcWithTwoThreadsFindsTheSameOptimum) {
   EXPECT_NEAR(frames.back()["objective"].get<double>(), expected, 1e-6);
 }
 
-TEST(WorkerOptions, ObjectiveConstantOfAnMpsModelIsCounted) {
+TEST_F(WorkerOptions, ObjectiveConstantOfAnMpsModelIsCounted) {
   // min 2x + 3y + 5 (the RHS of the objective row is the constant with its sign changed),
   // x + y >= 4, x <= 3: optimum x = 3, y = 1, objective 6 + 3 + 5 = 14.
   const std::string mps =
@@ -218,7 +224,7 @@ TEST(WorkerOptions, ObjectiveConstantOfAnMpsModelIsCounted) {
   }
 }
 
-TEST(WorkerOutput, SolverOutputArrivesAsLogFramesAndNeverCorruptsStdout) {
+TEST_F(WorkerOutput, SolverOutputArrivesAsLogFramesAndNeverCorruptsStdout) {
   int exit_code = -1;
   auto frames = runToEnd(solveFrame(modelText("knapsack.lp"), "lp", "cbc"), exit_code);
   EXPECT_EQ(exit_code, 0);
@@ -251,48 +257,50 @@ void expectRefused(const std::function<void(WorkerProcess&)>& send, const std::s
   EXPECT_FALSE(worker.badFrame());
 }
 
-TEST(WorkerRefusal, UnknownSolverIsRefused) {
+TEST_F(WorkerRefusal, UnknownSolverIsRefused) {
   expectRefused([](WorkerProcess& w) { w.send(solveFrame(modelText("knapsack.lp"), "lp", "gurobi")); }, "unknown_solver");
 }
 
-TEST(WorkerRefusal, UnknownOptionIsRefused) {
+TEST_F(WorkerRefusal, UnknownOptionIsRefused) {
   expectRefused([](WorkerProcess& w) { w.send(solveFrame(modelText("knapsack.lp"), "lp", "cbc", {{"presolve", 1}})); },
                 "unknown_option");
 }
 
-TEST(WorkerRefusal, OptionWithABadValueIsRefused) {
+TEST_F(WorkerRefusal, OptionWithABadValueIsRefused) {
   expectRefused([](WorkerProcess& w) { w.send(solveFrame(modelText("knapsack.lp"), "lp", "cbc", {{"threads", 1.5}})); },
                 "invalid_option");
   expectRefused([](WorkerProcess& w) { w.send(solveFrame(modelText("knapsack.lp"), "lp", "glpk", {{"time_limit", "10s"}})); },
                 "invalid_option");
 }
 
-TEST(WorkerRefusal, MalformedModelGivesTheSolversOwnMessage) {
+TEST_F(WorkerRefusal, MalformedModelGivesTheSolversOwnMessage) {
   expectRefused([](WorkerProcess& w) { w.send(solveFrame(modelText("malformed.lp"), "lp", "cbc")); }, "invalid_model");
   expectRefused([](WorkerProcess& w) { w.send(solveFrame(modelText("malformed.mps"), "mps", "glpk")); }, "invalid_model");
 }
 
-TEST(WorkerRefusal, ModelThatCrashesTheCoinReaderIsRefusedAsInvalid) {
-  // 42 bytes on which CoinMpsIO 2.11 dereferences NULL (found by worker_fuzz_readers): the
-  // worker's reader guard turns the crash into an invalid_model error and exit code 1.
-  const std::string text = modelText("coin_mps_reader_crash.mps");
-  for (const std::string solver : {"cbc", "clp"}) {
-    expectRefused([&](WorkerProcess& w) { w.send(solveFrame(text, "mps", solver)); }, "invalid_model");
+TEST_F(WorkerRefusal, ModelsThatCrashTheCoinReadersAreRefusedAsInvalid) {
+  // Found by worker_fuzz_readers: 42 bytes on which CoinMpsIO 2.11 dereferences NULL, and an LP
+  // with an empty objective on which CoinLpIO divides by zero. The worker's reader guard turns
+  // the crash into an invalid_model error and exit code 1; GLPK refuses both in words.
+  for (const auto& [file, format] : {std::pair{"coin_mps_reader_crash.mps", "mps"}, std::pair{"coin_lp_reader_crash.lp", "lp"}}) {
+    const std::string text = modelText(file);
+    for (const std::string solver : {"cbc", "clp", "glpk"}) {
+      expectRefused([&](WorkerProcess& w) { w.send(solveFrame(text, format, solver)); }, "invalid_model");
+    }
   }
-  expectRefused([&](WorkerProcess& w) { w.send(solveFrame(text, "mps", "glpk")); }, "invalid_model");
 }
 
-TEST(WorkerRefusal, GarbageInsteadOfAFrameIsRefused) {
+TEST_F(WorkerRefusal, GarbageInsteadOfAFrameIsRefused) {
   expectRefused([](WorkerProcess& w) { w.sendRaw(std::string("\x05\x00\x00\x00hello", 9)); }, "bad_message");
 }
 
-TEST(WorkerRefusal, FirstFrameThatIsNotASolveIsRefused) {
+TEST_F(WorkerRefusal, FirstFrameThatIsNotASolveIsRefused) {
   expectRefused([](WorkerProcess& w) { w.send({{"type", "interrupt"}}); }, "bad_message");
   expectRefused([](WorkerProcess& w) { w.send({{"type", "solve"}, {"format", "lp"}}); }, "bad_message");
   expectRefused([](WorkerProcess& w) { w.send({{"type", "solve"}, {"format", "xml"}, {"model", "x"}}); }, "bad_message");
 }
 
-TEST(WorkerRefusal, EndOfInputBeforeASolveFrameIsRefused) {
+TEST_F(WorkerRefusal, EndOfInputBeforeASolveFrameIsRefused) {
   expectRefused([](WorkerProcess& w) { w.closeStdin(); }, "bad_message");
 }
 

@@ -56,6 +56,42 @@ TEST(WorkerReader, EmptyAndGarbageInputsAreRefusedByEveryReader) {
   }
 }
 
+TEST(WorkerReader, InputsTheCoinReadersCannotSurviveAreRefusedBeforeThem) {
+  struct Case {
+    std::string text;
+    ModelFormat format;
+    std::string expected;
+  };
+  const Case cases[] = {
+      // CoinLpIO reads out of bounds after a 0xFF byte.
+      {"Minimize\n obj: x\nSubject To\n c: x >= \xff" "1\nEnd\n", ModelFormat::Lp, "line 4: byte 0xFF"},
+      {std::string("Minimize\n obj: x\0\nEnd\n", 22), ModelFormat::Lp, "byte 0x00"},
+      // ... and while it looks for an objective that is not there.
+      {"ant2:00008\nBoudn- End", ModelFormat::Lp, "'minimize' or 'maximize' keyword missing"},
+      // CoinMpsIO dereferences NULL on a file that does not open with NAME or ROWS.
+      {"RHSRENAMA\n\nATA\nOBFREEATA\n\n", ModelFormat::Mps, "starts with a NAME or ROWS card"},
+  };
+  for (const auto& c : cases) {
+    ModelSummary summary;
+    std::string message;
+    EXPECT_FALSE(readModel(c.text, c.format, ReaderFamily::Coin, summary, message));
+    EXPECT_NE(message.find(c.expected), std::string::npos) << message;
+  }
+}
+
+TEST(WorkerReader, LpWithoutEndIsReadByBothFamilies) {
+  // CoinLpIO loops forever at the end of a file that stops inside Generals; GLPK warns and reads
+  // on. The missing End is supplied, so both read it (and this test ends).
+  const std::string lp = "Minimize\n obj: x + y\nSubject To\n c: x + y >= 1\nGenerals\n x y\n";
+  for (auto family : {ReaderFamily::Coin, ReaderFamily::Glpk}) {
+    ModelSummary summary;
+    std::string message;
+    ASSERT_TRUE(readModel(lp, ModelFormat::Lp, family, summary, message)) << message;
+    EXPECT_EQ(summary.columns, 2);
+    EXPECT_EQ(summary.integers, 2);
+  }
+}
+
 TEST(WorkerReader, BothFamiliesReadTheCorpusAlike) {
   const auto index = modelIndex();  // a named copy: a range-for over a temporary's member dangles
   for (const auto& e : index["models"]) {

@@ -335,6 +335,32 @@ void TestUpstream::serve(int fd, uint64_t conn_no) {
         update(index, [](UpstreamRequest& r) { r.peer_closed = true; });
         break;
       }
+    } else if (path.rfind("/big/", 0) == 0) {
+      // N MiB, written as fast as the proxy takes them; gives up when stopped or cut off.
+      size_t total = static_cast<size_t>(atoi(path.c_str() + 5)) << 20;
+      ok = writeAll(fd, "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(total) + "\r\n\r\n");
+      std::string block(64 * 1024, 'x');
+      for (size_t sent = 0; ok && sent < total && !stop_; sent += block.size()) {
+        std::string_view rest(block);
+        while (!rest.empty() && !stop_) {
+          pollfd p{fd, POLLOUT, 0};
+          if (poll(&p, 1, 20) <= 0) continue;
+          if ((p.revents & (POLLERR | POLLHUP)) != 0) {
+            ok = false;
+            break;
+          }
+          ssize_t n = ::send(fd, rest.data(), rest.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+          if (n < 0 && errno != EAGAIN) {
+            ok = false;
+            break;
+          }
+          if (n > 0) rest.remove_prefix(static_cast<size_t>(n));
+        }
+      }
+      if (!ok || stop_) {
+        update(index, [](UpstreamRequest& r) { r.peer_closed = true; });
+        break;
+      }
     } else if (path == "/echo") {
       ok = respond(req.body);
     } else if (path == "/hold") {

@@ -49,7 +49,7 @@ struct UpstreamRequest {
 
 // Paths: /fast (200 "hello"), /slow/MS (answers after MS ms unless the proxy closes first),
 // /stream/N/MS (N chunks, one every MS ms), /echo (the body back), /hold (never answers),
-// /close (closes without answering). Anything else: 200 "ok".
+// /close (closes without answering), /big/N (N MiB body). Anything else: 200 "ok".
 class TestUpstream {
  public:
   TestUpstream();

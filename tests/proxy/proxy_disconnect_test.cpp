@@ -9,6 +9,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <fstream>
+
 #include "harness.hpp"
 
 namespace tether::proxy::test {
@@ -166,6 +168,30 @@ TEST_F(ProxyDisconnect, StalledUploadHitsClientBodyTimeout) {
   c.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789");
   std::string id = waitUpstreamRequest("/echo");
   expectOneCancel(id, "interrupt", "request_body", "timeout");
+}
+
+// Peak resident memory of a process in KiB (VmHWM), 0 if unknown.
+long peakRssKib(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return 0;
+}
+
+TEST_F(ProxyDisconnect, ClientThatStopsReadingHitsSendTimeoutWithBoundedMemory) {
+  start("interrupt", "", "  send_timeout 500ms;\n");
+  Client c(port_);
+  c.send("GET /big/64 HTTP/1.1\r\nHost: t\r\n\r\n");
+  std::string id = waitUpstreamRequest("/big/64");
+  // The client reads nothing: backpressure stops the proxy reading the upstream, so it holds
+  // no more than the socket buffers and its high-water mark, not the 64 MiB body.
+  ASSERT_TRUE(proxy_->waitForLine("rid=" + id + " rt=", 10000ms)) << joined();
+  long peak = peakRssKib(proxy_->pid());
+  EXPECT_GT(peak, 0);
+  EXPECT_LT(peak, 32 * 1024) << "peak RSS " << peak << " KiB";
+  expectOneCancel(id, "interrupt", "response_body", "timeout");
 }
 
 TEST_F(ProxyDisconnect, CompletedRequestSendsNoCancel) {

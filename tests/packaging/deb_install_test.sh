@@ -97,6 +97,7 @@ check "the user tether is a system user without a login shell" \
     test "$(getent passwd tether | cut -d: -f7)" = /usr/sbin/nologin
 check "/etc/tether is root:tether 0750" test "$(stat -c %U:%G:%a /etc/tether)" = root:tether:750
 check "/usr/share/doc/tether/operator-guide.md installed" test -f /usr/share/doc/tether/operator-guide.md
+check "/usr/share/doc/tether/directives.md installed" test -s /usr/share/doc/tether/directives.md
 enabled=$(find /etc/systemd/system -name 'solverd*' -o -name 'tether-*' 2>/dev/null)
 check "no unit was enabled by the installation${enabled:+: $enabled}" test -z "$enabled"
 now_running=$(running_installed)

@@ -524,14 +524,16 @@ TEST_F(ProxyService, StartsUnderSystemdSocketActivateWithANamedSocket) {
 // solverd: the drain of running jobs.
 
 // Running means a worker exists: polls solverd's job list until a job shows up as running.
-bool waitJobRunning(const Endpoint& api) {
+::testing::AssertionResult waitJobRunning(const Endpoint& api) {
   auto deadline = Clock::now() + kEvent;
+  std::string last = "(no answer)";
   while (Clock::now() < deadline) {
     auto jobs = httpRequest(api, "GET", "/v1/jobs");
-    if (jobs && jobs->body.find("\"state\":\"running\"") != std::string::npos) return true;
+    if (jobs) last = std::to_string(jobs->status) + " " + jobs->body;
+    if (jobs && jobs->body.find("\"state\":\"running\"") != std::string::npos) return ::testing::AssertionSuccess();
     std::this_thread::sleep_for(milliseconds(20));
   }
-  return false;
+  return ::testing::AssertionFailure() << "no running job; last GET /v1/jobs: " << last;
 }
 
 std::string hardModel() { return readFile(std::string(TETHER_SOURCE_DIR) + "/tests/solverd/models/market_split_hard.lp"); }
@@ -549,7 +551,8 @@ TEST(SolverdService, SigtermPastShutdownTimeoutInterruptsTheRunningJobAndAnswers
     return httpRequest(api, "POST", "/v1/solve?solver=cbc&time_limit=120", hardModel(),
                        {"Content-Type: text/x-lp"}, milliseconds(60000));
   });
-  ASSERT_TRUE(waitJobRunning(api)) << r.daemon->log();
+  ASSERT_TRUE(waitJobRunning(api)) << "solverd: " << describeExit(r.daemon->waitExit(milliseconds(0))) << "\n"
+                                   << r.daemon->log();
 
   auto sigterm_at = Clock::now();
   r.daemon->signal(SIGTERM);
@@ -603,7 +606,8 @@ TEST(ShutdownOrder, StoppingProxyThenSolverdWithASolveInFlightLosesNoCompletedRe
     return httpRequest(http, "POST", "/v1/solve?solver=cbc&time_limit=2", hardModel(), {"Content-Type: text/x-lp"},
                        milliseconds(60000));
   });
-  ASSERT_TRUE(waitJobRunning(api)) << s.daemon->log() << p.daemon->log();
+  ASSERT_TRUE(waitJobRunning(api)) << "solverd: " << describeExit(s.daemon->waitExit(milliseconds(0))) << "\n"
+                                   << s.daemon->log() << p.daemon->log();
 
   auto sigterm_at = Clock::now();
   auto since = [&] { return std::chrono::duration_cast<milliseconds>(Clock::now() - sigterm_at).count(); };

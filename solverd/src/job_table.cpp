@@ -234,6 +234,9 @@ void JobTable::finish(Job& job, Outcome outcome) {
   job.state = JobState::Finished;
   job.finished_ns = monotonicNs();
   job.outcome = std::move(outcome);
+  // A finished job is kept for GET /v1/jobs/ID and late cancels only: its model (up to
+  // client_max_body_size) is not, or a thousand kept jobs could hold gigabytes.
+  std::string().swap(job.spec.model);
 
   for (const auto& r : job.requests) {
     auto it = by_request_.find(r.request_id);

@@ -319,6 +319,38 @@ TEST_F(ProxyHttp, SighupReloadSwitchesNewRequestsAndKeepsOldConfigOnError) {
   EXPECT_EQ(second.requests().size(), 2u);
 }
 
+TEST_F(ProxyHttp, SigtermDrainsInFlightRequestsWithConnectionClose) {
+  start();
+  Client idle(port_);
+  idle.send("GET /fast HTTP/1.1\r\nHost: t\r\n\r\n");
+  ASSERT_EQ(statusOf(idle.readResponse()), 200);
+  Client busy(port_);
+  busy.send("GET /slow/300 HTTP/1.1\r\nHost: t\r\n\r\n");
+  upstream_.waitFor([](auto& rs) { return rs.size() == 2; });
+  kill(proxy_->pid(), SIGTERM);
+  // The idle keep-alive connection is closed at once; the in-flight one gets its answer.
+  EXPECT_EQ(idle.readUntilClosed(2000ms), "");
+  std::string resp = busy.readResponse();
+  EXPECT_EQ(bodyOf(resp), "done") << joined();
+  EXPECT_EQ(headerOf(resp, "Connection"), "close");
+  EXPECT_EQ(proxy_->stop(), 0);
+  EXPECT_TRUE(control_->cancels().empty());
+}
+
+TEST_F(ProxyHttp, ShutdownTimeoutCancelsWhatIsLeftWithReasonShutdown) {
+  start();  // shutdown_timeout 2s in basicConfig
+  Client busy(port_);
+  busy.send("GET /slow/20000 HTTP/1.1\r\nHost: t\r\n\r\n");
+  std::string id;
+  upstream_.waitFor([&](auto& rs) { if (!rs.empty()) id = rs[0].request_id; return !id.empty(); });
+  kill(proxy_->pid(), SIGTERM);
+  ASSERT_TRUE(control_->waitForCancels(1, 5000ms)) << joined();
+  auto c = control_->cancels()[0];
+  EXPECT_EQ(c["id"], id);
+  EXPECT_EQ(c["reason"], "shutdown");
+  EXPECT_EQ(proxy_->stop(), 0);
+}
+
 // ---- strict parsing ------------------------------------------------------------------------
 
 TEST_F(ProxyHttp, ContentLengthWithTransferEncodingIs400) {

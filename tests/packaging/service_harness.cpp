@@ -593,13 +593,7 @@ void TestControlServer::loop() {
     std::string buf;
   };
   std::vector<Peer> peers;
-  auto reply = [](int fd, const nlohmann::json& message) {
-    std::string text = message.dump();
-    uint32_t len = static_cast<uint32_t>(text.size());
-    char prefix[4] = {static_cast<char>(len & 0xff), static_cast<char>((len >> 8) & 0xff),
-                      static_cast<char>((len >> 16) & 0xff), static_cast<char>((len >> 24) & 0xff)};
-    writeAll(fd, std::string(prefix, 4) + text);
-  };
+  auto reply = [](int fd, const nlohmann::json& message) { writeAll(fd, encodeFrame(message.dump())); };
   for (;;) {
     std::vector<pollfd> fds = {{wake_read_.get(), POLLIN, 0}, {listen_fd_.get(), POLLIN, 0}};
     for (auto& p : peers) fds.push_back({p.fd.get(), POLLIN, 0});
@@ -642,6 +636,13 @@ void TestControlServer::loop() {
     }
     peers.erase(std::remove_if(peers.begin(), peers.end(), [](const Peer& p) { return !p.fd; }), peers.end());
   }
+}
+
+std::string encodeFrame(const std::string& json) {
+  uint32_t len = static_cast<uint32_t>(json.size());
+  char prefix[4] = {static_cast<char>(len & 0xff), static_cast<char>((len >> 8) & 0xff),
+                    static_cast<char>((len >> 16) & 0xff), static_cast<char>((len >> 24) & 0xff)};
+  return std::string(prefix, 4) + json;
 }
 
 Fd listenUnix(const std::string& path) {

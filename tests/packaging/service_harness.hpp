@@ -220,6 +220,9 @@ class TestControlServer {
   std::thread thread_;
 };
 
+// A control-protocol v1 frame: 4-byte little-endian length, then the JSON text.
+std::string encodeFrame(const std::string& json);
+
 // A listening unix stream socket, held by the test (systemd's role for a .socket unit).
 Fd listenUnix(const std::string& path);
 

@@ -3,6 +3,7 @@
 // activation with a restart, and the shutdown order proxy-then-solverd. Each test runs the real
 // binaries from TETHER_BIN_DIR and skips, saying so, when one is not built.
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -187,7 +188,7 @@ TEST(Harness, UpstreamHoldsUntilReleasedAndControlServerAcksCancels) {
   Fd fd = connectTo(c);
   ASSERT_TRUE(fd);
   std::string frame = R"({"type":"cancel","id":"ab","action":"interrupt","reason":"shutdown"})";
-  std::string bytes = std::string(1, static_cast<char>(frame.size())) + std::string(3, '\0') + frame;
+  std::string bytes = encodeFrame(frame);
   ASSERT_EQ(::write(fd.get(), bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
   auto got = control.waitFor("\"reason\":\"shutdown\"", kEvent);
   ASSERT_TRUE(got);
@@ -518,6 +519,41 @@ TEST_F(ProxyService, StartsUnderSystemdSocketActivateWithANamedSocket) {
   d.signal(SIGTERM);
   auto status = d.waitExit(kEvent);
   EXPECT_TRUE(exitedZero(status)) << describeExit(status) << "\n" << d.log();
+}
+
+// ---------------------------------------------------------------------------------------------
+// tether-agent: its control socket comes from tether-agent.socket (`listen systemd:control`).
+
+TEST(AgentService, AnswersHelloOnTheControlSocketPassedBySystemd) {
+  REQUIRE_BINARY(agent, "tether-agent");
+  TempDir dir;
+  Endpoint control;
+  control.unix_path = dir.file("agent.sock");
+  Fd held = listenUnix(control.unix_path);
+  Running r = start(dir, agent, "agent.conf",
+                    "error_log stderr info;\ncontrol { listen systemd:control; }\nadmin { listen 127.0.0.1:0; }\n", {},
+                    {PassedFd{held.get(), "control"}});
+  ASSERT_TRUE(r.notify->waitFor("READY=1", kStart)) << r.daemon->log();
+  EXPECT_TRUE(r.daemon->waitForLog("listening on unix:" + control.unix_path, kEvent)) << r.daemon->log();
+  Fd fd = connectTo(control);
+  ASSERT_TRUE(fd);
+  std::string hello = R"({"type":"hello","version":1,"role":"proxy"})";
+  std::string frame = encodeFrame(hello);
+  ASSERT_EQ(::write(fd.get(), frame.data(), frame.size()), static_cast<ssize_t>(frame.size()));
+  std::string reply;
+  char buf[512];
+  auto deadline = Clock::now() + kEvent;
+  while (reply.find("\"hello\"") == std::string::npos && Clock::now() < deadline) {
+    pollfd p{fd.get(), POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    ssize_t n = ::read(fd.get(), buf, sizeof(buf));
+    if (n <= 0) break;
+    reply.append(buf, static_cast<size_t>(n));
+  }
+  EXPECT_NE(reply.find("\"hello\""), std::string::npos) << "reply: " << reply << "\n" << r.daemon->log();
+  r.daemon->signal(SIGTERM);
+  EXPECT_TRUE(exitedZero(r.daemon->waitExit(kEvent))) << r.daemon->log();
+  EXPECT_TRUE(r.daemon->waitNoProcessLeft(kEvent).empty());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -105,7 +105,9 @@ std::string number(double v) {
 }
 
 Status statusOf(const CbcModel& model, const CbcRun& run, bool has_solution) {
-  if (run.stopped_by_interrupt) return Status::Interrupted;
+  // A search that finished is reported as such even if an interrupt came in its last moments
+  // (the handler may have seen the flag at endSearch).
+  if (run.stopped_by_interrupt && model.status() != 0) return Status::Interrupted;
   switch (model.status()) {
     case 0:
       if (model.secondaryStatus() == 7) return Status::Unbounded;

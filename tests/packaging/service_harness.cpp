@@ -433,6 +433,19 @@ std::optional<HttpResponse> exchange(int fd, const std::string& request, millise
   }
 }
 
+bool readUntil(int fd, std::string& buf, const std::string& needle, milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  char chunk[16384];
+  while (buf.find(needle) == std::string::npos) {
+    if (!waitFd(fd, POLLIN, deadline)) return false;
+    ssize_t n = ::recv(fd, chunk, sizeof(chunk), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    buf.append(chunk, static_cast<size_t>(n));
+  }
+  return true;
+}
+
 std::optional<HttpResponse> httpRequest(const Endpoint& endpoint, const std::string& method,
                                         const std::string& target, const std::string& body,
                                         const std::vector<std::string>& headers, milliseconds timeout) {

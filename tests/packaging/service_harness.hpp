@@ -151,6 +151,9 @@ struct HttpResponse {
 // Sends `request` (raw bytes) on `fd` and reads one response (Content-Length, chunked, or up
 // to end of file). nullopt when the connection ended first or at the deadline.
 std::optional<HttpResponse> exchange(int fd, const std::string& request, milliseconds timeout);
+// Appends what arrives on `fd` to `buf` until `buf` contains `needle` (true), or end of file or
+// the deadline (false): for streamed responses (NDJSON events) read as they come.
+bool readUntil(int fd, std::string& buf, const std::string& needle, milliseconds timeout);
 // One request on a new connection with `Connection: close`.
 std::optional<HttpResponse> httpRequest(const Endpoint& endpoint, const std::string& method,
                                         const std::string& target, const std::string& body = "",

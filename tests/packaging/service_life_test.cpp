@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -87,14 +88,15 @@ std::string proxyConfig(const TempDir& dir, uint16_t upstream_port, const std::s
          "}\n";
 }
 
-std::string solverdConfig(const TempDir& dir, const std::string& shutdown_timeout, const std::string& listen) {
+std::string solverdConfig(const TempDir& dir, const std::string& shutdown_timeout, const std::string& listen,
+                          const std::string& max_grace = "2s") {
   return "error_log stderr info;\n"
          "listen " + listen + ";\n"
          "control { listen unix:" + dir.file("solverd-control.sock") + "; }\n"
          "admin { listen 127.0.0.1:0; }\n"
          "workers 1;\n"
          "shutdown_timeout " + shutdown_timeout + ";\n"
-         "max_grace 2s;\n"
+         "max_grace " + max_grace + ";\n"
          "worker_path " + std::string(TETHER_BIN_DIR) + "/solverd-worker;\n";
 }
 
@@ -613,6 +615,71 @@ TEST(SolverdService, SigtermPastShutdownTimeoutInterruptsTheRunningJobAndAnswers
   EXPECT_TRUE(r.daemon->waitNoProcessLeft(kEvent).empty()) << "a worker outlived solverd";
   std::cout << "solverd stopped " << took.count() << " ms after SIGTERM; result: " << result->body.substr(0, 200)
             << "\n";
+}
+
+// A transportation LP (n sources x n sinks) that GLPK's simplex takes seconds over: its simplex
+// cannot be interrupted (DESIGN.md "Worker protocol"), so only the ladder's kill stops it.
+std::string slowGlpkLp(int n) {
+  std::string lp = "minimize\n obj:";
+  lp.reserve(static_cast<size_t>(n) * static_cast<size_t>(n) * 40);
+  uint32_t seed = 7;
+  for (int i = 0; i < n; ++i) {
+    for (int j = 0; j < n; ++j) {
+      seed = seed * 1664525u + 1013904223u;
+      lp += " + " + std::to_string(1 + (seed >> 16) % 99) + " x" + std::to_string(i) + "_" + std::to_string(j);
+    }
+  }
+  lp += "\nsubject to\n";
+  for (int i = 0; i < n; ++i) {
+    lp += " s" + std::to_string(i) + ":";
+    for (int j = 0; j < n; ++j) lp += " + x" + std::to_string(i) + "_" + std::to_string(j);
+    lp += " <= 100\n";
+  }
+  for (int j = 0; j < n; ++j) {
+    lp += " d" + std::to_string(j) + ":";
+    for (int i = 0; i < n; ++i) lp += " + x" + std::to_string(i) + "_" + std::to_string(j);
+    lp += " >= 99\n";
+  }
+  return lp + "end\n";
+}
+
+TEST(SolverdService, SigtermPastShutdownTimeoutKillsAJobThatIgnoresTheInterrupt) {
+  REQUIRE_BINARY(solverd, "solverd");
+  REQUIRE_BINARY(worker, "solverd-worker");
+  TempDir dir;
+  Endpoint api;
+  api.unix_path = dir.file("api.sock");
+  // shutdown_timeout 1s, then the interrupt, then max_grace 1s, then cgroup.kill.
+  Running r = start(dir, solverd, "solverd.conf", solverdConfig(dir, "1s", "unix:" + api.unix_path, "1s"));
+  ASSERT_TRUE(r.notify->waitFor("READY=1", kStart)) << r.daemon->log();
+  Fd fd = connectTo(api);
+  ASSERT_TRUE(fd);
+  std::string request = buildRequest("POST", "/v1/solve?solver=glpk", slowGlpkLp(400),
+                                     {"Content-Type: text/x-lp", "Accept: application/x-ndjson"}, true);
+  ASSERT_EQ(::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL), static_cast<ssize_t>(request.size()));
+  // GLPK's own progress lines ("N: obj = ...") come as log events once its simplex runs: only
+  // then is the interrupt sure to land where GLPK cannot heed it.
+  std::string stream;
+  ASSERT_TRUE(readUntil(fd.get(), stream, "obj =", milliseconds(30000))) << stream << "\n" << r.daemon->log();
+
+  auto sigterm_at = Clock::now();
+  r.daemon->signal(SIGTERM);
+  auto status = r.daemon->waitExit(milliseconds(15000));
+  auto took = std::chrono::duration_cast<milliseconds>(Clock::now() - sigterm_at);
+  bool got_result = readUntil(fd.get(), stream, "\"event\":\"result\"", kEvent);
+  EXPECT_TRUE(exitedZero(status)) << describeExit(status) << "\n" << r.daemon->log();
+  // Stopped by the kill after the grace: not before shutdown_timeout + max_grace, not much after.
+  EXPECT_GE(took, milliseconds(1900)) << "stopped before the grace ran out: did GLPK stop on the interrupt?\n"
+                                      << r.daemon->log();
+  EXPECT_LT(took, milliseconds(8000)) << r.daemon->log();
+  EXPECT_TRUE(got_result) << "the client got no result event: " << stream.substr(stream.size() > 600 ? stream.size() - 600 : 0);
+  EXPECT_NE(stream.find("\"status\":\"interrupted\""), std::string::npos) << stream.substr(stream.size() > 600 ? stream.size() - 600 : 0);
+  std::string log = r.daemon->log();
+  size_t killed = log.find("received->killed=");
+  ASSERT_NE(killed, std::string::npos) << log;
+  EXPECT_NE(log[killed + std::string("received->killed=").size()], '-') << "the job was not killed:\n" << log;
+  EXPECT_TRUE(r.daemon->waitNoProcessLeft(kEvent).empty()) << "a worker outlived solverd";
+  std::cout << "solverd killed the GLPK job and exited " << took.count() << " ms after SIGTERM\n";
 }
 
 // ---------------------------------------------------------------------------------------------

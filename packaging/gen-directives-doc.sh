@@ -8,6 +8,9 @@ set -eu
 bin_dir=$1
 out=$2
 
+table=$(mktemp)
+trap 'rm -f "$table"' EXIT
+
 generate() {
     echo "# Directive reference"
     echo
@@ -16,8 +19,13 @@ generate() {
     echo "Syntax, units and errors: DESIGN.md \"Configuration language\"."
     for daemon in tether-proxy solverd tether-agent; do
         echo
-        if [ -x "$bin_dir/$daemon" ]; then
-            "$bin_dir/$daemon" --directives
+        # A daemon that cannot print its table leaves a note, never a failed build.
+        if [ -x "$bin_dir/$daemon" ] && "$bin_dir/$daemon" --directives > "$table" 2>/dev/null; then
+            cat "$table"
+        elif [ -x "$bin_dir/$daemon" ]; then
+            echo "## $daemon"
+            echo
+            echo "(not generated: \`$daemon --directives\` failed)"
         else
             echo "## $daemon"
             echo

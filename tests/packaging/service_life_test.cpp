@@ -617,6 +617,24 @@ TEST(SolverdService, SigtermPastShutdownTimeoutInterruptsTheRunningJobAndAnswers
             << "\n";
 }
 
+// solverd.socket passes the API socket as `api` (the shipped solverd.conf: `listen systemd:api`).
+TEST(SolverdService, ServesTheApiOnASocketPassedBySystemd) {
+  REQUIRE_BINARY(solverd, "solverd");
+  TempDir dir;
+  Endpoint api;
+  api.unix_path = dir.file("api.sock");
+  Fd held = listenUnix(api.unix_path);
+  Running r = start(dir, solverd, "solverd.conf", solverdConfig(dir, "5s", "systemd:api"), {},
+                    {PassedFd{held.get(), "api"}});
+  ASSERT_TRUE(r.notify->waitFor("READY=1", kStart)) << r.daemon->log();
+  EXPECT_TRUE(r.daemon->waitForLog("listening on unix:" + api.unix_path, kEvent)) << r.daemon->log();
+  auto health = httpRequest(api, "GET", "/health");
+  ASSERT_TRUE(health) << r.daemon->log();
+  EXPECT_EQ(health->status, 200) << health->body;
+  r.daemon->signal(SIGTERM);
+  EXPECT_TRUE(exitedZero(r.daemon->waitExit(kEvent))) << r.daemon->log();
+}
+
 // A transportation LP (n sources x n sinks) that GLPK's simplex takes seconds over: its simplex
 // cannot be interrupted (DESIGN.md "Worker protocol"), so only the ladder's kill stops it.
 std::string slowGlpkLp(int n) {

@@ -291,6 +291,15 @@ void Daemon::shutdown() {
   auto budget = settings_.shutdown_timeout + settings_.max_grace + std::chrono::seconds(5);
   notifier_->extendTimeout(std::chrono::duration_cast<std::chrono::microseconds>(budget));
   table_->stopAdmitting();
+  // The timer exists before the drains start: their callbacks may run at once and end the
+  // shutdown (maybeStopped closes the timer).
+  shutdown_timer_ = std::make_unique<UvHandle<uv_timer_t>>();
+  uv_timer_init(loop_, shutdown_timer_->get());
+  shutdown_timer_->markInitialized();
+  shutdown_timer_->get()->data = this;
+  uv_timer_start(
+      shutdown_timer_->get(), [](uv_timer_t* t) { static_cast<Daemon*>(t->data)->onShutdownTimeout(); },
+      static_cast<uint64_t>(settings_.shutdown_timeout.count()), 0);
   if (api_) {
     api_->drain([this] {
       api_drained_ = true;
@@ -307,13 +316,6 @@ void Daemon::shutdown() {
   } else {
     admin_drained_ = true;
   }
-  shutdown_timer_ = std::make_unique<UvHandle<uv_timer_t>>();
-  uv_timer_init(loop_, shutdown_timer_->get());
-  shutdown_timer_->markInitialized();
-  shutdown_timer_->get()->data = this;
-  uv_timer_start(
-      shutdown_timer_->get(), [](uv_timer_t* t) { static_cast<Daemon*>(t->data)->onShutdownTimeout(); },
-      static_cast<uint64_t>(settings_.shutdown_timeout.count()), 0);
   maybeStopped();
 }
 

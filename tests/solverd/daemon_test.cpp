@@ -477,11 +477,15 @@ TEST_F(SolverdTest, TellsSystemdReadyAfterListeningAndStoppingOnSigterm) {
   };
   Solverd::Options o;
   o.env = {"NOTIFY_SOCKET=" + path};
+  // With an admin listener too: both drains end at once when idle (regression: the shutdown
+  // timer was armed after them and kept an idle daemon alive for the whole shutdown_timeout).
+  o.extra_config = "admin { listen 127.0.0.1:0; }\nshutdown_timeout 5s;\n";
   Solverd d(cgroup_root_, o);
   ASSERT_TRUE(d.started());
   std::string ready = next();
   EXPECT_NE(ready.find("READY=1"), std::string::npos) << ready;
   EXPECT_NE(ready.find("STATUS="), std::string::npos) << ready;
+  auto sigterm_at = Clock::now();
   d.process().signal(SIGTERM);
   std::string msg;
   bool stopping = false;
@@ -495,6 +499,7 @@ TEST_F(SolverdTest, TellsSystemdReadyAfterListeningAndStoppingOnSigterm) {
   auto status = d.process().wait(10s);
   ASSERT_TRUE(status);
   EXPECT_EQ(WEXITSTATUS(*status), 0);
+  EXPECT_LT(Clock::now() - sigterm_at, 2s) << "an idle solverd waited for its shutdown_timeout";
   ::close(fd);
   ::unlink(path.c_str());
 }

@@ -244,6 +244,16 @@ bool SolverHost::healthy() {
   return admin && admin->status == 200;
 }
 
+std::string SolverHost::tail(size_t n) {
+  std::string out;
+  for (Process* p : {solverd_.get(), proxy_.get()}) {
+    if (p == nullptr) continue;
+    auto lines = p->lines();
+    for (size_t i = lines.size() > n ? lines.size() - n : 0; i < lines.size(); ++i) out += lines[i] + "\n";
+  }
+  return out;
+}
+
 std::vector<std::string> SolverHost::errorLines() {
   std::vector<std::string> out;
   for (Process* p : {solverd_.get(), proxy_.get()}) {

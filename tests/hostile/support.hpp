@@ -103,6 +103,8 @@ class SolverHost {
   double liveJobs();
   // /health through the proxy and on solverd itself both answer 200.
   bool healthy();
+  // The last `n` lines of both daemons' logs, for failure messages.
+  std::string tail(size_t n = 20);
   // Lines either daemon logged at [error] or [critical].
   std::vector<std::string> errorLines();
 

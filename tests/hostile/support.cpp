@@ -127,7 +127,8 @@ SolverHost::SolverHost(std::string cgroup_root, HostOptions options)
 
   std::string p = "error_log stderr info;\nshutdown_timeout 2s;\n";
   p += "admin { listen unix:" + admin_path_ + "; }\n";
-  p += "upstream solverd {\n  server unix:" + api_path_ + ";\n  keepalive 64;\n  control unix:" + control_path_ + ";\n}\n";
+  p += "upstream solverd {\n  server unix:" + api_path_ + ";\n  keepalive 64;\n  control unix:" +
+       (options_.proxy_control.empty() ? control_path_ : options_.proxy_control) + ";\n}\n";
   p += "server {\n  listen " + options_.proxy_listen + ";\n";
   p += std::string("  access_log ") + (options_.access_log ? "stderr" : "off") + ";\n";
   p += "  client_max_body_size 64m;\n" + options_.proxy_server_extra;

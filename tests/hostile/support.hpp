@@ -64,6 +64,7 @@ struct HostOptions {
   std::string proxy_server_extra;             // directives appended to the proxy's server block
   std::string on_disconnect = "interrupt";
   bool access_log = true;
+  std::string proxy_control;                  // the proxy's `control` socket; default: solverd's
 };
 
 class SolverHost {

@@ -127,6 +127,7 @@ std::string_view causeName(Cause cause) {
     case Cause::WriteError: return "write_error";
     case Cause::Timeout: return "timeout";
     case Cause::Keepalive: return "keepalive";
+    case Cause::Shutdown: return "shutdown";
   }
   return "eof";
 }
@@ -277,6 +278,7 @@ void ClientConn::startHeaders() {
   group_ = nullptr;
   upstream_text_.clear();
   disconnected_ = false;
+  response_complete_logged_ = false;
   if (!server_->admin) track(true);  // /requests lists proxied requests only
   armTimer();
 }
@@ -647,6 +649,7 @@ void ClientConn::respondLocal(uint16_t status, std::string_view body, bool close
 void ClientConn::finishExchange() {
   if (closing_) return;
   accessLog();
+  response_complete_logged_ = true;
   ++requests_served_;
   in_request_ = false;
   any_bytes_ = false;
@@ -809,10 +812,13 @@ void ClientConn::disconnect(Cause cause) {
 
 void ClientConn::drain() {
   if (closing_) return;
-  if (!in_request_) {
-    teardown();
+  if (!in_request_ && requests_served_ > 0) {
+    teardown();  // an idle keep-alive connection
     return;
   }
+  // A fresh connection may carry a request already on its way (accepted just before we stopped
+  // accepting, e.g. from a socket systemd hands to our successor): it gets its answer, with
+  // Connection: close, within client_header_timeout.
   keep_alive_ = false;  // the response in flight gets Connection: close
 }
 
@@ -823,8 +829,11 @@ void ClientConn::forceClose() {
     group_->sendCancel(request_id_, loc_->on_disconnect, loc_->kill_after, phase(), monotonicNs(), "shutdown");
   }
   if (UpstreamConn* up = std::exchange(upstream_, nullptr)) up->abort();
-  if (in_request_) {
-    status_ = status_ == 0 ? 503 : status_;
+  if (in_request_ && !response_complete_logged_) {
+    // Logged as the request's abort, like a disconnect: 499, its phase, cause `shutdown`.
+    disconnect_phase_ = phase();
+    disconnect_cause_ = Cause::Shutdown;
+    status_ = 499;
     accessLog();
   }
   teardown();

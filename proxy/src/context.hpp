@@ -54,6 +54,7 @@ struct Context {
   AccessLogs access_logs;
   std::shared_ptr<spdlog::logger> log;
   bool draining = false;
+  uint64_t last_accept_error_ns = 0;
   std::function<void()> on_idle;  // drain: called when the last connection closed
 
   metrics::Registry registry;

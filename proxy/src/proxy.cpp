@@ -153,7 +153,13 @@ struct Proxy::Impl {
     Context* c = &ctx;
     int r = l->start([c, raw](int status) {
       if (status < 0) {
-        c->log->error("accept on {} failed: {}", raw->listener->address(), uv_strerror(status));
+        // Out of file descriptors and the like: libuv keeps the listener going; say it at most
+        // once a second, not once per refused client.
+        uint64_t now = monotonicNs();
+        if (now - c->last_accept_error_ns > 1'000'000'000ULL) {
+          c->last_accept_error_ns = now;
+          c->log->error("accept on {} failed: {}", raw->listener->address(), uv_strerror(status));
+        }
         return;
       }
       ClientConn::accept(*c, raw->listener->stream(), raw->server, raw->listener->isUnix());

@@ -33,7 +33,8 @@ class ClientConn;
 class UpstreamConn;
 
 enum class Phase { Idle, RequestHeaders, RequestBody, AwaitingResponse, ResponseBody };
-enum class Cause { Eof, Reset, WriteError, Timeout, Keepalive };
+// DESIGN.md's causes, plus Shutdown for requests cut by shutdown_timeout (access log only).
+enum class Cause { Eof, Reset, WriteError, Timeout, Keepalive, Shutdown };
 
 std::string_view phaseName(Phase phase);
 std::string_view causeName(Cause cause);
@@ -334,6 +335,7 @@ class ClientConn final : public StreamConn {
   Phase disconnect_phase_ = Phase::Idle;
   Cause disconnect_cause_ = Cause::Eof;
   bool disconnected_ = false;
+  bool response_complete_logged_ = false;  // finishExchange() wrote this request's line
   std::list<ClientConn*>::iterator pos_;
   std::list<ClientConn*>::iterator active_pos_;
 };

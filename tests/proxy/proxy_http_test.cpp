@@ -344,11 +344,15 @@ TEST_F(ProxyHttp, ShutdownTimeoutCancelsWhatIsLeftWithReasonShutdown) {
   std::string id;
   upstream_.waitFor([&](auto& rs) { if (!rs.empty()) id = rs[0].request_id; return !id.empty(); });
   kill(proxy_->pid(), SIGTERM);
-  ASSERT_TRUE(control_->waitForCancels(1, 5000ms)) << joined();
+  ASSERT_TRUE(control_->waitForCancels(1, 10000ms)) << joined();
   auto c = control_->cancels()[0];
   EXPECT_EQ(c["id"], id);
   EXPECT_EQ(c["reason"], "shutdown");
   EXPECT_EQ(proxy_->stop(), 0);
+  auto lines = proxy_->linesContaining("rid=" + id + " rt=");
+  ASSERT_EQ(lines.size(), 1u) << joined();
+  EXPECT_NE(lines[0].find("\" 499 "), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("phase=awaiting_response cause=shutdown"), std::string::npos) << lines[0];
 }
 
 // ---- strict parsing ------------------------------------------------------------------------

@@ -245,6 +245,11 @@ bool SolverHost::healthy() {
   return admin && admin->status == 200;
 }
 
+int SolverHost::fdBalance() {
+  if (!proxy_ || !solverd_) return 0;
+  return fdCount(proxy_->pid()) - fdCount(solverd_->pid());
+}
+
 std::string SolverHost::tail(size_t n) {
   std::string out;
   for (Process* p : {solverd_.get(), proxy_.get()}) {

@@ -104,6 +104,10 @@ class SolverHost {
   double liveJobs();
   // /health through the proxy and on solverd itself both answer 200.
   bool healthy();
+  // Proxy fds minus solverd fds. An idle keep-alive connection between them holds one fd on each
+  // side, so pooling leaves this unchanged while a leaked client fd in the proxy raises it: the
+  // leak check for tests after which the pool may hold more connections than before.
+  int fdBalance();
   // The last `n` lines of both daemons' logs, for failure messages.
   std::string tail(size_t n = 20);
   // Lines either daemon logged at [error] or [critical].

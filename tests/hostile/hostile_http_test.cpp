@@ -1,0 +1,172 @@
+// Bad input over HTTP (issue 7): a corpus of malformed and hostile requests through tether-proxy
+// (smuggling vectors, header floods, 1 MB header lines, invalid methods and versions, NUL bytes,
+// slowloris on headers and on bodies, a client that never reads), each with its expected status
+// or close, while another client streams good requests that must all succeed. No hostile request
+// may start a job in solverd.
+#include "harness.hpp"  // tests/proxy: raw clients (Client, statusOf)
+#include "support.hpp"
+
+#include <atomic>
+#include <cstdio>
+#include <set>
+#include <thread>
+
+namespace tether::hostile {
+namespace {
+
+using RawClient = tether::proxy::test::Client;
+
+struct Case {
+  std::string name;
+  std::string bytes;
+  std::set<int> statuses;  // accepted answers; 0 = closed without an answer
+  bool allow_close = false;
+};
+
+std::string knapsackBody() { return tether::test::readFile(tether::test::modelPath("knapsack.lp")); }
+
+std::vector<Case> corpus() {
+  const std::string host = "Host: solver\r\n";
+  std::vector<Case> c;
+  c.push_back({"garbage request line", "GARBAGE\r\n\r\n", {400}, true});
+  c.push_back({"invalid method", "G@T /health HTTP/1.1\r\n" + host + "\r\n", {400}, true});
+  c.push_back({"unknown version", "GET /health HTTP/9.9\r\n" + host + "\r\n", {400, 505}, true});
+  c.push_back({"HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", {400, 505}, true});
+  c.push_back({"no Host in HTTP/1.1", "GET /health HTTP/1.1\r\n\r\n", {400}, false});
+  c.push_back({"two Host headers", "GET /health HTTP/1.1\r\n" + host + host + "\r\n", {400}, false});
+  c.push_back({"CL.TE smuggling", "POST /v1/solve HTTP/1.1\r\n" + host +
+                                      "Content-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG",
+               {400}, true});
+  c.push_back({"TE.CL smuggling", "POST /v1/solve HTTP/1.1\r\n" + host +
+                                      "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n",
+               {400}, true});
+  c.push_back({"two different Content-Lengths",
+               "POST /v1/solve HTTP/1.1\r\n" + host + "Content-Length: 1\r\nContent-Length: 2\r\n\r\nxx", {400}, true});
+  c.push_back({"obfuscated Transfer-Encoding",
+               "POST /v1/solve HTTP/1.1\r\n" + host + "Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", {400, 501}, true});
+  c.push_back({"Transfer-Encoding not ending in chunked",
+               "POST /v1/solve HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n", {400, 501},
+               true});
+  c.push_back({"space before colon", "GET /health HTTP/1.1\r\nHost : solver\r\n\r\n", {400}, true});
+  c.push_back({"obs-fold", "GET /health HTTP/1.1\r\n" + host + "X-A: a\r\n b\r\n\r\n", {400}, true});
+  c.push_back({"NUL in a header value", std::string("GET /health HTTP/1.1\r\n") + host + "X-A: a" + std::string(1, '\0') +
+                                            "b\r\n\r\n",
+               {400}, true});
+  c.push_back({"NUL in the target", std::string("GET /hea") + std::string(1, '\0') + "lth HTTP/1.1\r\n" + host + "\r\n",
+               {400}, true});
+  c.push_back({"negative Content-Length", "POST /v1/solve HTTP/1.1\r\n" + host + "Content-Length: -1\r\n\r\n", {400},
+               true});
+  c.push_back({"chunk size overflow", "POST /v1/solve HTTP/1.1\r\n" + host +
+                                          "Transfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFFF\r\nx\r\n0\r\n\r\n",
+               {400, 413}, true});
+  c.push_back({"CONNECT", "CONNECT solver:443 HTTP/1.1\r\n" + host + "\r\n", {400, 405}, true});
+  c.push_back({"1 MB header line", "GET /health HTTP/1.1\r\n" + host + "X-Big: " + std::string(1 << 20, 'a') + "\r\n\r\n",
+               {400, 431}, true});
+  c.push_back({"1 MB request target", "GET /" + std::string(1 << 20, 'a') + " HTTP/1.1\r\n" + host + "\r\n",
+               {400, 414, 431}, true});
+  std::string flood = "GET /health HTTP/1.1\r\n" + host;
+  for (int i = 0; i < 10000; ++i) flood += "X-" + std::to_string(i) + ": v\r\n";
+  c.push_back({"10,000 headers", flood + "\r\n", {400, 431}, true});
+  c.push_back({"body larger than client_max_body_size",
+               "POST /v1/solve HTTP/1.1\r\n" + host + "Content-Type: text/x-lp\r\nContent-Length: 99999999999\r\n\r\n",
+               {413}, true});
+  return c;
+}
+
+class HostileHttpTest : public HostileTest {};
+
+TEST_F(HostileHttpTest, MalformedAndHostileRequestsGetTheirStatusWhileGoodClientsAllSucceed) {
+  HostOptions o;
+  o.workers = 2;
+  o.proxy_server_extra = "  client_header_timeout 1s;\n  client_body_timeout 1s;\n  send_timeout 2s;\n";
+  SolverHost host(cgroup_root_, o);
+  ASSERT_TRUE(host.startSolverd()) << host.solverd()->output();
+  ASSERT_TRUE(host.startProxy()) << host.proxy()->output();
+  const pid_t proxy_pid = host.proxy()->pid();
+  const int balance_before = host.fdBalance();
+  const long rss_before = vmRssKb(proxy_pid);
+
+  // The good client: keep-alive /health and full solves, one after another, all must succeed.
+  std::atomic<bool> stop{false};
+  std::atomic<int> good{0}, bad{0};
+  std::string first_bad;
+  std::thread good_client([&] {
+    const std::string model = knapsackBody();
+    auto c = std::make_unique<HttpClient>(host.proxyPort());
+    for (int i = 0; !stop.load(); ++i) {
+      if (i % 4 == 0) {
+        c->send("POST", "/v1/solve?solver=glpk", model, {{"Content-Type", "text/x-lp"}});
+      } else {
+        c->send("GET", "/health");
+      }
+      auto r = c->response(10s);
+      if (r && r->status == 200) {
+        ++good;
+      } else {
+        if (bad++ == 0) first_bad = r ? std::to_string(r->status) + " " + r->body : "no response";
+        c = std::make_unique<HttpClient>(host.proxyPort());
+      }
+    }
+  });
+
+  int checked = 0;
+  for (const auto& k : corpus()) {
+    RawClient c(host.proxyPort());
+    c.send(k.bytes);  // may fail part-way: the proxy may close before a 1 MB line is in
+    auto started = Clock::now();
+    std::string reply = c.readUntilClosed(5s);
+    bool closed = Clock::now() - started < 5s;
+    int status = tether::proxy::test::statusOf(reply);
+    if (status == 0) {
+      EXPECT_TRUE(k.allow_close && closed) << k.name << ": neither an answer nor a close";
+    } else {
+      EXPECT_TRUE(k.statuses.count(status) != 0) << k.name << ": got " << status << "\n" << reply.substr(0, 200);
+      EXPECT_TRUE(closed) << k.name << ": connection kept open after " << status;
+    }
+    ++checked;
+  }
+
+  // Slowloris: headers that never end, and a body that never ends, are cut off by the timeouts.
+  for (std::string slow : {"GET /health HTTP/1.1\r\nHost: solver\r\nX-Slow: ",
+                           "POST /v1/solve HTTP/1.1\r\nHost: solver\r\nContent-Type: text/x-lp\r\n"
+                           "Content-Length: 1000\r\n\r\nMaximize"}) {
+    RawClient c(host.proxyPort());
+    c.send(slow);
+    auto started = Clock::now();
+    std::string reply = c.readUntilClosed(5s);
+    double s = std::chrono::duration<double>(Clock::now() - started).count();
+    EXPECT_LT(s, 4.0) << "slowloris kept for " << s << " s: " << slow.substr(0, 20);
+    int status = tether::proxy::test::statusOf(reply);
+    EXPECT_TRUE(status == 0 || status == 408 || status == 499) << status;
+  }
+
+  // A client that sends 2,000 pipelined requests and never reads its responses: the proxy must
+  // not buffer them without bound.
+  {
+    RawClient c(host.proxyPort());
+    std::string pipelined;
+    for (int i = 0; i < 2000; ++i) pipelined += "GET /health HTTP/1.1\r\nHost: solver\r\n\r\n";
+    c.send(pipelined);
+    EXPECT_TRUE(tether::test::waitFor([&] { return vmRssKb(proxy_pid) > 0; }, 1s));
+    long rss = vmRssKb(proxy_pid);
+    EXPECT_LT(rss - rss_before, 64 * 1024) << "proxy grew from " << rss_before << " kB to " << rss << " kB";
+  }
+
+  stop = true;
+  good_client.join();
+  std::printf("[ measure  ] %d hostile cases, %d good requests alongside, %d failed\n", checked, good.load(), bad.load());
+  EXPECT_EQ(bad.load(), 0) << "first failure: " << first_bad;
+  EXPECT_GT(good.load(), 0);
+  // No hostile request started a job (the good client's solves are the only jobs).
+  auto sm = host.solverdMetrics();
+  EXPECT_EQ(metricSum(sm, "solverd_jobs_total"), metricSum(sm, "solverd_jobs_total", {"status=\"optimal\""})) << sm;
+
+  EXPECT_TRUE(tether::test::waitFor([&] { return host.fdBalance() <= balance_before; }, 5s))
+      << "proxy fds beyond its keep-alive pool: " << balance_before << " -> " << host.fdBalance();
+  EXPECT_TRUE(host.healthy());
+  auto errors = host.errorLines();
+  EXPECT_TRUE(errors.empty()) << errors.size() << " error lines, first: " << errors.front();
+}
+
+}  // namespace
+}  // namespace tether::hostile

@@ -122,14 +122,18 @@ std::string_view JobTable::cancelRequest(std::string_view request_id, const Canc
     return finished_by_request_.contains(std::string(request_id)) ? "finished" : "unknown";
   }
   std::string_view state = toString(job->state);
+  bool was_live = false;
   for (auto& r : job->requests) {
     if (r.request_id != request_id) continue;
+    was_live = was_live || r.live;
     r.live = false;
     if (subscriber_gone) r.subscriber = nullptr;
   }
   if (job->liveRequests() == 0) {
     cancelWholeJob(*job, order);
-  } else if (hooks_.cancelled) {
+  } else if (was_live && hooks_.cancelled) {
+    // Only the first cancel of a shared request counts: the proxy's frame and solverd's own
+    // watch usually both report the same disconnect.
     hooks_.cancelled(*job, order, "shared");
   }
   return state;

@@ -179,6 +179,39 @@ TEST_F(ProxyHttp, LocationsExactMatchThenLongestPrefix) {
   EXPECT_EQ(upstream_.requests().size(), 2u);
 }
 
+TEST_F(ProxyHttp, SeveralServerBlocksEachWithItsListenerLocationsAndAccessLog) {
+  TestUpstream second;
+  std::string log_a = dir_.file("a.log"), log_b = dir_.file("b.log");
+  startWith("upstream a { server 127.0.0.1:" + std::to_string(upstream_.port()) + "; }\n"
+            "upstream b { server 127.0.0.1:" + std::to_string(second.port()) + "; }\n"
+            "server { listen 127.0.0.1:0; access_log " + log_a + "; location / { proxy_pass http://a; } }\n"
+            "server { listen 127.0.0.1:0; access_log " + log_b + "; location / { proxy_pass http://b; } }\n", 2);
+  Client ca(proxy_->port(0)), cb(proxy_->port(1));
+  ca.send("GET /fast HTTP/1.1\r\nHost: t\r\nUser-Agent: ua-a\r\nReferer: http://r/\r\n\r\n");
+  cb.send("GET /fast HTTP/1.1\r\nHost: t\r\n\r\n");
+  std::string ra = ca.readResponse(), rb = cb.readResponse();
+  EXPECT_EQ(upstream_.requests().size(), 1u);
+  EXPECT_EQ(second.requests().size(), 1u);
+  auto read = [](const std::string& path) {
+    std::ifstream in(path);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  // The line is written just after the response, so it may trail the client's read a little.
+  std::string a, b;
+  waitUntil([&] {
+    a = read(log_a);
+    b = read(log_b);
+    return !a.empty() && !b.empty();
+  });
+  // nginx's combined format, then id, request time, upstream time and upstream.
+  EXPECT_NE(a.find("127.0.0.1 - - ["), std::string::npos) << a;
+  EXPECT_NE(a.find("] \"GET /fast HTTP/1.1\" 200 5 \"http://r/\" \"ua-a\" rid=" + headerOf(ra, "X-Request-Id") + " rt="),
+            std::string::npos) << a;
+  EXPECT_NE(a.find(" urt="), std::string::npos) << a;
+  EXPECT_NE(b.find("rid=" + headerOf(rb, "X-Request-Id")), std::string::npos) << b;
+  EXPECT_EQ(a.find(headerOf(rb, "X-Request-Id")), std::string::npos);
+}
+
 TEST_F(ProxyHttp, RoundRobinOverSeveralServers) {
   TestUpstream second;
   std::string conf = "upstream a { server 127.0.0.1:" + std::to_string(upstream_.port()) + ";"

@@ -64,10 +64,12 @@ class EndToEndTest : public DaemonTest {
 
   // Streams the hard instance through the proxy; returns the client after the first incumbent,
   // with the request id the proxy gave it and that incumbent's objective.
-  std::unique_ptr<HttpClient> solveUntilIncumbent(Stack& stack, std::string& id, double& objective) {
+  std::unique_ptr<HttpClient> solveUntilIncumbent(Stack& stack, std::string& id, double& objective,
+                                                  const std::string& key = {}) {
     auto c = std::make_unique<HttpClient>(stack.port());
-    c->send("POST", "/v1/solve?solver=cbc", readFile(modelPath("market_split_hard.lp")),
-            {{"Content-Type", "text/x-lp"}, {"Accept", "application/x-ndjson"}});
+    Headers headers{{"Content-Type", "text/x-lp"}, {"Accept", "application/x-ndjson"}};
+    if (!key.empty()) headers.emplace_back("X-Solve-Key", key);
+    c->send("POST", "/v1/solve?solver=cbc", readFile(modelPath("market_split_hard.lp")), headers);
     auto head = c->head(10s);
     EXPECT_TRUE(head);
     if (!head) return c;
@@ -131,6 +133,34 @@ TEST_F(EndToEndTest, ClientLeavingThroughTheProxyUnderKillEmptiesTheCgroupWithin
   EXPECT_LT(ms, 100);
   EXPECT_EQ((*job)["status"], "interrupted");
   EXPECT_TRUE(jobCgroups(cgroup_root_).empty());
+}
+
+TEST_F(EndToEndTest, ThreeClientsWithOneKeyThroughTheProxyShareOneWorkerUntilTheLastLeaves) {
+  Stack stack(cgroup_root_, "interrupt", "on_disconnect none;\ncoalesce share;\n");
+  ASSERT_TRUE(stack.started()) << stack.proxy().output();
+  std::string key = "k-" + newId();
+  std::string ids[3];
+  double incumbent = 0;
+  std::unique_ptr<HttpClient> clients[3];
+  for (int i = 0; i < 3; ++i) clients[i] = solveUntilIncumbent(stack, ids[i], incumbent, key);
+  EXPECT_EQ(workerPids(cgroup_root_).size(), 1U);
+  const std::string job_id = stack.solverd().job(ids[0])["id"];
+  EXPECT_EQ(stack.solverd().job(ids[2])["id"], job_id);
+  clients[0]->close();
+  clients[1]->close();
+  // The proxy's two cancel frames take two requests out; the third keeps the job going.
+  ASSERT_TRUE(waitFor([&] {
+    int live = 0;
+    const nlohmann::json job = stack.solverd().job(job_id);  // kept: the loop below reads into it
+    for (const auto& r : job["requests"]) live += r["live"].get<bool>() ? 1 : 0;
+    return live == 1;
+  }, 5s)) << stack.solverd().job(job_id).dump();
+  EXPECT_EQ(stack.solverd().job(job_id)["state"], "running");
+  EXPECT_EQ(workerPids(cgroup_root_).size(), 1U);
+  clients[2]->close();
+  auto job = stack.solverd().waitFinished(job_id, 10s);
+  ASSERT_TRUE(job);
+  EXPECT_EQ((*job)["status"], "interrupted");
 }
 
 TEST_F(EndToEndTest, CompletedRequestThroughTheProxySendsNoCancel) {

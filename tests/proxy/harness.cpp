@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -672,6 +673,55 @@ void Client::reset() {
 }
 
 void Client::halfClose() { shutdown(fd_, SHUT_WR); }
+
+// ---- VethClient ----------------------------------------------------------------------------
+
+VethClient::VethClient() {
+  name_ = "tp" + std::to_string(getpid() % 100000);
+  subnet_ = std::to_string(getpid() % 200 + 20);
+  ok_ = run("ip netns add " + name_) && run("ip link add " + name_ + "a type veth peer name " + name_ + "b") &&
+        run("ip link set " + name_ + "b netns " + name_) &&
+        run("ip addr add 10.211." + subnet_ + ".1/30 dev " + name_ + "a") && run("ip link set " + name_ + "a up") &&
+        run("ip -n " + name_ + " addr add 10.211." + subnet_ + ".2/30 dev " + name_ + "b") &&
+        run("ip -n " + name_ + " link set " + name_ + "b up") && run("ip -n " + name_ + " link set lo up");
+}
+
+VethClient::~VethClient() {
+  if (fd_ >= 0) ::close(fd_);
+  run("ip link del " + name_ + "a");
+  run("ip netns del " + name_);
+}
+
+std::string VethClient::proxyAddress() const { return "10.211." + subnet_ + ".1"; }
+std::string VethClient::clientAddress() const { return "10.211." + subnet_ + ".2"; }
+
+bool VethClient::connectTo(uint16_t port) {
+  std::thread t([&] {
+    int ns = open(("/var/run/netns/" + name_).c_str(), O_RDONLY | O_CLOEXEC);
+    if (ns < 0 || setns(ns, CLONE_NEWNET) != 0) return;
+    ::close(ns);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    inet_pton(AF_INET, proxyAddress().c_str(), &a.sin_addr);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+      fd_ = fd;
+    } else {
+      ::close(fd);
+    }
+  });
+  t.join();
+  return fd_ >= 0;
+}
+
+bool VethClient::send(const std::string& s) {
+  return ::send(fd_, s.data(), s.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(s.size());
+}
+
+bool VethClient::cutLink() { return run("ip -n " + name_ + " link set " + name_ + "b down"); }
+
+bool VethClient::run(const std::string& cmd) { return system((cmd + " 2>/dev/null").c_str()) == 0; }
 
 uint16_t unusedPort() {
   int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -151,6 +151,28 @@ class Client {
   std::string buffered_;
 };
 
+// A client in its own network namespace behind a veth pair, whose link we can cut: the client
+// then vanishes without FIN or RST, as a laptop that lost its network does. Needs root and
+// iproute2; ok() says whether the namespace could be made.
+class VethClient {
+ public:
+  VethClient();
+  ~VethClient();
+  bool ok() const { return ok_; }
+  std::string proxyAddress() const;  // the root namespace's end
+  std::string clientAddress() const;  // the namespace's end
+  // Connects from inside the namespace (a socket keeps the namespace it was created in).
+  bool connectTo(uint16_t port);
+  bool send(const std::string& s);
+  bool cutLink();
+
+ private:
+  static bool run(const std::string& cmd);
+  std::string name_, subnet_;
+  bool ok_ = false;
+  int fd_ = -1;
+};
+
 // A TCP port on 127.0.0.1 that nobody listens on right now (bound, then released).
 uint16_t unusedPort();
 

@@ -272,59 +272,6 @@ TEST_F(ProxyDisconnect, CancelsQueuedWhileControlSocketIsDownArriveWhenItComesBa
   EXPECT_EQ(control_->cancels()[0]["id"], id);
 }
 
-// A client in its own network namespace behind a veth pair, whose link we can cut: the client
-// then vanishes without FIN or RST, as a laptop that lost its network does.
-class VethClient {
- public:
-  VethClient() {
-    name_ = "tp" + std::to_string(getpid() % 100000);
-    subnet_ = std::to_string(getpid() % 200 + 20);
-    ok_ = run("ip netns add " + name_) &&
-          run("ip link add " + name_ + "a type veth peer name " + name_ + "b") &&
-          run("ip link set " + name_ + "b netns " + name_) &&
-          run("ip addr add 10.211." + subnet_ + ".1/30 dev " + name_ + "a") &&
-          run("ip link set " + name_ + "a up") &&
-          run("ip -n " + name_ + " addr add 10.211." + subnet_ + ".2/30 dev " + name_ + "b") &&
-          run("ip -n " + name_ + " link set " + name_ + "b up") &&
-          run("ip -n " + name_ + " link set lo up");
-  }
-  ~VethClient() {
-    if (fd_ >= 0) close(fd_);
-    run("ip link del " + name_ + "a");
-    run("ip netns del " + name_);
-  }
-  bool ok() const { return ok_; }
-  std::string proxyAddress() const { return "10.211." + subnet_ + ".1"; }
-  // Connects from inside the namespace (a socket keeps the namespace it was created in).
-  bool connectTo(uint16_t port) {
-    std::thread t([&] {
-      int ns = open(("/var/run/netns/" + name_).c_str(), O_RDONLY | O_CLOEXEC);
-      if (ns < 0 || setns(ns, CLONE_NEWNET) != 0) return;
-      close(ns);
-      int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      sockaddr_in a{};
-      a.sin_family = AF_INET;
-      a.sin_port = htons(port);
-      inet_pton(AF_INET, proxyAddress().c_str(), &a.sin_addr);
-      if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
-        fd_ = fd;
-      } else {
-        close(fd);
-      }
-    });
-    t.join();
-    return fd_ >= 0;
-  }
-  bool send(const std::string& s) { return ::send(fd_, s.data(), s.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(s.size()); }
-  bool cutLink() { return run("ip -n " + name_ + " link set " + name_ + "b down"); }
-
- private:
-  static bool run(const std::string& cmd) { return system((cmd + " 2>/dev/null").c_str()) == 0; }
-  std::string name_, subnet_;
-  bool ok_ = false;
-  int fd_ = -1;
-};
-
 TEST_F(ProxyDisconnect, ClientThatVanishesIsFoundByTcpKeepalive) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root for a network namespace and a veth pair";
   VethClient vc;

@@ -265,6 +265,18 @@ TEST_F(ProxyHttp, UpstreamReadTimeoutGives504) {
   EXPECT_EQ(statusOf(roundTrip("GET /slow/3000 HTTP/1.1\r\nHost: t\r\n\r\n")), 504);
 }
 
+TEST_F(ProxyHttp, UpstreamConnectTimeoutGives504) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root for a network namespace and a veth pair";
+  VethClient blackhole;
+  if (!blackhole.ok()) GTEST_SKIP() << "cannot create a network namespace with a veth pair";
+  ASSERT_TRUE(blackhole.cutLink());  // SYNs to the namespace's address now vanish
+  startWith("upstream a { server " + blackhole.clientAddress() + ":80; }\n"
+            "server { listen 127.0.0.1:0; location / { proxy_pass http://a; proxy_connect_timeout 300ms; } }\n");
+  auto t0 = Clock::now();
+  EXPECT_EQ(statusOf(roundTrip("GET /x HTTP/1.1\r\nHost: t\r\n\r\n")), 504) << joined();
+  EXPECT_LT(Clock::now() - t0, 3s);
+}
+
 TEST_F(ProxyHttp, UpstreamClosingWithoutAnswerGives502) {
   start();
   EXPECT_EQ(statusOf(roundTrip("GET /close HTTP/1.1\r\nHost: t\r\n\r\n")), 502);

@@ -16,7 +16,11 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "SKIP: installing a .deb into the system needs root"
     exit 77
 fi
-if dpkg-query -W -f='${Status}\n' tether 2>/dev/null | grep -q 'installed'; then
+# dpkg's state of a package it knows: "not-installed" is the one that leaves nothing behind.
+dpkg_knows_tether() {
+    dpkg-query -W -f='${Status}\n' tether 2>/dev/null | grep -qv ' not-installed$'
+}
+if dpkg_knows_tether; then
     echo "SKIP: a tether package is already installed on this machine; not touching it"
     exit 77
 fi
@@ -38,7 +42,7 @@ getent passwd tether >/dev/null && tether_user_before=1
 
 work=$(mktemp -d /tmp/tether-deb.XXXXXX)
 cleanup() {
-    if dpkg-query -W -f='${Status}\n' tether 2>/dev/null | grep -q 'installed\|config-files'; then
+    if dpkg_knows_tether; then
         dpkg --purge tether >/dev/null 2>&1
     fi
     if [ "$tether_user_before" = 0 ] && getent passwd tether >/dev/null; then
@@ -118,7 +122,7 @@ if ! DEBIAN_FRONTEND=noninteractive dpkg --purge tether >"$work/dpkg-purge.log" 
     exit 1
 fi
 echo "purged with dpkg --purge"
-check "dpkg no longer knows the package" bash -c '! dpkg-query -W tether >/dev/null 2>&1'
+check "dpkg no longer knows the package" bash -c '! dpkg-query -W -f="\${Status}\n" tether 2>/dev/null | grep -qv " not-installed$"'
 left=""
 for f in $files; do
     # Directories shared with other packages (/usr/bin, /lib/systemd/system, ...) stay, ours go.

@@ -72,9 +72,6 @@ class JobTable {
   // unknown.
   std::string_view cancelRequest(std::string_view request_id, const CancelOrder& order, bool subscriber_gone);
 
-  // Forgets a subscriber without cancelling (its response has been written).
-  void detach(std::string_view request_id, Subscriber* subscriber);
-
   // Forgets a request's subscriber (its connection is gone) but keeps the request live, so the
   // job runs on to its end (`on_disconnect none`).
   void detach(std::string_view request_id);

@@ -438,9 +438,29 @@ int ClientConn::headersComplete() {
   out_.append(peer_ip_).append("\r\nX-Forwarded-Proto: http\r\n");
   if (request_chunked_) out_.append("Transfer-Encoding: chunked\r\n");
   out_.append("\r\n");
+  upstream_head_.assign(out_);  // capacity is reused: no allocation once warmed up
+  retried_ = false;
   uv_buf_t buf = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
   sendOrFail(&buf, 1);
   return 0;
+}
+
+bool ClientConn::retryOnFreshUpstream() {
+  // Only a request whose bytes we still have (its head; no body) and only once, as nginx's
+  // proxy_next_upstream does for a connection that failed before any response byte.
+  if (retried_ || response_started_ || !request_done_ || body_bytes_ > 0 || request_chunked_ ||
+      group_ == nullptr || loc_ == nullptr || closing_) {
+    return false;
+  }
+  retried_ = true;
+  upstream_ = group_->connectFresh(*loc_);
+  if (upstream_ == nullptr) return false;
+  upstream_text_ = upstream_->serverText();
+  upstream_->attach(this, *loc_, parser_.method == HTTP_HEAD, server_->gen);
+  uv_buf_t buf = uv_buf_init(upstream_head_.data(), static_cast<unsigned>(upstream_head_.size()));
+  sendOrFail(&buf, 1);
+  if (upstream_ != nullptr) upstream_->requestSent();
+  return upstream_ != nullptr || closing_;
 }
 
 // Writes to the upstream; a synchronous failure ends the exchange as a 502.

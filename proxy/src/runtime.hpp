@@ -185,6 +185,8 @@ class UpstreamConn final : public StreamConn {
   bool discard_ = false;
   bool bodyless_ = false;
   bool interim_ = false;  // a 1xx response being skipped
+  bool reused_ = false;   // taken from the keep-alive pool for this exchange
+  bool got_bytes_ = false;  // the upstream sent something in this exchange
   uint16_t status_ = 0;
   std::string reason_;
   HeadBuffer head_;
@@ -200,6 +202,7 @@ class UpstreamGroup {
   ~UpstreamGroup();
   // Reuses an idle connection or starts a new one (round robin).
   UpstreamConn* acquire(const LocationSettings& loc);
+  UpstreamConn* connectFresh(const LocationSettings& loc);
   // Returns a connection whose exchange ended cleanly; closes it if the pool is full.
   void release(UpstreamConn* conn);
   void forget(UpstreamConn* conn);  // an idle connection closed
@@ -245,6 +248,9 @@ class ClientConn final : public StreamConn {
   void flushHead();
   void onResponseComplete(bool reusable);
   void onUpstreamFailed(int status_code);  // 502/504 before the response started, else abort
+  // A kept-alive upstream connection closed before answering (the upstream timed it out as we
+  // reused it): resend a bodiless request once on a fresh connection. False if it cannot be.
+  bool retryOnFreshUpstream();
   void onUpstreamDrained();                // the upstream took everything queued
   void onUpstreamPaused(bool full);
 
@@ -332,6 +338,8 @@ class ClientConn final : public StreamConn {
   UpstreamGroup* group_ = nullptr;
   UpstreamConn* upstream_ = nullptr;
   std::string upstream_text_;
+  std::string upstream_head_;  // the request head sent upstream, for one retry
+  bool retried_ = false;
   Phase disconnect_phase_ = Phase::Idle;
   Cause disconnect_cause_ = Cause::Eof;
   bool disconnected_ = false;

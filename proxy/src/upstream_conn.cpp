@@ -111,8 +111,15 @@ UpstreamConn* UpstreamGroup::acquire(const LocationSettings& loc) {
   while (!idle_.empty()) {
     UpstreamConn* c = idle_.front();
     idle_.pop_front();
-    if (!c->closing()) return c;
+    if (!c->closing()) {
+      c->reused_ = true;
+      return c;
+    }
   }
+  return UpstreamConn::connect(ctx_, *this, loc);
+}
+
+UpstreamConn* UpstreamGroup::connectFresh(const LocationSettings& loc) {
   return UpstreamConn::connect(ctx_, *this, loc);
 }
 
@@ -194,7 +201,7 @@ void UpstreamConn::attach(ClientConn* client, const LocationSettings& loc, bool 
   client_ = client;
   loc_ = &loc;
   head_request_ = head_request;
-  request_sent_ = response_started_ = response_done_ = discard_ = bodyless_ = interim_ = false;
+  request_sent_ = response_started_ = response_done_ = discard_ = bodyless_ = interim_ = got_bytes_ = false;
   status_ = 0;
   if (state_ == State::Idle) {
     state_ = State::Busy;
@@ -261,8 +268,11 @@ void UpstreamConn::onTimer() {
 void UpstreamConn::fail(int status, bool timeout) {
   (void)status;
   ClientConn* c = std::exchange(client_, nullptr);
+  bool stale = reused_ && !got_bytes_ && !timeout;
   teardown();
-  if (c != nullptr) c->onUpstreamFailed(timeout ? 504 : 502);
+  if (c == nullptr) return;
+  if (stale && c->retryOnFreshUpstream()) return;
+  c->onUpstreamFailed(timeout ? 504 : 502);
 }
 
 void UpstreamConn::onRead(ssize_t nread, const char* data) {
@@ -280,7 +290,12 @@ void UpstreamConn::onRead(ssize_t nread, const char* data) {
         return;
       }
     }
-    if (nread != UV_EOF || response_started_ || request_sent_) {
+    if (reused_ && !got_bytes_) {
+      // The upstream closed a kept-alive connection as we reused it: expected now and then.
+      ctx_.log->debug("rid={} upstream {} ({}) closed a kept-alive connection before answering: {}",
+                      client_ != nullptr ? client_->requestId() : "-", group_.settings_.name,
+                      server_text_, uv_strerror(static_cast<int>(nread)));
+    } else if (nread != UV_EOF || response_started_ || request_sent_) {
       ctx_.log->error("rid={} upstream {} ({}) closed the connection: {}",
                       client_ != nullptr ? client_->requestId() : "-", group_.settings_.name,
                       server_text_, uv_strerror(static_cast<int>(nread)));
@@ -288,6 +303,7 @@ void UpstreamConn::onRead(ssize_t nread, const char* data) {
     fail(static_cast<int>(nread), false);
     return;
   }
+  got_bytes_ = true;
   armTimer();
   llhttp_errno_t err = llhttp_execute(&parser_, data, static_cast<size_t>(nread));
   if (closing_) return;
@@ -330,6 +346,10 @@ void UpstreamConn::onDrained() {
 }
 
 void UpstreamConn::onWriteFailed(int status) {
+  if (reused_ && !got_bytes_) {
+    fail(status, false);  // a kept-alive connection the upstream had closed: retried, see fail()
+    return;
+  }
   ctx_.log->error("rid={} write to upstream {} ({}) failed: {}", client_ != nullptr ? client_->requestId() : "-",
                   group_.settings_.name, server_text_, uv_strerror(status));
   fail(status, false);

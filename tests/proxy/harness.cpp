@@ -218,6 +218,7 @@ void TestUpstream::serve(int fd, uint64_t conn_no) {
     }
     return false;
   };
+  bool close_next = false;
   while (!stop_) {
     // Read one request head.
     size_t head_end;
@@ -235,6 +236,7 @@ void TestUpstream::serve(int fd, uint64_t conn_no) {
       in.append(buf, static_cast<size_t>(n));
     }
     if (closed || stop_) break;
+    if (close_next) break;  // /stale-next: the request after it finds the connection closed
     UpstreamRequest req;
     req.connection = conn_no;
     std::string head = in.substr(0, head_end);
@@ -313,6 +315,11 @@ void TestUpstream::serve(int fd, uint64_t conn_no) {
     const std::string& path = req.path;
     if (path == "/fast") {
       ok = respond("hello");
+    } else if (path == "/stale-next") {
+      // Answers as if keeping the connection, then closes it when the next request arrives,
+      // as an upstream whose keep-alive timeout ran out just as the proxy reused it.
+      ok = respond("hello");
+      close_next = true;
     } else if (path.rfind("/slow/", 0) == 0) {
       int ms = atoi(path.c_str() + 6);
       if (peerClosedWithin(ms)) {

@@ -96,6 +96,24 @@ TEST_F(ProxyHttp, KeepAliveReusesOneUpstreamConnection) {
   for (auto& r : rs) EXPECT_EQ(r.connection, rs[0].connection);
 }
 
+TEST_F(ProxyHttp, StaleKeepAliveUpstreamConnectionIsRetriedOnAFreshOne) {
+  start();
+  Client c(port_);
+  c.send("GET /stale-next HTTP/1.1\r\nHost: t\r\n\r\n");
+  ASSERT_EQ(statusOf(c.readResponse()), 200);
+  // This request goes out on the pooled connection, which the upstream then closes unanswered.
+  c.send("GET /fast HTTP/1.1\r\nHost: t\r\n\r\n");
+  std::string resp = c.readResponse();
+  EXPECT_EQ(statusOf(resp), 200) << joined();
+  EXPECT_EQ(bodyOf(resp), "hello");
+  EXPECT_EQ(upstream_.connections(), 2u);
+  // A request with a body is not replayed: its bytes are gone.
+  c.send("GET /stale-next HTTP/1.1\r\nHost: t\r\n\r\n");
+  ASSERT_EQ(statusOf(c.readResponse()), 200);
+  c.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi");
+  EXPECT_EQ(statusOf(c.readResponse()), 502);
+}
+
 TEST_F(ProxyHttp, ChunkedRequestAndChunkedResponseAreStreamed) {
   start();
   Client c(port_);

@@ -10,6 +10,9 @@
 #include "http_subscriber.hpp"
 
 #include <fmt/format.h>
+#include <unistd.h>
+
+#include <filesystem>
 
 namespace tether::solverd {
 namespace {
@@ -34,6 +37,21 @@ std::unique_ptr<http::Server> openServer(uv_loop_t* loop, const std::vector<conf
     }
   }
   return server;
+}
+
+// A predecessor killed with SIGKILL leaves its job cgroups behind: its workers exit on stdin EOF,
+// the empty directories stay. Empty ones are removed at start-up; populated ones may belong to
+// another solverd sharing this root (or a worker still exiting) and are left alone.
+size_t removeStaleJobCgroups(const std::string& parent) {
+  size_t removed = 0;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(parent, ec)) {
+    std::string name = entry.path().filename().string();
+    if (!name.starts_with("job-") || !entry.is_directory(ec)) continue;
+    auto populated = sv::readPopulated(entry.path().string());
+    if (populated.ok() && !populated.value() && ::rmdir(entry.path().c_str()) == 0) ++removed;
+  }
+  return removed;
 }
 
 }  // namespace
@@ -190,6 +208,9 @@ void Daemon::start() {
   } else {
     for (const auto& note : tree_.notes()) logger->info("cgroup: {}", note);
     logger->info("job cgroups under {}", tree_.parent());
+    if (size_t stale = removeStaleJobCgroups(tree_.parent())) {
+      logger->info("removed {} empty job cgroup(s) left by an earlier solverd", stale);
+    }
     for (const auto& limit : tree_.unavailableLimits(cg.limits)) logger->warn("job limit not applied: {}", limit);
   }
 

@@ -460,6 +460,23 @@ TEST_F(SolverdTest, JobLimitsApplyWhereDelegatedElseSolverdSaysSoAndSolvesUnlimi
   EXPECT_TRUE(d->waitFinished(id, 10s));
 }
 
+TEST_F(SolverdTest, RestartAfterSigkillRemovesTheJobCgroupsThePredecessorLeft) {
+  auto d = start();
+  ASSERT_TRUE(d->started());
+  std::string id = newId();
+  auto c = startHardSolve(*d, id);
+  ASSERT_TRUE(waitFor([&] { return !workerPids(cgroup_root_).empty(); }, 5s));
+  d->process().signal(SIGKILL);
+  ASSERT_TRUE(d->process().wait(5s));
+  // The worker sees EOF on its stdin and stops; the empty directory stays behind.
+  ASSERT_TRUE(waitFor([&] { return workerPids(cgroup_root_).empty(); }, 5s));
+  ASSERT_EQ(jobCgroups(cgroup_root_).size(), 1U);
+  auto next = start();
+  ASSERT_TRUE(next->started());
+  EXPECT_TRUE(jobCgroups(cgroup_root_).empty());
+  EXPECT_TRUE(next->process().waitForLine("removed 1 empty job cgroup", 1s));
+}
+
 TEST_F(SolverdTest, TellsSystemdReadyAfterListeningAndStoppingOnSigterm) {
   std::string path = "/tmp/sdt-notify-" + std::to_string(getpid()) + ".sock";
   ::unlink(path.c_str());

@@ -46,6 +46,8 @@ config::Schema makeSchema() {
                "an upstream server (round robin over several)", "host:port | unix:PATH"});
   d.push_back({"keepalive", ctx({"upstream"}), 1, 1, false, false, integerValue(0, 1000000), "32",
                "idle keep-alive connections kept per upstream", "N"});
+  d.push_back({"keepalive_timeout", ctx({"upstream"}), 1, 1, false, false, durationValue(), "60s",
+               "how long an idle upstream connection stays in the pool", "TIME"});
   d.push_back({"control", ctx({"upstream"}), 1, 1, false, false, addressValue(), "",
                "the control socket that receives this upstream's cancel frames", "unix:PATH"});
   d.push_back({"server", ctx({"main"}), 0, 0, true, true, {}, "", "a virtual server", ""});

@@ -68,6 +68,7 @@ std::optional<config::Error> toSettings(const config::Config& config, Settings& 
       }
     }
     u.keepalive = static_cast<uint32_t>(b.integer("keepalive"));
+    u.keepalive_timeout = b.duration("keepalive_timeout");
     if (const Directive* c = b.find("control")) {
       auto a = config::parseAddress(c->args[0]);
       if (!a || a->kind != config::Address::Kind::Unix) {

@@ -234,9 +234,10 @@ void UpstreamConn::idleStart() {
   state_ = State::Idle;
   client_ = nullptr;
   loc_ = nullptr;
-  // An idle connection is watched: any byte or end of file from the upstream closes it.
+  // An idle connection is watched: any byte or end of file from the upstream closes it, and so
+  // does keepalive_timeout (nginx's upstream keepalive_timeout).
   if (!reading_) readStart();
-  uv_timer_stop(timer_.get());
+  armTimer();
 }
 
 void UpstreamConn::armTimer() {
@@ -248,6 +249,8 @@ void UpstreamConn::armTimer() {
     t = loc_ != nullptr ? loc_->send_timeout : Millis(60000);
   } else if (state_ == State::Busy && request_sent_) {
     t = loc_ != nullptr ? loc_->read_timeout : Millis(60000);
+  } else if (state_ == State::Idle) {
+    t = group_.settings_.keepalive_timeout;
   } else {
     uv_timer_stop(timer_.get());
     return;
@@ -258,6 +261,10 @@ void UpstreamConn::armTimer() {
 
 void UpstreamConn::onTimer() {
   if (closing_) return;
+  if (state_ == State::Idle) {
+    teardown();  // idle past keepalive_timeout
+    return;
+  }
   ctx_.log->error("rid={} upstream {} ({}) timed out while {}", client_ != nullptr ? client_->requestId() : "-",
                   group_.settings_.name, server_text_,
                   state_ == State::Connecting ? "connecting" : pending_ > 0 ? "sending the request" : "reading the response");

@@ -231,6 +231,7 @@ void TestUpstream::serve(int fd, uint64_t conn_no) {
       ssize_t n = ::read(fd, buf, sizeof buf);
       if (n <= 0) {
         closed = true;
+        ++closed_idle_;
         break;
       }
       in.append(buf, static_cast<size_t>(n));

@@ -58,6 +58,8 @@ class TestUpstream {
   std::vector<UpstreamRequest> requests();
   std::optional<UpstreamRequest> find(const std::string& request_id);
   uint64_t connections() const { return connections_.load(); }
+  // Connections the proxy closed between requests (idle keep-alive connections).
+  uint64_t closedIdle() const { return closed_idle_.load(); }
   bool waitFor(const std::function<bool(const std::vector<UpstreamRequest>&)>& pred,
                std::chrono::milliseconds timeout = 5000ms);
 
@@ -70,6 +72,7 @@ class TestUpstream {
   uint16_t port_ = 0;
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> connections_{0};
+  std::atomic<uint64_t> closed_idle_{0};
   std::thread acceptor_;
   std::mutex mutex_;
   std::vector<std::thread> workers_;

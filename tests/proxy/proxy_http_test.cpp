@@ -114,6 +114,18 @@ TEST_F(ProxyHttp, StaleKeepAliveUpstreamConnectionIsRetriedOnAFreshOne) {
   EXPECT_EQ(statusOf(c.readResponse()), 502);
 }
 
+TEST_F(ProxyHttp, IdleUpstreamConnectionClosesAfterItsKeepaliveTimeout) {
+  startWith("upstream a { server 127.0.0.1:" + std::to_string(upstream_.port()) + "; keepalive_timeout 200ms; }\n"
+            "server { listen 127.0.0.1:0; location / { proxy_pass http://a; } }\n");
+  EXPECT_EQ(statusOf(roundTrip("GET /fast HTTP/1.1\r\nHost: t\r\n\r\n")), 200);
+  // The pooled connection is closed after 200 ms idle; the next request needs a new one.
+  auto t0 = Clock::now();
+  EXPECT_TRUE(waitUntil([&] { return upstream_.closedIdle() == 1; }, 3000ms));
+  EXPECT_GE(Clock::now() - t0, 150ms);
+  EXPECT_EQ(statusOf(roundTrip("GET /fast HTTP/1.1\r\nHost: t\r\n\r\n")), 200);
+  EXPECT_EQ(upstream_.connections(), 2u);
+}
+
 TEST_F(ProxyHttp, ChunkedRequestAndChunkedResponseAreStreamed) {
   start();
   Client c(port_);

@@ -42,15 +42,7 @@ class RawPeer {
   bool ok() const { return fd_ >= 0; }
   int fd() const { return fd_; }
 
-  bool send(const std::string& bytes) {
-    size_t off = 0;
-    while (off < bytes.size()) {
-      ssize_t n = ::send(fd_, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      off += static_cast<size_t>(n);
-    }
-    return true;
-  }
+  bool send(const std::string& bytes) { return sendAll(fd_, bytes); }
   void shutdownWrite() { ::shutdown(fd_, SHUT_WR); }
 
   // The next frame, or nullopt on close, error or timeout (`closed` tells which).

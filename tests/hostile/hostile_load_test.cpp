@@ -26,16 +26,6 @@ long envLong(const char* name, long fallback) {
   return v != nullptr && *v != '\0' ? std::strtol(v, nullptr, 10) : fallback;
 }
 
-bool sendAll(int fd, const std::string& bytes) {
-  size_t off = 0;
-  while (off < bytes.size()) {
-    ssize_t n = ::send(fd, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
-    if (n <= 0) return false;
-    off += static_cast<size_t>(n);
-  }
-  return true;
-}
-
 // The lines of an exposition that mention `needle`, for short failure messages.
 std::string linesWith(const std::string& exposition, const std::string& needle) {
   std::string out, line;

@@ -24,6 +24,8 @@ std::string address(int host, int last) {
 class MultiHostTest : public HostileTest {};
 
 TEST_F(MultiHostTest, ClientLeavingNginxStopsOnlyItsJobOnTheHostThatRanIt) {
+  if (::access("/usr/sbin/nginx", X_OK) != 0) GTEST_SKIP() << "nginx is not installed (/usr/sbin/nginx)";
+  if (::access("/usr/sbin/ip", X_OK) != 0) GTEST_SKIP() << "iproute2 is not installed (/usr/sbin/ip)";
   std::string tag = "thx" + std::to_string(::getpid() % 1000000);
   std::vector<std::unique_ptr<Netns>> ns;
   for (int h = 0; h < 2; ++h) {

@@ -122,6 +122,9 @@ class SolverHost {
   uint16_t proxy_port_ = 0;
 };
 
+// Writes all of `bytes` to a socket (MSG_NOSIGNAL); false if the peer went away first.
+bool sendAll(int fd, const std::string& bytes);
+
 // A streamed solve (Accept: application/x-ndjson) of `model_file` through `client`, waiting for
 // the response head and the accepted event; returns the request id (the job id), "" on failure.
 std::string startStreamedSolve(HttpClient& client, const std::string& model_file = "market_split_hard.lp",

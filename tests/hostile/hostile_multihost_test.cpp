@@ -14,11 +14,13 @@
 namespace tether::hostile {
 namespace {
 
-// A /30 per host, derived from our pid so that concurrent runs (other build directories) do not
-// collide in the root namespace's routing table.
+// A /30 per host, derived from our pid and a per-process counter, so that concurrent runs (other
+// build directories) and repeated runs (--gtest_repeat) do not collide in the root namespace.
+unsigned g_run = 0;
 std::string address(int host, int last) {
-  unsigned v = (static_cast<unsigned>(::getpid()) % 8192u * 2u + static_cast<unsigned>(host)) * 4u;
-  return "10.234." + std::to_string(v / 256) + "." + std::to_string(v % 256 + static_cast<unsigned>(last));
+  unsigned v = ((static_cast<unsigned>(::getpid()) % 2048u * 16u + g_run % 8u * 2u) + static_cast<unsigned>(host)) * 4u;
+  return "10." + std::to_string(234 + v / 65536) + "." + std::to_string(v / 256 % 256) + "." +
+         std::to_string(v % 256 + static_cast<unsigned>(last));
 }
 
 class MultiHostTest : public HostileTest {};
@@ -26,7 +28,8 @@ class MultiHostTest : public HostileTest {};
 TEST_F(MultiHostTest, ClientLeavingNginxStopsOnlyItsJobOnTheHostThatRanIt) {
   if (::access("/usr/sbin/nginx", X_OK) != 0) GTEST_SKIP() << "nginx is not installed (/usr/sbin/nginx)";
   if (::access("/usr/sbin/ip", X_OK) != 0) GTEST_SKIP() << "iproute2 is not installed (/usr/sbin/ip)";
-  std::string tag = "thx" + std::to_string(::getpid() % 1000000);
+  ++g_run;
+  std::string tag = "thx" + std::to_string(::getpid() % 100000) + "r" + std::to_string(g_run % 8);
   std::vector<std::unique_ptr<Netns>> ns;
   for (int h = 0; h < 2; ++h) {
     ns.push_back(std::make_unique<Netns>(tag + std::to_string(h), address(h, 1), address(h, 2)));

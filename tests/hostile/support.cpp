@@ -333,7 +333,11 @@ Netns::Netns(std::string name, const std::string& outer_addr, const std::string&
 }
 
 Netns::~Netns() {
-  if (!name_.empty()) shell("ip netns del " + name_);
+  if (name_.empty()) return;
+  // Deleting the veth is synchronous, while a namespace's devices go asynchronously after
+  // `ip netns del`: without this, a next test reusing the names could find them still there.
+  shell("ip link del " + name_ + "o");
+  shell("ip netns del " + name_);
 }
 
 // ---- Nginx

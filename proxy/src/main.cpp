@@ -1,6 +1,7 @@
 // tether-proxy: the thin main. Command line and configuration, logging, the loop, signals.
 #include <uv.h>
 
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 
@@ -50,9 +51,10 @@ int main(int argc, char** argv) {
             stopping = true;
             notifier.stopping("draining");
             logger->info("shutting down: draining {} requests", proxy.activeRequests());
+            // The signal handles stay (they do not keep the loop alive): a late SIGTERM during
+            // the exit is then a no-op rather than a kill with the default disposition.
             proxy.drain([&] {
               logger->info("drained, exiting");
-              signals.close();
               notifier.stopWatchdog();
             });
           },
@@ -94,6 +96,13 @@ int main(int argc, char** argv) {
       }
     }
   }
+  // From here on we only exit: another SIGTERM or SIGINT must not turn that into a kill.
+  signal(SIGTERM, SIG_IGN);
+  signal(SIGINT, SIG_IGN);
+  // Let the closes started by the destructors finish first: a closing client connection still
+  // holds its configuration generation, whose control client closes its own handles when that
+  // goes. closeLoop() would otherwise close those handles under their owner's feet.
+  uv_run(&loop, UV_RUN_DEFAULT);
   closeLoop(&loop);
   return rc;
 }

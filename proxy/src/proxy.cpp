@@ -259,6 +259,8 @@ Proxy::Proxy(uv_loop_t* loop, Settings settings) : impl_(std::make_unique<Impl>(
 
 Proxy::~Proxy() {
   Context& ctx = impl_->ctx;
+  // No drain callback from a destructor: its owner (main's signal handling) may be gone already.
+  ctx.on_idle = nullptr;
   while (!ctx.conns.empty()) ctx.conns.front()->forceClose();
   for (auto& o : impl_->listeners) o->listener->close();
   impl_->listeners.clear();

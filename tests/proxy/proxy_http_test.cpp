@@ -408,7 +408,7 @@ TEST_F(ProxyHttp, SigtermDrainsInFlightRequestsWithConnectionClose) {
   std::string resp = busy.readResponse();
   EXPECT_EQ(bodyOf(resp), "done") << joined();
   EXPECT_EQ(headerOf(resp, "Connection"), "close");
-  EXPECT_EQ(proxy_->stop(), 0);
+  EXPECT_EQ(proxy_->stop(), 0) << joined();
   EXPECT_TRUE(control_->cancels().empty());
 }
 
@@ -423,7 +423,7 @@ TEST_F(ProxyHttp, ShutdownTimeoutCancelsWhatIsLeftWithReasonShutdown) {
   auto c = control_->cancels()[0];
   EXPECT_EQ(c["id"], id);
   EXPECT_EQ(c["reason"], "shutdown");
-  EXPECT_EQ(proxy_->stop(), 0);
+  EXPECT_EQ(proxy_->stop(), 0) << joined();
   auto lines = proxy_->linesContaining("rid=" + id + " rt=");
   ASSERT_EQ(lines.size(), 1u) << joined();
   EXPECT_NE(lines[0].find("\" 499 "), std::string::npos) << lines[0];
@@ -517,7 +517,7 @@ TEST_F(ProxyHttp, RandomBytesDoNotDisturbOtherConnections) {
   }
   good.send("GET /fast HTTP/1.1\r\nHost: t\r\n\r\n");
   EXPECT_EQ(bodyOf(good.readResponse()), "hello");
-  EXPECT_EQ(proxy_->stop(), 0);
+  EXPECT_EQ(proxy_->stop(), 0) << joined();
 }
 
 TEST_F(ProxyHttp, NginxAsUpstream) {

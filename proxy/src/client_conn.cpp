@@ -213,6 +213,16 @@ void ClientConn::onRead(ssize_t nread, const char* data) {
 }
 
 void ClientConn::feed(const char* data, size_t len) {
+  if (len == 0) return;
+  // The obs-fold check looks at the byte before a header value: inside this buffer, or the last
+  // byte of the previous one.
+  exec_begin_ = data;
+  char last = data[len - 1];
+  struct Remember {
+    ClientConn* self;
+    char last;
+    ~Remember() { self->prev_last_byte_ = last; }
+  } remember{this, last};
   while (len > 0 && !closing_ && !closing_gracefully_) {
     if (in_request_ && request_done_) {
       // Pipelined bytes: kept for after the response (RFC 9112 section 9.3.2), never a disconnect.
@@ -224,9 +234,7 @@ void ClientConn::feed(const char* data, size_t len) {
       any_bytes_ = true;
       armTimer();  // keepalive_timeout gives way to client_header_timeout
     }
-    exec_begin_ = data;
     llhttp_errno_t err = llhttp_execute(&parser_, data, len);
-    prev_last_byte_ = data[len - 1];
     if (closing_ || closing_gracefully_) return;
     if (err == HPE_OK) return;
     if (err == HPE_PAUSED) {

@@ -162,6 +162,23 @@ TEST_F(ProxyDisconnect, ClientCloseMidResponseStreamSendsCancelInResponseBody) {
   expectOneCancel(id, "interrupt", "response_body", "eof");
 }
 
+TEST_F(ProxyDisconnect, ClientThatStopsReceivingMidStreamIsAWriteError) {
+  // On a unix socket, a peer that shut its receiving side makes our next write fail with EPIPE
+  // while its sending side stays open: a write error with no end of file to read first.
+  control_ = std::make_unique<ControlListener>(dir_.file("c.sock"));
+  std::string sock = dir_.file("p.sock");
+  dir_.write("p.conf", basicConfig(upstream_.port(), control_->path(), "interrupt", "", "  listen unix:" + sock + ";\n"));
+  proxy_ = std::make_unique<ProxyProcess>(dir_.file("p.conf"));
+  ASSERT_TRUE(proxy_->waitListening(2)) << joined();
+  Client c(sock);
+  c.send("GET /stream/100/20 HTTP/1.1\r\nHost: t\r\n\r\n");
+  std::string first = c.readSome();
+  ASSERT_EQ(statusOf(first), 200) << joined();
+  std::string id = headerOf(first, "X-Request-Id");
+  shutdown(c.fd(), SHUT_RD);
+  expectOneCancel(id, "interrupt", "response_body", "write_error");
+}
+
 TEST_F(ProxyDisconnect, StalledUploadHitsClientBodyTimeout) {
   start();  // client_body_timeout 1s in basicConfig
   Client c(port_);

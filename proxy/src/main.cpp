@@ -4,6 +4,7 @@
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <string>
 
 #include "tether/common/log.hpp"
 #include "tether/common/service.hpp"
@@ -45,10 +46,8 @@ int main(int argc, char** argv) {
       logger->critical("{}", why);
       rc = 1;
     } else {
-      bool stopping = false;
       SignalWatcher signals(&loop, {
           .graceful = [&](int) {
-            stopping = true;
             notifier.stopping("draining");
             logger->info("shutting down: draining {} requests", proxy.activeRequests());
             // The signal handles stay (they do not keep the loop alive): a late SIGTERM during
@@ -91,8 +90,25 @@ int main(int argc, char** argv) {
         rc = 1;
       } else {
         notifier.ready("listening");
+        // STATUS= for `systemctl status`: the counts, every 5 s, on a timer that does not keep
+        // the loop alive (and only under systemd, where notify messages go somewhere).
+        UvHandle<uv_timer_t> status_timer;
+        struct StatusCtx {
+          ServiceNotifier* notifier;
+          proxy::Proxy* proxy;
+        } status_ctx{&notifier, &proxy};
+        if (notifier.enabled()) {
+          uv_timer_init(&loop, status_timer.get());
+          status_timer.markInitialized();
+          status_timer->data = &status_ctx;
+          uv_timer_start(status_timer.get(), [](uv_timer_t* t) {
+            auto* c = static_cast<StatusCtx*>(t->data);
+            c->notifier->status(std::to_string(c->proxy->openConnections()) + " connections, " +
+                                std::to_string(c->proxy->activeRequests()) + " requests in flight");
+          }, 5000, 5000);
+          uv_unref(status_timer.raw());
+        }
         uv_run(&loop, UV_RUN_DEFAULT);
-        (void)stopping;
       }
     }
   }

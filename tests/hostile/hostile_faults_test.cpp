@@ -132,9 +132,9 @@ TEST_F(FaultsTest, ProxyKilledMidRequestLeavesNoOrphanedJobBecauseSolverdWatches
   EXPECT_TRUE(errors.empty()) << errors.front();
 }
 
-// DISABLED: missing behaviour in solverd: at start-up it does not remove the empty job-<id>
-// cgroups a SIGKILLed predecessor left under cgroup_root (the worker itself exits on stdin EOF).
-TEST_F(FaultsTest, DISABLED_SolverdKilledMidJobLeavesNoWorkerAndARestartLeavesNoJobCgroup) {
+// solverd removes, at start-up, the empty job-<id> cgroups a SIGKILLed predecessor left under
+// cgroup_root (the worker itself exits on stdin EOF).
+TEST_F(FaultsTest, SolverdKilledMidJobLeavesNoWorkerAndARestartLeavesNoJobCgroup) {
   auto host = startHost();
   auto s = startRunning(*host);
   ASSERT_TRUE(s.worker) << host->tail();

@@ -32,7 +32,7 @@ int sdNotify(std::string_view message) {
   return sd_notify(0, text.c_str());
 }
 
-ServiceNotifier::ServiceNotifier(uv_loop_t* loop) {
+ServiceNotifier::ServiceNotifier(uv_loop_t* loop) : loop_(loop) {
   uint64_t usec = 0;
   if (sd_watchdog_enabled(0, &usec) <= 0 || usec == 0) return;
   watchdog_usec_ = std::chrono::microseconds(usec);
@@ -77,6 +77,27 @@ int ServiceNotifier::extendTimeout(std::chrono::microseconds extra) {
 
 int ServiceNotifier::watchdogPing() { return sdNotify("WATCHDOG=1"); }
 
-void ServiceNotifier::stopWatchdog() { watchdog_timer_.reset(); }
+void ServiceNotifier::stopWatchdog() {
+  watchdog_timer_.reset();
+  status_timer_.reset();
+}
+
+void ServiceNotifier::statusEvery(std::chrono::milliseconds period, std::function<std::string()> text) {
+  if (!enabled()) return;
+  status_text_ = std::move(text);
+  status_timer_ = std::make_unique<UvHandle<uv_timer_t>>();
+  if (uv_timer_init(loop_, status_timer_->get()) != 0) {
+    status_timer_.reset();
+    return;
+  }
+  status_timer_->markInitialized();
+  status_timer_->get()->data = this;
+  const auto ms = static_cast<uint64_t>(std::max<int64_t>(1, period.count()));
+  uv_timer_start(status_timer_->get(), [](uv_timer_t* timer) {
+    auto* self = static_cast<ServiceNotifier*>(timer->data);
+    self->status(self->status_text_());
+  }, ms, ms);
+  uv_unref(status_timer_->raw());
+}
 
 }  // namespace tether

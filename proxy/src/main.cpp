@@ -90,24 +90,11 @@ int main(int argc, char** argv) {
         rc = 1;
       } else {
         notifier.ready("listening");
-        // STATUS= for `systemctl status`: the counts, every 5 s, on a timer that does not keep
-        // the loop alive (and only under systemd, where notify messages go somewhere).
-        UvHandle<uv_timer_t> status_timer;
-        struct StatusCtx {
-          ServiceNotifier* notifier;
-          proxy::Proxy* proxy;
-        } status_ctx{&notifier, &proxy};
-        if (notifier.enabled()) {
-          uv_timer_init(&loop, status_timer.get());
-          status_timer.markInitialized();
-          status_timer->data = &status_ctx;
-          uv_timer_start(status_timer.get(), [](uv_timer_t* t) {
-            auto* c = static_cast<StatusCtx*>(t->data);
-            c->notifier->status(std::to_string(c->proxy->openConnections()) + " connections, " +
-                                std::to_string(c->proxy->activeRequests()) + " requests in flight");
-          }, 5000, 5000);
-          uv_unref(status_timer.raw());
-        }
+        // STATUS= for `systemctl status`: the counts change with every request, so every 5 s.
+        notifier.statusEvery(std::chrono::seconds(5), [&proxy] {
+          return std::to_string(proxy.openConnections()) + " connections, " +
+                 std::to_string(proxy.activeRequests()) + " requests in flight";
+        });
         uv_run(&loop, UV_RUN_DEFAULT);
       }
     }

@@ -103,6 +103,22 @@ TEST_F(NotifySocketTest, WatchdogPingsAtHalfTheInterval) {
   notifier.stopWatchdog();
 }
 
+TEST_F(NotifySocketTest, PeriodicStatusCarriesTheCountsOfTheMoment) {
+  TestLoop loop;
+  testing::KeepLoopAlive alive(loop.get());
+  ServiceNotifier notifier(loop.get());
+  int calls = 0;
+  notifier.statusEvery(std::chrono::milliseconds(10), [&] { return std::to_string(++calls) + " targets"; });
+  std::vector<std::string> got;
+  ASSERT_TRUE(pumpUntil(loop.get(), [&] {
+    for (auto& m : drain()) got.push_back(m);
+    return got.size() >= 2;
+  }, 2000, fd_));
+  EXPECT_EQ(got[0], "STATUS=1 targets");
+  EXPECT_EQ(got[1], "STATUS=2 targets");
+  notifier.stopWatchdog();
+}
+
 TEST_F(NotifySocketTest, WatchdogForAnotherPidIsNotOurs) {
   ::setenv("WATCHDOG_USEC", "20000", 1);
   ::setenv("WATCHDOG_PID", "1", 1);

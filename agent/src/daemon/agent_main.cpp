@@ -75,6 +75,7 @@ int run(uv_loop_t* loop, const config::CommandLine& cli, const Settings& setting
     return 1;
   }
   notifier.ready("listening");
+  notifier.statusEvery(std::chrono::seconds(5), [&agent] { return std::to_string(agent.targets()) + " targets"; });
   uv_run(loop, UV_RUN_DEFAULT);
   log->info("exiting");
   return 0;

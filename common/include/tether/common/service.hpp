@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -53,9 +54,17 @@ class ServiceNotifier {
   // Stops the watchdog pings (at exit: systemd stops watching once STOPPING=1 is sent anyway).
   void stopWatchdog();
 
+  // STATUS=<text()> every `period`, for daemons whose counts change too often to send on every
+  // event (the proxy's connections, the agent's targets). Only under systemd; the timer does not
+  // keep the loop alive. stopWatchdog() stops it too.
+  void statusEvery(std::chrono::milliseconds period, std::function<std::string()> text);
+
  private:
   std::chrono::microseconds watchdog_usec_{0};
+  uv_loop_t* loop_;
   std::unique_ptr<UvHandle<uv_timer_t>> watchdog_timer_;
+  std::unique_ptr<UvHandle<uv_timer_t>> status_timer_;
+  std::function<std::string()> status_text_;
 };
 
 }  // namespace tether

@@ -166,6 +166,34 @@ TEST_F(ControlClient, BackoffDoublesUpToTheCapWhileNoServerListens) {
   client.close();
 }
 
+// Regression for bench/load_10k.sh: thousands of clients leave in one loop turn and the proxy
+// sends all their cancels before the server has read one. With the default queue bound none is
+// dropped, and every one is acknowledged over the one connection.
+TEST_F(ControlClient, BurstOfTwentyThousandCancelsInOneLoopTurnIsAllAckedWithNoDrop) {
+  constexpr size_t kCancels = 20000;
+  auto server = startServer(loop_.get(), handler_, path());
+  Client client(loop_.get(), fastOptions(path()), rec_.events());
+  client.start();
+  ASSERT_TRUE(runUntil(loop_.get(), [&] { return rec_.up; }));
+  for (size_t i = 0; i < kCancels; ++i) {
+    ASSERT_TRUE(client.sendCancel(Cancel{"burst-" + std::to_string(i), Action::Interrupt, 5000, "client_disconnect",
+                                         "awaiting_response"}))
+        << "dropped cancel " << i;
+  }
+  ASSERT_TRUE(runUntil(loop_.get(), [&] { return rec_.acks.size() == kCancels; }, 30s))
+      << rec_.acks.size() << " acks, " << client.queued() << " queued, " << client.unacked() << " unacked";
+  EXPECT_EQ(client.counters().dropped, 0u);
+  EXPECT_EQ(client.counters().sent, kCancels);
+  EXPECT_EQ(client.counters().reconnects, 0u);
+  EXPECT_EQ(client.unacked(), 0u);
+  EXPECT_EQ(rec_.ups, 1);
+  EXPECT_EQ(rec_.downs, 0);
+  EXPECT_EQ(handler_.cancels.size(), kCancels);
+  for (size_t i = 0; i < kCancels; i += 997) EXPECT_EQ(rec_.acks[i].id, "burst-" + std::to_string(i));
+  client.close();
+  server->close();
+}
+
 TEST_F(ControlClient, SendAfterCloseIsDropped) {
   Client client(loop_.get(), fastOptions(path()));
   client.start();

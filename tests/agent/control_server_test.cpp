@@ -3,6 +3,7 @@
 #include "tether/agent/control/blocking_client.hpp"
 
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -244,6 +245,73 @@ TEST(ControlServerSetup, ModeIsAppliedAndAStaleSocketFileIsReplaced) {
   auto c = connectTo(options.path);
   Message reply;
   EXPECT_EQ(c.request(Hello{}, reply, kTimeout), 0);
+}
+
+// Regression for bench/load_10k.sh: a peer that writes a burst of cancels and reads the acks
+// only when it cannot write any more (tether-proxy with its loop busy) used to be closed once
+// 1 MiB of acks waited; the server now stops reading from it instead, and every cancel is acked.
+TEST_F(ControlServer, BurstOfTwentyThousandCancelsFromASlowReaderIsAllAckedOnOneConnection) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  constexpr int kCancels = 20000;
+  auto c = connect();
+  std::string burst;
+  for (int i = 0; i < kCancels; ++i) {
+    burst += encodeMessage(Cancel{"burst-" + std::to_string(i), Action::Interrupt, 5000, "client_disconnect",
+                                  "awaiting_response"});
+  }
+  FrameDecoder decoder;
+  int acks = 0;
+  bool in_order = true;
+  size_t written = 0;
+  // Reads everything the socket holds now; false if the server closed the connection.
+  auto drain = [&] {
+    char buf[64 * 1024];
+    for (;;) {
+      ssize_t n = recv(c.fd(), buf, sizeof buf, MSG_DONTWAIT);
+      if (n == 0) return false;
+      if (n < 0) return errno == EAGAIN;
+      decoder.feed(std::string_view(buf, static_cast<size_t>(n)));
+      nlohmann::json object;
+      ProtocolError error;
+      while (decoder.next(object, error) == FrameDecoder::Result::Frame) {
+        Message m;
+        if (!parseMessage(object, m, error) || !std::holds_alternative<CancelAck>(m)) return false;
+        in_order = in_order && std::get<CancelAck>(m).id == "burst-" + std::to_string(acks);
+        ++acks;
+      }
+    }
+  };
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (acks < kCancels && std::chrono::steady_clock::now() < deadline) {
+    if (written < burst.size()) {
+      ssize_t n = send(c.fd(), burst.data() + written, burst.size() - written, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n > 0) {
+        written += static_cast<size_t>(n);
+        continue;
+      }
+      if (errno != EAGAIN) {
+        const int err = errno;
+        server_->stop();
+        FAIL() << "the server closed the connection after " << acks << " acks, " << written << " bytes: "
+               << std::strerror(err) << "; handled " << server_->counters().messages << ", bad frames "
+               << server_->counters().bad_frames << ", pauses " << server_->counters().read_pauses;
+      }
+      // Read only once the server has stopped taking frames for a while: a slow reader.
+      pollfd p{c.fd(), POLLOUT, 0};
+      if (poll(&p, 1, 100) == 1 && (p.revents & POLLOUT) != 0) continue;
+    } else {
+      pollfd p{c.fd(), POLLIN, 0};
+      poll(&p, 1, 1000);
+    }
+    ASSERT_TRUE(drain()) << "the server closed the connection after " << acks << " acks";
+  }
+  EXPECT_EQ(acks, kCancels);
+  EXPECT_TRUE(in_order);
+  server_->stop();
+  EXPECT_EQ(server_->counters().messages, static_cast<uint64_t>(kCancels));
+  EXPECT_GE(server_->counters().read_pauses, 1u) << "the burst never filled the server's reply queue";
+  std::lock_guard lock(handler_.mutex);
+  EXPECT_EQ(handler_.cancels.size(), static_cast<size_t>(kCancels));
 }
 
 TEST(ControlServerSetup, AllowRuleParsingRejectsNonsense) {

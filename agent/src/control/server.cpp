@@ -18,8 +18,14 @@
 namespace tether::agent::control {
 namespace {
 
-// A peer that sends requests but never reads the replies is closed once this much is queued.
+// Backpressure: past this many bytes of replies waiting in libuv's write queue the server stops
+// reading from that peer (it would only queue more replies), and reads again once the queue is
+// back under kResumeBacklog. A peer is never cut off for reading slowly: tether-proxy sends
+// bursts of thousands of cancels while its loop is busy with the disconnects that caused them,
+// and closing it then made it reconnect with backoff while its bounded queue overflowed. A peer
+// that never reads costs at most this backlog plus one read's worth of frames.
 constexpr size_t kMaxWriteBacklog = 1 << 20;
+constexpr size_t kResumeBacklog = kMaxWriteBacklog / 4;
 
 bool parseU32(const std::string& text, uint32_t& out) {
   const char* end = text.data() + text.size();
@@ -115,6 +121,7 @@ struct Connection {
   FrameDecoder decoder;
   PeerCredentials peer;
   bool close_after_write = false;
+  bool paused = false;  // reads stopped until the replies drain (backpressure)
   size_t pending_writes = 0;
   std::list<std::unique_ptr<Connection>>::iterator self;
 };
@@ -135,8 +142,8 @@ struct Server::Impl {
   Impl(uv_loop_t* l, Handler& h, ServerOptions o) : loop(l), handler(h), options(std::move(o)) {}
 
   // The one teardown of a connection. Reached from: a read error or end of file, the write
-  // callback after an error reply (bad frame, forbidden peer), a write failure, a peer that does
-  // not read, the connection limit, and Server::close(). The Connection is destroyed here; the
+  // callback after an error reply (bad frame, forbidden peer), a write failure, the connection
+  // limit, and Server::close(). The Connection is destroyed here; the
   // handle's memory goes in its close callback, after libuv has cancelled pending writes.
   void drop(Connection* conn) {
     conn->pipe.raw()->data = nullptr;
@@ -148,10 +155,6 @@ struct Server::Impl {
   bool write(Connection* conn, const Message& message) {
     std::string bytes = encodeMessage(message);
     if (bytes.empty()) return true;  // larger than a frame may be: nothing sensible to send
-    if (uv_stream_get_write_queue_size(conn->pipe.stream()) > kMaxWriteBacklog) {
-      drop(conn);
-      return false;
-    }
     auto* req = new WriteReq;
     req->bytes = std::move(bytes);
     uv_buf_t buf = uv_buf_init(req->bytes.data(), static_cast<unsigned>(req->bytes.size()));
@@ -162,7 +165,11 @@ struct Server::Impl {
       delete r;
       if (c == nullptr) return;
       --c->pending_writes;
-      if (status < 0 || (c->close_after_write && c->pending_writes == 0)) c->server->drop(c);
+      if (status < 0 || (c->close_after_write && c->pending_writes == 0)) {
+        c->server->drop(c);
+        return;
+      }
+      if (c->paused && uv_stream_get_write_queue_size(c->pipe.stream()) <= kResumeBacklog) c->server->resume(c);
     });
     if (rc < 0) {
       delete req;
@@ -170,7 +177,21 @@ struct Server::Impl {
       return false;
     }
     ++conn->pending_writes;
+    if (!conn->paused && !conn->close_after_write &&
+        uv_stream_get_write_queue_size(conn->pipe.stream()) > kMaxWriteBacklog) {
+      conn->paused = true;
+      ++counters.read_pauses;
+      uv_read_stop(conn->pipe.stream());
+    }
     return true;
+  }
+
+  // The replies drained: handle the frames already read, then read again (unless those frames
+  // filled the queue once more, or failed the connection).
+  void resume(Connection* conn) {
+    conn->paused = false;
+    if (!process(conn)) return;
+    if (!conn->paused && !conn->close_after_write) startReading(conn);
   }
 
   // Replies `error` and closes once the reply is out; reads stop at once.
@@ -213,6 +234,10 @@ struct Server::Impl {
       fail(c, ErrorCode::Forbidden, "uid " + std::to_string(cred.uid) + " is not allowed");
       return;
     }
+    startReading(c);
+  }
+
+  void startReading(Connection* c) {
     uv_read_start(
         c->pipe.stream(),
         [](uv_handle_t* h, size_t, uv_buf_t* buf) {
@@ -232,28 +257,35 @@ struct Server::Impl {
 
   void onBytes(Connection* conn, std::string_view bytes) {
     conn->decoder.feed(bytes);
+    process(conn);
+  }
+
+  // Handles the complete frames buffered so far. Returns false if the connection was dropped.
+  bool process(Connection* conn) {
     nlohmann::json object;
     ProtocolError error;
     // close_after_write stops the loop: a connection that failed takes no further requests.
-    while (!conn->close_after_write) {
+    // `paused` too: the rest waits in the decoder until the peer has read its replies.
+    while (!conn->close_after_write && !conn->paused) {
       auto result = conn->decoder.next(object, error);
-      if (result == FrameDecoder::Result::NeedMore) return;
+      if (result == FrameDecoder::Result::NeedMore) return true;
       if (result == FrameDecoder::Result::Error) {
         ++counters.bad_frames;
         fail(conn, error.code, error.message);
-        return;
+        return true;
       }
       Message message;
       if (!parseMessage(object, message, error)) {
         ++counters.bad_messages;
         // A bad or unknown message is not a broken stream: reply and keep the connection, so
         // a newer peer can probe for message types this server does not know.
-        if (!write(conn, Error{error.code, error.message, {}})) return;
+        if (!write(conn, Error{error.code, error.message, {}})) return false;
         continue;
       }
       ++counters.messages;
-      if (!dispatch(conn, message)) return;
+      if (!dispatch(conn, message)) return false;
     }
+    return true;
   }
 
   // Returns false if the connection was dropped while replying.

@@ -3,7 +3,8 @@
 // control protocol v1. It checks each peer with SO_PEERCRED against the `allow` rules (the
 // daemon's own uid is always allowed), answers `hello`, and hands `cancel`, `register`,
 // `unregister` and `status` to a Handler that the daemon implements. A bad frame gets an
-// `error` reply and that connection is closed; every other connection carries on.
+// `error` reply and that connection is closed; every other connection carries on. A peer that
+// reads its replies slowly is not closed: the server stops reading from it until they drain.
 //
 // Runs on the caller's libuv loop; never blocks it, never throws after start-up.
 #include "tether/agent/control/message.hpp"
@@ -77,6 +78,7 @@ struct ServerCounters {
   uint64_t bad_frames = 0;   // connections closed for a bad frame
   uint64_t bad_messages = 0; // bad_message or unknown_type replies (connection kept)
   uint64_t messages = 0;     // valid messages handled
+  uint64_t read_pauses = 0;  // reads stopped because a peer's unread replies passed 1 MiB
 };
 
 class Server {

@@ -2,6 +2,8 @@
 // also generate docs/directives.md (solverd --directives).
 #include "tether/solverd/settings.hpp"
 
+#include "tether/agent/control/config.hpp"
+
 #include <cmath>
 #include <cstdlib>
 
@@ -24,17 +26,6 @@ config::Checker cpuCount() {
   };
 }
 
-// `listen` of the control block: a unix socket only, the protocol is local by design.
-config::Checker unixAddress() {
-  return [](std::span<const std::string_view> args) -> std::optional<config::Problem> {
-    auto address = config::parseAddress(args[0]);
-    if (!address || address->kind != config::Address::Kind::Unix) {
-      return config::Problem{"invalid value \"" + std::string(args[0]) + "\"", "it must be unix:PATH", 0};
-    }
-    return std::nullopt;
-  };
-}
-
 config::Schema makeSchema() {
   std::vector<DirectiveSpec> d;
   auto row = [&d](DirectiveSpec spec) { d.push_back(std::move(spec)); };
@@ -45,12 +36,7 @@ config::Schema makeSchema() {
        "stderr info", "where the log goes and from which level", "stderr | journal | FILE [level]"});
   row({"listen", kMainOnly, 1, 1, false, true, config::addressValue(), "127.0.0.1:7070",
        "the HTTP API (and /metrics, /health); several allowed", "host:port | [v6]:port | unix:PATH | systemd:NAME"});
-  row({"control", kMainOnly, 0, 0, true, false, {}, "", "the control socket (protocol v1)", "{ ... }"});
-  row({"listen", {"control"}, 1, 1, false, false, unixAddress(), "", "the control socket's path", "unix:PATH"});
-  row({"mode", {"control"}, 1, 1, false, false, config::modeValue(), "", "the control socket file's mode", "0660"});
-  row({"group", {"control"}, 1, 1, false, false, {}, "", "the control socket file's group", "NAME | GID"});
-  row({"allow", {"control"}, 2, 2, false, true, config::sequence({config::oneOf({"uid", "group"}), {}}), "",
-       "peers allowed by SO_PEERCRED besides solverd's own uid", "uid N | group NAME|GID"});
+  for (auto& spec : agent::control::controlDirectives("solverd")) row(std::move(spec));
   row({"admin", kMainOnly, 0, 0, true, false, {}, "", "the admin listener: /metrics and /health", "{ ... }"});
   row({"listen", {"admin"}, 1, 1, false, true, config::addressValue(), "", "an admin address", "host:port | unix:PATH"});
   row({"workers", kMainOnly, 1, 1, false, false, config::integerValue(1, 4096), "2", "parallel solves", "N"});

@@ -240,16 +240,10 @@ void Daemon::start() {
 
   if (settings_.control) {
     control_handler_ = std::make_unique<ControlHandler>(*this);
-    agent::control::ServerOptions co;
-    co.path = settings_.control->address.path;
-    co.mode = settings_.control->mode;
-    co.group = settings_.control->group;
-    co.allow = settings_.control->allow;
-    co.server_name = "solverd";
-    control_ = std::make_unique<agent::control::Server>(loop_, *control_handler_, co);
+    control_ = std::make_unique<agent::control::Server>(loop_, *control_handler_, settings_.control->server);
     std::string why;
-    if (int rc = control_->listen(&why); rc < 0) {
-      throw StartupError(fmt::format("cannot listen on {} (control): {}", settings_.control->address.text(), why));
+    if (agent::control::listenControl(loop_, *control_, *settings_.control, &why) != 0) {
+      throw StartupError(fmt::format("{} (control)", why));
     }
     logger->info("listening on {}", control_->address());
   }

@@ -1,6 +1,5 @@
 #include "tether/solverd/settings.hpp"
 
-#include <grp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -45,27 +44,11 @@ std::optional<Settings> readSettings(const config::Config& config, const std::st
 
   if (const config::Directive* control = root.find("control")) {
     const config::Block& b = *control->block;
-    ControlSettings c;
     if (!b.has("listen")) return fail(control, "\"control\" block needs a \"listen unix:PATH\"");
-    c.address = b.address("listen");
-    if (b.has("mode")) c.mode = static_cast<mode_t>(b.mode("mode"));
-    if (const config::Directive* group = b.find("group")) {
-      std::string name(group->args[0]);
-      if (struct group* g = getgrnam(name.c_str())) {
-        c.group = g->gr_gid;
-      } else if (auto gid = config::parseInteger(name); gid && *gid >= 0) {
-        c.group = static_cast<gid_t>(*gid);
-      } else {
-        return fail(group, "unknown group \"" + name + "\"", 0);
-      }
-    }
-    for (const config::Directive* allow : b.all("allow")) {
-      std::string why;
-      auto rule = agent::control::parseAllowRule(std::string(allow->args[0]), std::string(allow->args[1]), &why);
-      if (!rule) return fail(allow, why.empty() ? "invalid \"allow\" rule" : why, 1);
-      c.allow.push_back(*rule);
-    }
-    s.control = std::move(c);
+    auto c = agent::control::readControlBlock(b, error);
+    if (!c) return std::nullopt;
+    c->server.server_name = std::string(kProgram);
+    s.control = std::move(*c);
   }
   if (const config::Directive* admin = root.find("admin")) {
     s.admin = admin->block->addresses("listen");

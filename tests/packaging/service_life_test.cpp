@@ -526,14 +526,15 @@ TEST_F(ProxyService, StartsUnderSystemdSocketActivateWithANamedSocket) {
 // ---------------------------------------------------------------------------------------------
 // tether-agent: its control socket comes from tether-agent.socket (`listen systemd:control`).
 
-TEST(AgentService, AnswersHelloOnTheControlSocketPassedBySystemd) {
-  REQUIRE_BINARY(agent, "tether-agent");
+// Starts `binary` with a control socket held as systemd holds it (`listen systemd:control`) and
+// checks that it answers hello there as `server`, then stops cleanly.
+void expectHelloOnControlSocketPassedBySystemd(const std::string& binary, const std::string& conf_name,
+                                               const std::string& conf_head, const std::string& server) {
   TempDir dir;
   Endpoint control;
-  control.unix_path = dir.file("agent.sock");
+  control.unix_path = dir.file("control.sock");
   Fd held = listenUnix(control.unix_path);
-  Running r = start(dir, agent, "agent.conf",
-                    "error_log stderr info;\ncontrol { listen systemd:control; }\nadmin { listen 127.0.0.1:0; }\n", {},
+  Running r = start(dir, binary, conf_name, conf_head + "control { listen systemd:control; }\n", {},
                     {PassedFd{held.get(), "control"}});
   ASSERT_TRUE(r.notify->waitFor("READY=1", kStart)) << r.daemon->log();
   EXPECT_TRUE(r.daemon->waitForLog("listening on unix:" + control.unix_path, kEvent)) << r.daemon->log();
@@ -553,9 +554,25 @@ TEST(AgentService, AnswersHelloOnTheControlSocketPassedBySystemd) {
     reply.append(buf, static_cast<size_t>(n));
   }
   EXPECT_NE(reply.find("\"hello\""), std::string::npos) << "reply: " << reply << "\n" << r.daemon->log();
+  EXPECT_NE(reply.find("\"server\":\"" + server + "\""), std::string::npos) << reply;
   r.daemon->signal(SIGTERM);
   EXPECT_TRUE(exitedZero(r.daemon->waitExit(kEvent))) << r.daemon->log();
   EXPECT_TRUE(r.daemon->waitNoProcessLeft(kEvent).empty());
+}
+
+TEST(AgentService, AnswersHelloOnTheControlSocketPassedBySystemd) {
+  REQUIRE_BINARY(agent, "tether-agent");
+  expectHelloOnControlSocketPassedBySystemd(agent, "agent.conf", "error_log stderr info;\nadmin { listen 127.0.0.1:0; }\n",
+                                            "tether-agent");
+}
+
+// solverd's control block takes systemd:NAME too (solverd.socket can hold it across restarts).
+TEST(SolverdService, AnswersHelloOnTheControlSocketPassedBySystemd) {
+  REQUIRE_BINARY(solverd, "solverd");
+  expectHelloOnControlSocketPassedBySystemd(
+      solverd, "solverd.conf",
+      "error_log stderr info;\nlisten 127.0.0.1:0;\nworker_path " + std::string(TETHER_BIN_DIR) + "/solverd-worker;\n",
+      "solverd");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,9 @@
 #include "tether/agent/control/config.hpp"
 
+#include "tether/common/listener.hpp"
+
+#include <cerrno>
+
 namespace tether::agent::control {
 namespace {
 
@@ -53,6 +57,24 @@ std::optional<ControlSettings> readControlBlock(const config::Block& block, conf
     s.server.allow.push_back(*rule);
   }
   return s;
+}
+
+int listenControl(uv_loop_t* loop, Server& server, const ControlSettings& settings, std::string* why) {
+  if (settings.listen.kind == config::Address::Kind::Unix) return server.listen(why);
+  ListenOptions options;
+  options.mode = settings.server.mode;
+  options.group = settings.group_name;
+  std::string reason;
+  auto listener = Listener::open(loop, settings.listen, options, &reason);
+  if (!listener) {
+    if (why) *why = "cannot listen on " + settings.listen.text() + ": " + reason;
+    return -EINVAL;
+  }
+  if (int rc = server.listen(std::move(listener)); rc != 0) {
+    if (why) *why = "cannot listen on " + settings.listen.text() + ": " + uv_strerror(rc);
+    return rc;
+  }
+  return 0;
 }
 
 }  // namespace tether::agent::control

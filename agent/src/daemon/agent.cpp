@@ -101,20 +101,9 @@ void Agent::start() {
   supervisor_ = std::make_unique<supervise::Supervisor>(loop_, &tree_, supervisorOptions());
   supervisor_->setOnDone([this](const supervise::Outcome& outcome) { onTargetDone(outcome); });
 
-  control_ = std::make_unique<control::Server>(loop_, *this, settings_.control);
+  control_ = std::make_unique<control::Server>(loop_, *this, settings_.control.server);
   std::string why;
-  if (settings_.control_listen.kind == config::Address::Kind::Unix) {
-    if (control_->listen(&why) != 0) throw StartupError(why);
-  } else {
-    ListenOptions lo;
-    lo.mode = settings_.control.mode;
-    lo.group = settings_.control_group_name;
-    auto listener = Listener::open(loop_, settings_.control_listen, lo, &why);
-    if (!listener) throw StartupError("cannot listen on " + settings_.control_listen.text() + ": " + why);
-    if (int rc = control_->listen(std::move(listener)); rc != 0) {
-      throw StartupError("cannot listen on " + settings_.control_listen.text() + ": " + uv_strerror(rc));
-    }
-  }
+  if (control::listenControl(loop_, *control_, settings_.control, &why) != 0) throw StartupError(why);
   log::get("control")->info("listening on {}", control_->address());
   startAdmin();
 }
@@ -144,10 +133,10 @@ void Agent::startAdmin() {
 }
 
 void Agent::reload(Settings settings) {
-  if (!(settings.control_listen == settings_.control_listen) || settings.admin != settings_.admin) {
+  if (!(settings.control.listen == settings_.control.listen) || settings.admin != settings_.admin) {
     log_->warn("listen addresses changed: they take effect on restart, not on reload");
   }
-  settings.control_listen = settings_.control_listen;
+  settings.control.listen = settings_.control.listen;
   settings.admin = settings_.admin;
   settings_ = std::move(settings);
   if (!settings_.interrupt_webhook.empty()) {

@@ -67,10 +67,8 @@ std::optional<Settings> readSettings(const config::Config& config, config::Error
   }
   auto control_settings = control::readControlBlock(*control->block, error);
   if (!control_settings) return std::nullopt;
-  s.control_listen = control_settings->listen;
-  s.control = std::move(control_settings->server);
-  s.control.server_name = std::string(kProgram);
-  s.control_group_name = std::move(control_settings->group_name);
+  s.control = std::move(*control_settings);
+  s.control.server.server_name = std::string(kProgram);
 
   if (const config::Directive* admin = root.find("admin"); admin != nullptr && admin->block) {
     s.admin = admin->block->addresses("listen");

@@ -1,7 +1,7 @@
 #pragma once
 // tether-agent's configuration: the directive table (config_schema.cpp) and the typed settings
 // read from a loaded configuration (settings.cpp). Runtime code (agent.cpp) sees only Settings.
-#include "tether/agent/control/server.hpp"
+#include "tether/agent/control/config.hpp"
 #include "tether/agent/supervise/supervisor.hpp"
 #include "tether/common/log.hpp"
 #include "tether/config/config.hpp"
@@ -22,9 +22,7 @@ std::string_view defaultConfigText();
 
 struct Settings {
   log::Target log;
-  config::Address control_listen;      // unix:PATH or systemd:NAME
-  control::ServerOptions control;      // path (for unix:), mode, group, allow rules
-  std::string control_group_name;      // as written, for tether::Listener (systemd:)
+  control::ControlSettings control;    // where (unix:PATH or systemd:NAME), mode, group, allow rules
   std::vector<config::Address> admin;  // may be empty: no admin listener
   // `interrupt signal SIGINT;` or `interrupt webhook URL;` (URL with {id}).
   int interrupt_signal = 2;

@@ -2,7 +2,7 @@
 // solverd's configuration: the directive table (config_schema.cpp), the built-in default, and
 // the typed settings the runtime reads (settings.cpp). DESIGN.md "Configuration language" and
 // "solverd.conf" name the directives; the ones beyond DESIGN.md are marked there.
-#include "tether/agent/control/server.hpp"
+#include "tether/agent/control/config.hpp"
 #include "tether/common/log.hpp"
 #include "tether/config/address.hpp"
 #include "tether/config/config.hpp"
@@ -24,17 +24,11 @@ const config::Schema& schema();
 // directory (${RUNTIME_DIR}, expanded by the command-line helper).
 std::string_view defaultConfigText();
 
-struct ControlSettings {
-  config::Address address;  // always unix:PATH
-  std::optional<mode_t> mode;
-  std::optional<gid_t> group;
-  std::vector<agent::control::AllowRule> allow;
-};
 
 struct Settings {
   log::Target log;
   std::vector<config::Address> listen;
-  std::optional<ControlSettings> control;
+  std::optional<agent::control::ControlSettings> control;  // unix:PATH or systemd:NAME
   std::vector<config::Address> admin;
   size_t workers = 2;
   size_t queue_size = 1000;

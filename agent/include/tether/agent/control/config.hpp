@@ -29,4 +29,8 @@ struct ControlSettings {
 // an error placed at its directive.
 std::optional<ControlSettings> readControlBlock(const config::Block& block, config::Error* error);
 
+// Starts `server` listening where `settings` says: a unix path it binds itself, or a socket passed
+// by systemd (systemd:NAME) through tether::Listener. Returns 0 or a negative errno with `why` set.
+int listenControl(uv_loop_t* loop, Server& server, const ControlSettings& settings, std::string* why);
+
 }  // namespace tether::agent::control

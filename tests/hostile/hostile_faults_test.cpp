@@ -7,8 +7,12 @@
 
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 
 namespace tether::hostile {
@@ -202,6 +206,165 @@ TEST_F(FaultsTest, ProxyOutOfFileDescriptorsRefusesNewClientsKeepsExistingOnesAn
     // Running out of fds is the operator's doing: worth a warning, not an error of ours.
     ADD_FAILURE() << line;
   }
+}
+
+// ---- misbehaving workers (tests/hostile/bad_worker.cpp through solverd's worker_path)
+
+// A `worker_path` script that execs the bad worker in one mode; removed with its directory.
+class BadWorkerScript {
+ public:
+  explicit BadWorkerScript(const std::string& args) {
+    char tmpl[] = "/tmp/hbw-XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+    path_ = dir_ + "/worker.sh";
+    std::ofstream(path_) << "#!/bin/sh\nexec " << tether::test::binPath("hostile_bad_worker") << " " << args << "\n";
+    ::chmod(path_.c_str(), 0755);
+  }
+  ~BadWorkerScript() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  BadWorkerScript(const BadWorkerScript&) = delete;
+  BadWorkerScript& operator=(const BadWorkerScript&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string dir_, path_;
+};
+
+// Open fds of `pid` that are not sockets (pipes, pidfds, files, ...).
+int nonSocketFds(pid_t pid) {
+  int n = 0;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
+    auto target = std::filesystem::read_symlink(e.path(), ec);
+    if (!ec && !target.string().starts_with("socket:")) ++n;
+  }
+  return n;
+}
+
+class BadWorkerTest : public FaultsTest {
+ protected:
+  std::unique_ptr<SolverHost> startWith(const BadWorkerScript& script) {
+    HostOptions o;
+    o.worker_path = script.path();
+    // solverd's own cancels (its connection watch sees the proxy close the upstream) get the
+    // same grace as the proxy's frames (kill_after 1s), whichever arrives first.
+    o.solverd_extra = "kill_after 1s;\n";
+    auto host = startHost(o);
+    solverd_fds_ = fdCount(host->solverd()->pid());
+    solverd_pipes_ = nonSocketFds(host->solverd()->pid());
+    return host;
+  }
+  // After every case: solverd holds no job, no fd more than before, and still answers.
+  void expectSolverdClean(SolverHost& host) {
+    EXPECT_TRUE(tether::test::waitFor([&] { return host.liveJobs() == 0; }, 5s)) << host.tail();
+    EXPECT_TRUE(tether::test::waitFor([&] { return tether::test::jobCgroups(cgroup_root_).empty(); }, 5s))
+        << "a job cgroup is left";
+    // A worker's fds are pipes and a pidfd; the proxy's pool to solverd (keepalive 64) may keep
+    // a socket per request it has carried, so sockets are only bounded by it.
+    const pid_t pid = host.solverd()->pid();
+    EXPECT_TRUE(tether::test::waitFor([&] { return nonSocketFds(pid) <= solverd_pipes_; }, 5s))
+        << "solverd fds other than sockets " << solverd_pipes_ << " -> " << nonSocketFds(pid);
+    EXPECT_LE(fdCount(pid), solverd_fds_ + 64);
+    EXPECT_FALSE(host.solverd()->wait(0ms)) << "solverd died\n" << host.tail();
+    EXPECT_TRUE(host.healthy());
+  }
+  // The client leaves; the proxy's cancel (interrupt, grace kill_after 1s) reaches solverd,
+  // which kills the cgroup once the grace has passed. Returns the close-to-exit time in ms.
+  double leaveAndWaitForExit(SolverHost& host, RunningSolve& s, ExitWatch* also = nullptr) {
+    auto left_at = Clock::now();
+    s.client->close();
+    auto exited = s.worker->wait(10s);
+    EXPECT_TRUE(exited) << "job " << s.id << " outlived its client\n" << host.tail();
+    if (also != nullptr) {
+      EXPECT_TRUE(also->wait(5s)) << "the setsid child of job " << s.id << " outlived it";
+    }
+    auto job = host.job(s.id);
+    EXPECT_TRUE(job.contains("cancel")) << job.dump();
+    std::printf("[ measure  ] job %s cancel: %s\n", s.id.c_str(), job.value("cancel", nlohmann::json()).dump().c_str());
+    return exited ? std::chrono::duration<double, std::milli>(*exited - left_at).count() : -1.0;
+  }
+  int solverd_fds_ = 0;
+  int solverd_pipes_ = 0;
+};
+
+TEST_F(BadWorkerTest, WorkerIgnoringTheInterruptFrameAndSigtermIsKilledWithItsCgroupAfterTheGrace) {
+  BadWorkerScript script("ignore");
+  auto host = startWith(script);
+  auto s = startRunning(*host);
+  ASSERT_TRUE(s.worker) << host->tail();
+  double ms = leaveAndWaitForExit(*host, s);
+  std::printf("[ measure  ] worker ignoring interrupt and SIGTERM: client close -> exit %.1f ms (grace 1s)\n", ms);
+  // It did not stop on the interrupt: only the kill after the grace ended it.
+  EXPECT_GE(ms, 900.0);
+  expectSolverdClean(*host);
+}
+
+TEST_F(BadWorkerTest, WorkerThatForksASetsidChildHasBothKilledThroughTheCgroup) {
+  BadWorkerScript script("setsid");
+  auto host = startWith(script);
+  auto s = startRunning(*host);
+  ASSERT_TRUE(s.worker) << host->tail();
+  std::vector<std::string> m;
+  ASSERT_TRUE(host->solverd()->waitForLine(R"(bad_worker child=(\d+))", 5s, &m)) << host->tail();
+  const pid_t child = static_cast<pid_t>(std::stoi(m[1]));
+  ExitWatch child_watch(child);
+  ASSERT_TRUE(child_watch.valid());
+  ASSERT_FALSE(child_watch.exited());
+  double ms = leaveAndWaitForExit(*host, s, &child_watch);
+  std::printf("[ measure  ] worker with a setsid child: client close -> worker exit %.1f ms\n", ms);
+  expectSolverdClean(*host);
+}
+
+TEST_F(BadWorkerTest, WorkerWritingGarbageFramesIsKilledAndTheRequestGetsAnError) {
+  for (const char* mode : {"badlength", "badjson"}) {
+    SCOPED_TRACE(mode);
+    BadWorkerScript script(mode);
+    auto host = startWith(script);
+    auto r = tether::test::httpRequest(host->proxyPort(), "POST", "/v1/solve?solver=cbc",
+                                       tether::test::readFile(tether::test::modelPath("knapsack.lp")),
+                                       {{"Content-Type", "text/x-lp"}}, 10s);
+    ASSERT_TRUE(r) << host->tail();
+    // Not a result: an error (500 worker_failed) or, at the least, `crashed`.
+    if (r->status == 200) {
+      EXPECT_EQ(r->json()["status"], "crashed") << r->body;
+    } else {
+      EXPECT_EQ(r->status, 500) << r->body;
+      EXPECT_EQ(r->json()["error"], "worker_failed") << r->body;
+    }
+    expectSolverdClean(*host);
+  }
+}
+
+TEST_F(BadWorkerTest, WorkerExceedingItsMemoryLimitLeavesSolverdServing) {
+  // A hog of 256 MiB (bounded: with no memory limit in force it would take the machine).
+  BadWorkerScript script("hog 256");
+  auto host = startWith(script);
+  auto s = startRunning(*host);
+  ASSERT_TRUE(s.worker) << host->tail();
+  ASSERT_TRUE(host->solverd()->waitForLine("bad_worker holds", 20s)) << host->tail();
+  EXPECT_TRUE(host->healthy());
+  double ms = leaveAndWaitForExit(*host, s);
+  std::printf("[ measure  ] memory hog: client close -> exit %.1f ms\n", ms);
+  expectSolverdClean(*host);
+  const std::string controllers = tether::test::readFile(cgroup_root_ + "/cgroup.controllers");
+  if (controllers.find("memory") == std::string::npos) {
+    GTEST_SKIP() << "the memory controller is not on cgroup v2 here (hybrid layout: memory is on v1), so "
+                    "job_memory_max cannot be enforced; checked only that solverd survives a hog and cleans up";
+  }
+  // Where it is enforced (not on this machine, so this part has not run here): the kernel's OOM
+  // killer ends the hog inside its 64 MiB and solverd reports `crashed`.
+  HostOptions o;
+  o.worker_path = script.path();
+  o.solverd_extra = "job_memory_max 64m;\n";
+  auto limited = startHost(o);
+  auto r = tether::test::httpRequest(limited->proxyPort(), "POST", "/v1/solve?solver=cbc",
+                                     tether::test::readFile(tether::test::modelPath("knapsack.lp")),
+                                     {{"Content-Type", "text/x-lp"}}, 20s);
+  ASSERT_TRUE(r) << limited->tail();
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(r->json()["status"], "crashed") << r->body;
 }
 
 }  // namespace

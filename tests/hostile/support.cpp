@@ -121,7 +121,8 @@ SolverHost::SolverHost(std::string cgroup_root, HostOptions options)
   // (in the root namespace) inspects it the same way wherever it runs.
   std::string s = "error_log stderr info;\nlisten unix:" + api_path_ + ";\n";
   s += "control { listen unix:" + control_path_ + "; }\n";
-  s += "cgroup_root " + cgroup_root_ + ";\nworker_path " + binPath("solverd-worker") + ";\n";
+  s += "cgroup_root " + cgroup_root_ + ";\nworker_path " +
+       (options_.worker_path.empty() ? binPath("solverd-worker") : options_.worker_path) + ";\n";
   s += "workers " + std::to_string(options_.workers) + ";\nqueue_size " + std::to_string(options_.queue_size) + ";\n";
   s += "shutdown_timeout 2s;\n" + options_.solverd_extra;
   std::ofstream(solverd_conf_) << s;

@@ -61,6 +61,7 @@ struct HostOptions {
   int workers = 1;
   int queue_size = 100;
   std::string solverd_extra;                  // directives appended to solverd.conf
+  std::string worker_path;                    // solverd's worker_path; default: solverd-worker
   std::string proxy_server_extra;             // directives appended to the proxy's server block
   std::string on_disconnect = "interrupt";
   bool access_log = true;

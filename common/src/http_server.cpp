@@ -506,6 +506,13 @@ int Server::addListener(std::unique_ptr<Listener> listener) {
   return 0;
 }
 
+void Server::closeListener(const Listener* listener) {
+  auto it = std::find_if(listeners_.begin(), listeners_.end(), [listener](const auto& l) { return l.get() == listener; });
+  if (it == listeners_.end()) return;
+  (*it)->close();
+  listeners_.erase(it);
+}
+
 void Server::onConnection(Listener& listener, int status) {
   // A failed accept (EMFILE, ...) leaves the connection in the backlog; libuv retries.
   if (status < 0) return;

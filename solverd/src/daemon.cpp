@@ -24,19 +24,24 @@ std::string msText(uint64_t from, uint64_t to) {
   return fmt::format("{:.3f}ms", static_cast<double>(to - from) / 1e6);
 }
 
-std::unique_ptr<http::Server> openServer(uv_loop_t* loop, const std::vector<config::Address>& addresses,
-                                         http::ServerOptions options, http::Handler handler, std::string_view what) {
-  auto server = std::make_unique<http::Server>(loop, std::move(options), std::move(handler));
-  for (const auto& address : addresses) {
-    std::string why;
-    auto listener = Listener::open(loop, address, {}, &why);
-    if (!listener) throw StartupError(fmt::format("cannot listen on {} ({}): {}", address.text(), what, why));
-    log::get("solverd")->info("listening on {}", listener->address());
-    if (int rc = server->addListener(std::move(listener)); rc < 0) {
-      throw StartupError(fmt::format("cannot accept on {} ({}): {}", address.text(), what, uv_strerror(rc)));
-    }
+// Opens one listener of an HTTP server and logs the team's `listening on` line. Returns it (the
+// server owns it), or nullptr with `why` set.
+const Listener* openListener(http::Server& server, const config::Address& address, std::string_view what,
+                             std::string* why) {
+  std::string reason;
+  auto listener = Listener::open(server.loop(), address, {}, &reason);
+  if (!listener) {
+    *why = fmt::format("cannot listen on {} ({}): {}", address.text(), what, reason);
+    return nullptr;
   }
-  return server;
+  const Listener* raw = listener.get();
+  const std::string bound = listener->address();
+  if (int rc = server.addListener(std::move(listener)); rc < 0) {
+    *why = fmt::format("cannot accept on {} ({}): {}", address.text(), what, uv_strerror(rc));
+    return nullptr;
+  }
+  log::get("solverd")->info("listening on {}", bound);
+  return raw;
 }
 
 // A predecessor killed with SIGKILL leaves its job cgroups behind: its workers exit on stdin EOF,
@@ -229,13 +234,14 @@ void Daemon::start() {
   options.header_timeout_ms = static_cast<uint64_t>(settings_.client_header_timeout.count());
   options.keepalive_timeout_ms = static_cast<uint64_t>(settings_.keepalive_timeout.count());
   options.server_name = "solverd";
-  api_ = openServer(loop_, settings_.listen, options,
-                    [this](std::shared_ptr<http::Exchange> ex) { onRequest(std::move(ex), false); }, "API");
-  if (!settings_.admin.empty()) {
-    http::ServerOptions admin_options;
-    admin_options.server_name = "solverd";
-    admin_ = openServer(loop_, settings_.admin, admin_options,
-                        [this](std::shared_ptr<http::Exchange> ex) { onRequest(std::move(ex), true); }, "admin");
+  api_ = std::make_unique<http::Server>(loop_, options,
+                                        [this](std::shared_ptr<http::Exchange> ex) { onRequest(std::move(ex), false); });
+  http::ServerOptions admin_options;
+  admin_options.server_name = "solverd";
+  admin_ = std::make_unique<http::Server>(loop_, admin_options,
+                                          [this](std::shared_ptr<http::Exchange> ex) { onRequest(std::move(ex), true); });
+  if (std::string why; !relisten(settings_.listen, settings_.admin, &why)) {
+    throw StartupError(why);
   }
 
   if (settings_.control) {
@@ -266,18 +272,61 @@ void Daemon::start() {
   notifier_->ready(fmt::format("0 running, 0 queued, {} workers", settings_.workers));
 }
 
+bool Daemon::openMissing(http::Server& server, const Listening& current, const std::vector<config::Address>& wanted,
+                         std::string_view what, Listening& opened, std::string* why) {
+  for (const auto& address : wanted) {
+    auto same = [&address](const auto& c) { return c.first == address; };
+    if (std::any_of(current.begin(), current.end(), same) || std::any_of(opened.begin(), opened.end(), same)) continue;
+    const Listener* listener = openListener(server, address, what, why);
+    if (listener == nullptr) return false;
+    opened.emplace_back(address, listener);
+  }
+  return true;
+}
+
+void Daemon::closeDropped(http::Server& server, Listening& current, const std::vector<config::Address>& wanted,
+                          std::string_view what) {
+  std::erase_if(current, [&](const auto& c) {
+    if (std::find(wanted.begin(), wanted.end(), c.first) != wanted.end()) return false;
+    server.closeListener(c.second);
+    log::get("solverd")->info("no longer listening on {} ({})", c.first.text(), what);
+    return true;
+  });
+}
+
+bool Daemon::relisten(const std::vector<config::Address>& api, const std::vector<config::Address>& admin,
+                      std::string* why) {
+  // All or nothing: the new addresses of both servers are opened first; if one fails, those
+  // opened are closed again and nothing changes.
+  Listening api_opened, admin_opened;
+  if (!openMissing(*api_, api_listening_, api, "API", api_opened, why) ||
+      !openMissing(*admin_, admin_listening_, admin, "admin", admin_opened, why)) {
+    for (const auto& [a, l] : api_opened) api_->closeListener(l);
+    for (const auto& [a, l] : admin_opened) admin_->closeListener(l);
+    return false;
+  }
+  closeDropped(*api_, api_listening_, api, "API");
+  closeDropped(*admin_, admin_listening_, admin, "admin");
+  api_listening_.insert(api_listening_.end(), api_opened.begin(), api_opened.end());
+  admin_listening_.insert(admin_listening_.end(), admin_opened.begin(), admin_opened.end());
+  return true;
+}
+
 void Daemon::reload(const Settings& settings) {
   auto logger = log::get("solverd");
-  if (settings.listen != settings_.listen || settings.admin != settings_.admin ||
-      settings.control.has_value() != settings_.control.has_value()) {
-    logger->warn("reload: listen, admin and control addresses change only with a restart");
+  // New API and admin addresses take effect now, as nginx does on a reload; requests on the
+  // connections of a dropped address carry on. The control socket moves only with a restart
+  // (the proxy holds its connection to it).
+  if (std::string why; !relisten(settings.listen, settings.admin, &why)) {
+    logger->error("reload: {}; keeping the running configuration", why);
+    return;
   }
-  auto listen = settings_.listen;
-  auto admin = settings_.admin;
+  if (settings.control.has_value() != settings_.control.has_value() ||
+      (settings.control && !(settings.control->listen == settings_.control->listen))) {
+    logger->warn("reload: the control socket moves only with a restart");
+  }
   auto control = settings_.control;
   settings_ = settings;
-  settings_.listen = std::move(listen);
-  settings_.admin = std::move(admin);
   settings_.control = std::move(control);
   if (std::string why = log::configure(kProgram, settings_.log); !why.empty()) {
     logger->error("reload: cannot open the log {}: {}", settings_.log.where, why);

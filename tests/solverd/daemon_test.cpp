@@ -445,6 +445,52 @@ TEST_F(SolverdTest, SighupReloadsTheConfiguration) {
   EXPECT_EQ(h->json()["workers"], 3);
 }
 
+TEST_F(SolverdTest, SighupOpensNewListenersAndClosesDroppedOnesWhileASolveRuns) {
+  auto d = start("", /*unix_api=*/true);
+  ASSERT_TRUE(d->started());
+  auto solve = startHardSolve(*d, newId(), {}, "?solver=cbc&time_limit=2");
+  const std::string old_path = d->apiUnixPath();
+  const std::string new_path = d->dir() + "/api2.sock";
+  std::string conf = readFile(d->configPath());
+  conf.replace(conf.find("listen unix:" + old_path + ";"), ("listen unix:" + old_path + ";").size(),
+               "listen unix:" + new_path + ";");
+  std::ofstream(d->configPath()) << conf;
+  d->process().signal(SIGHUP);
+  ASSERT_TRUE(d->process().waitForLine("listening on unix:" + new_path, 5s)) << d->process().output();
+  ASSERT_TRUE(d->process().waitForLine("no longer listening on unix:" + old_path, 5s)) << d->process().output();
+
+  HttpClient fresh(new_path);
+  ASSERT_TRUE(fresh.connected());
+  fresh.send("GET", "/health");
+  auto health = fresh.response(5s);
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  EXPECT_FALSE(HttpClient(old_path).connected()) << "the dropped address still accepts";
+
+  // The solve that was running on the kept TCP listener is not disturbed.
+  auto result = solve->eventNamed("result", 20s);
+  ASSERT_TRUE(result) << d->process().output();
+  EXPECT_NE((*result)["status"], "crashed");
+  d->expectNoErrorsLogged();
+}
+
+TEST_F(SolverdTest, SighupWithAnAddressInUseKeepsTheRunningListeners) {
+  auto d = start("", /*unix_api=*/true);
+  ASSERT_TRUE(d->started());
+  std::string conf = readFile(d->configPath());
+  // Its own TCP port is taken (by itself): the new address cannot be opened, so nothing changes.
+  conf += "listen 127.0.0.1:" + std::to_string(d->port()) + ";\n";
+  conf.replace(conf.find("listen 127.0.0.1:0;"), std::string("listen 127.0.0.1:0;").size(), "");
+  conf += "listen unix:" + d->dir() + "/never.sock;\n";
+  std::ofstream(d->configPath()) << conf;
+  d->process().signal(SIGHUP);
+  ASSERT_TRUE(d->process().waitForLine("keeping the running configuration", 5s)) << d->process().output();
+  EXPECT_FALSE(HttpClient(d->dir() + "/never.sock").connected());
+  auto h = httpRequest(d->port(), "GET", "/health");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+}
+
 TEST_F(SolverdTest, JobLimitsApplyWhereDelegatedElseSolverdSaysSoAndSolvesUnlimited) {
   auto d = start("job_memory_max 1g;\njob_pids_max 64;\njob_cpu_max 1;\n");
   ASSERT_TRUE(d->started());

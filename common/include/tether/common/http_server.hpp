@@ -139,6 +139,9 @@ class Server {
 
   // Starts accepting on `listener` (the server owns it from now on). Returns 0 or a libuv error.
   int addListener(std::unique_ptr<Listener> listener);
+  // Stops accepting on `listener` (one added above) and closes it; connections it accepted carry
+  // on. For a reload that drops an address. An unknown pointer is ignored.
+  void closeListener(const Listener* listener);
 
   // Graceful shutdown (SIGTERM): stops accepting (listeners closed), closes idle connections at
   // once, answers in-flight requests with `Connection: close` and closes each connection when its

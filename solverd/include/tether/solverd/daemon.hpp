@@ -83,6 +83,10 @@ class Daemon {
   void updateStatus();
   WorkerOptions workerOptions() const;
   JobLimits jobLimits() const;
+  // Makes the API and admin servers listen on exactly these addresses: opens the new ones, then
+  // closes the dropped ones. All or nothing; on failure `why` says which address failed.
+  bool relisten(const std::vector<config::Address>& api, const std::vector<config::Address>& admin,
+                std::string* why);
 
   uv_loop_t* loop_;
   Settings settings_;
@@ -96,6 +100,15 @@ class Daemon {
   std::unique_ptr<agent::control::Server> control_;
   std::unique_ptr<http::Server> api_;
   std::unique_ptr<http::Server> admin_;
+  // The listeners of api_ and admin_ by configured address (the server owns them), so that a
+  // reload opens the new addresses and closes the dropped ones.
+  using Listening = std::vector<std::pair<config::Address, const Listener*>>;
+  Listening api_listening_;
+  Listening admin_listening_;
+  bool openMissing(http::Server& server, const Listening& current, const std::vector<config::Address>& wanted,
+                   std::string_view what, Listening& opened, std::string* why);
+  void closeDropped(http::Server& server, Listening& current, const std::vector<config::Address>& wanted,
+                    std::string_view what);
   std::unique_ptr<ServiceNotifier> notifier_;
   std::unique_ptr<SignalWatcher> signals_;
   std::unique_ptr<UvHandle<uv_timer_t>> shutdown_timer_;

@@ -208,6 +208,76 @@ TEST_F(FaultsTest, ProxyOutOfFileDescriptorsRefusesNewClientsKeepsExistingOnesAn
   }
 }
 
+TEST_F(FaultsTest, SolverdOutOfFileDescriptorsRefusesNewConnectionsKeepsExistingOnesAndRecovers) {
+  auto host = startHost();
+  const pid_t pid = host->solverd()->pid();
+  // An existing keep-alive client of solverd's API.
+  HttpClient existing(host->apiPath());
+  existing.send("GET", "/health");
+  auto r = existing.response(5s);
+  ASSERT_TRUE(r && r->status == 200);
+  const int fds_before = fdCount(pid);
+
+  // solverd's own soft limit shrinks to what it holds plus a few (prlimit, as `ulimit -n` would).
+  rlimit old{};
+  ASSERT_EQ(::prlimit(pid, RLIMIT_NOFILE, nullptr, &old), 0);
+  rlimit small{static_cast<rlim_t>(fds_before + 4), old.rlim_max};
+  ASSERT_EQ(::prlimit(pid, RLIMIT_NOFILE, &small, nullptr), 0);
+
+  std::vector<std::unique_ptr<HttpClient>> flood;
+  for (int i = 0; i < 40; ++i) {
+    flood.push_back(std::make_unique<HttpClient>(host->apiPath()));
+    flood.back()->send("GET", "/health");
+  }
+  int answered = 0;
+  for (auto& c : flood) {
+    auto fr = c->response(200ms);
+    answered += fr && fr->status == 200 ? 1 : 0;
+  }
+  std::printf("[ measure  ] solverd at %d fds with a limit of %d: %d of 40 new clients answered\n", fds_before,
+              fds_before + 4, answered);
+  EXPECT_LT(answered, 40) << "the limit did not bite";
+  ASSERT_FALSE(host->solverd()->wait(0ms)) << "solverd died of fd exhaustion\n" << host->tail();
+
+  // A solve needs pipes and a pidfd for its worker: it fails cleanly (or waits), solverd lives on.
+  auto solve = tether::test::httpRequest(host->proxyPort(), "POST", "/v1/solve?solver=cbc",
+                                         tether::test::readFile(tether::test::modelPath("knapsack.lp")),
+                                         {{"Content-Type", "text/x-lp"}}, 5s);
+  std::printf("[ measure  ] a solve while solverd is out of fds: %s\n",
+              solve ? (std::to_string(solve->status) + " " + solve->body.substr(0, 120)).c_str() : "no answer");
+  ASSERT_FALSE(host->solverd()->wait(0ms)) << "solverd died of fd exhaustion\n" << host->tail();
+
+  // The existing client still works ...
+  existing.send("GET", "/health");
+  r = existing.response(5s);
+  EXPECT_TRUE(r && r->status == 200);
+  // ... and once the load drops and the limit is back, solverd recovers: health and a solve.
+  flood.clear();
+  ASSERT_EQ(::prlimit(pid, RLIMIT_NOFILE, &old, nullptr), 0);
+  EXPECT_TRUE(tether::test::waitFor(
+      [&] {
+        auto h = host->solverdGet("/health");
+        return h && h->status == 200;
+      },
+      10s));
+  solve = tether::test::httpRequest(host->proxyPort(), "POST", "/v1/solve?solver=cbc",
+                                    tether::test::readFile(tether::test::modelPath("knapsack.lp")),
+                                    {{"Content-Type", "text/x-lp"}}, 20s);
+  ASSERT_TRUE(solve) << host->tail();
+  EXPECT_EQ(solve->status, 200) << solve->body;
+  existing.close();
+  EXPECT_TRUE(tether::test::waitFor([&] { return tether::test::jobCgroups(cgroup_root_).empty(); }, 5s));
+  // The proxy's pool may keep a connection or two to solverd open; nothing else may remain.
+  EXPECT_TRUE(tether::test::waitFor([&] { return fdCount(pid) <= fds_before + 2; }, 5s))
+      << "solverd fds " << fds_before << " -> " << fdCount(pid);
+  EXPECT_TRUE(host->healthy());
+  // Only solverd's lines: the proxy rightly logs an [error] for the upstream connection solverd
+  // accepted and closed (the 502 above), as nginx does.
+  for (auto& line : host->solverd()->lines()) {
+    if (line.find("[error]") != std::string::npos || line.find("[critical]") != std::string::npos) ADD_FAILURE() << line;
+  }
+}
+
 // ---- misbehaving workers (tests/hostile/bad_worker.cpp through solverd's worker_path)
 
 // A `worker_path` script that execs the bad worker in one mode; removed with its directory.

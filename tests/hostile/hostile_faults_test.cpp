@@ -48,6 +48,31 @@ RunningSolve startRunning(SolverHost& host) {
   return s;
 }
 
+// Shrinks a daemon's soft RLIMIT_NOFILE to `limit` (prlimit, as `ulimit -n` would); false on
+// failure. Only the soft limit: raising a hard limit back needs CAP_SYS_RESOURCE, which a
+// container may lack. `old` gets the limits to restore.
+bool shrinkFdLimit(pid_t pid, int limit, rlimit& old) {
+  if (::prlimit(pid, RLIMIT_NOFILE, nullptr, &old) != 0) return false;
+  rlimit small{static_cast<rlim_t>(limit), old.rlim_max};
+  return ::prlimit(pid, RLIMIT_NOFILE, &small, nullptr) == 0;
+}
+
+// A flood of new clients, each asking GET /health; `flood` keeps them open. Returns how many
+// were answered 200 within a short wait (the rest wait in the backlog or were closed).
+template <typename Target>
+int floodWithHealthChecks(const Target& target, std::vector<std::unique_ptr<HttpClient>>& flood, int clients = 40) {
+  for (int i = 0; i < clients; ++i) {
+    flood.push_back(std::make_unique<HttpClient>(target));
+    flood.back()->send("GET", "/health");
+  }
+  int answered = 0;
+  for (auto& c : flood) {
+    auto fr = c->response(200ms);
+    answered += fr && fr->status == 200 ? 1 : 0;
+  }
+  return answered;
+}
+
 class FaultsTest : public HostileTest {
  protected:
   std::unique_ptr<SolverHost> startHost(HostOptions o = {}) {
@@ -163,24 +188,13 @@ TEST_F(FaultsTest, ProxyOutOfFileDescriptorsRefusesNewClientsKeepsExistingOnesAn
   const int fds_before = fdCount(proxy_pid);
   const int balance_before = host->fdBalance();
 
-  // The daemon's own limit shrinks to what it holds plus a few (prlimit, as `ulimit -n` would).
-  // Only the soft limit: raising a hard limit back needs CAP_SYS_RESOURCE, which a container may lack.
+  // The daemon's own limit shrinks to what it holds plus a few.
   rlimit old{};
-  ASSERT_EQ(::prlimit(proxy_pid, RLIMIT_NOFILE, nullptr, &old), 0);
-  rlimit small{static_cast<rlim_t>(fds_before + 4), old.rlim_max};
-  ASSERT_EQ(::prlimit(proxy_pid, RLIMIT_NOFILE, &small, nullptr), 0);
+  ASSERT_TRUE(shrinkFdLimit(proxy_pid, fds_before + 4, old));
 
   // A flood of new clients: the first few get in, the rest wait in the backlog or are closed.
   std::vector<std::unique_ptr<HttpClient>> flood;
-  for (int i = 0; i < 40; ++i) {
-    flood.push_back(std::make_unique<HttpClient>(host->proxyPort()));
-    flood.back()->send("GET", "/health");
-  }
-  int answered = 0;
-  for (auto& c : flood) {
-    auto fr = c->response(200ms);
-    answered += fr && fr->status == 200 ? 1 : 0;
-  }
+  const int answered = floodWithHealthChecks(host->proxyPort(), flood);
   EXPECT_LT(answered, 40) << "the limit did not bite";
   EXPECT_GT(host->proxy()->pid(), 0);
   ASSERT_FALSE(host->proxy()->wait(0ms)) << "the proxy died of fd exhaustion\n" << host->tail();
@@ -218,22 +232,11 @@ TEST_F(FaultsTest, SolverdOutOfFileDescriptorsRefusesNewConnectionsKeepsExisting
   ASSERT_TRUE(r && r->status == 200);
   const int fds_before = fdCount(pid);
 
-  // solverd's own soft limit shrinks to what it holds plus a few (prlimit, as `ulimit -n` would).
+  // solverd's own soft limit shrinks to what it holds plus a few.
   rlimit old{};
-  ASSERT_EQ(::prlimit(pid, RLIMIT_NOFILE, nullptr, &old), 0);
-  rlimit small{static_cast<rlim_t>(fds_before + 4), old.rlim_max};
-  ASSERT_EQ(::prlimit(pid, RLIMIT_NOFILE, &small, nullptr), 0);
-
+  ASSERT_TRUE(shrinkFdLimit(pid, fds_before + 4, old));
   std::vector<std::unique_ptr<HttpClient>> flood;
-  for (int i = 0; i < 40; ++i) {
-    flood.push_back(std::make_unique<HttpClient>(host->apiPath()));
-    flood.back()->send("GET", "/health");
-  }
-  int answered = 0;
-  for (auto& c : flood) {
-    auto fr = c->response(200ms);
-    answered += fr && fr->status == 200 ? 1 : 0;
-  }
+  const int answered = floodWithHealthChecks(host->apiPath(), flood);
   std::printf("[ measure  ] solverd at %d fds with a limit of %d: %d of 40 new clients answered\n", fds_before,
               fds_before + 4, answered);
   EXPECT_LT(answered, 40) << "the limit did not bite";

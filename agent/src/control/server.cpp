@@ -21,9 +21,10 @@ namespace {
 // Backpressure: past this many bytes of replies waiting in libuv's write queue the server stops
 // reading from that peer (it would only queue more replies), and reads again once the queue is
 // back under kResumeBacklog. A peer is never cut off for reading slowly: tether-proxy sends
-// bursts of thousands of cancels while its loop is busy with the disconnects that caused them,
-// and closing it then made it reconnect with backoff while its bounded queue overflowed. A peer
-// that never reads costs at most this backlog plus one read's worth of frames.
+// bursts of thousands of cancels while its loop is busy with the disconnects that caused them;
+// closed, it would reconnect with backoff and resend, and its bounded queue could overflow
+// (tests/agent: a slow reader's burst of 20,000 was closed after 17,360 acks). A peer that
+// never reads costs at most this backlog plus one read's worth of frames.
 constexpr size_t kMaxWriteBacklog = 1 << 20;
 constexpr size_t kResumeBacklog = kMaxWriteBacklog / 4;
 

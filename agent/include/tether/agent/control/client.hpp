@@ -25,8 +25,8 @@ struct ClientOptions {
   // Cancels waiting while the socket is down (or the peer does not read). Cancels written but
   // not yet acknowledged are kept too, up to the same number, for the resend after a reconnect.
   // Sized for a burst: when 10,000 clients leave at once, their cancels are all sent in one
-  // loop turn, long before the peer has read the first of them (1,024 dropped 6,300 of 9,744 in
-  // bench/load_10k.sh). A queued cancel costs about 300 bytes, so the bound is about 20 MB.
+  // loop turn, long before the peer has read the first of them (a bound of 1,024 dropped 6,510
+  // of 9,744 in bench/load_10k.sh). A queued cancel costs about 300 bytes: at most about 20 MB.
   size_t queue_limit = 65536;
   std::chrono::milliseconds backoff_initial{50};
   std::chrono::milliseconds backoff_max{5000};

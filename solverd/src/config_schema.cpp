@@ -73,7 +73,16 @@ config::Schema makeSchema() {
        "(beyond DESIGN.md) a request head not complete in time gets 408", "DURATION"});
   row({"keepalive_timeout", kMainOnly, 1, 1, false, false, config::durationValue(), "75s",
        "(beyond DESIGN.md) an idle keep-alive connection is closed after this", "DURATION"});
-  return config::Schema{std::string(kProgram), std::move(d)};
+  config::Schema schema{std::string(kProgram), std::move(d)};
+  // What only the system can tell (a control `group` that does not exist) is checked by
+  // readSettings(); running it here makes -t, -T, start-up and SIGHUP report it alike, as
+  // tether-agent does (without it, `-t` passed a configuration that then failed to start).
+  schema.validate = [](const config::Config& config) -> std::optional<config::Error> {
+    config::Error error;
+    if (readSettings(config, selfExecutable(), &error)) return std::nullopt;
+    return error;
+  };
+  return schema;
 }
 
 }  // namespace

@@ -171,6 +171,14 @@ void JobTable::cancelWholeJob(Job& job, const CancelOrder& order) {
     job.cancel = CancelRecord{order.action, order.reason, order.phase, now, 0, 0, 0};
   } else if (order.action == CancelAction::Kill && job.cancel->action != CancelAction::Kill) {
     job.cancel->action = CancelAction::Kill;  // kill after interrupt shortens the grace
+  } else if (order.action == CancelAction::Interrupt && job.state == JobState::Running &&
+             job.cancel->action == CancelAction::Interrupt) {
+    // The same cancel again, perhaps with a shorter grace: solverd's own connection watch (grace
+    // kill_after) often beats the proxy's frame (the location's kill_after) by a few µs, and the
+    // frame's grace must still hold. The worker's Target keeps whichever deadline is sooner and
+    // does not interrupt twice; it is not a new cancel, so no hook and no count.
+    runner_.cancel(job, order);
+    return;
   } else {
     return;  // cancels are idempotent
   }

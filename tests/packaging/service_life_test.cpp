@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "service_harness.hpp"
+#include "../support/transportation_lp.hpp"
 
 namespace tether::service_test {
 namespace {
@@ -652,31 +653,9 @@ TEST(SolverdService, ServesTheApiOnASocketPassedBySystemd) {
   EXPECT_TRUE(exitedZero(r.daemon->waitExit(kEvent))) << r.daemon->log();
 }
 
-// A transportation LP (n sources x n sinks) that GLPK's simplex takes seconds over: its simplex
-// cannot be interrupted (DESIGN.md "Worker protocol"), so only the ladder's kill stops it.
-std::string slowGlpkLp(int n) {
-  std::string lp = "minimize\n obj:";
-  lp.reserve(static_cast<size_t>(n) * static_cast<size_t>(n) * 40);
-  uint32_t seed = 7;
-  for (int i = 0; i < n; ++i) {
-    for (int j = 0; j < n; ++j) {
-      seed = seed * 1664525u + 1013904223u;
-      lp += " + " + std::to_string(1 + (seed >> 16) % 99) + " x" + std::to_string(i) + "_" + std::to_string(j);
-    }
-  }
-  lp += "\nsubject to\n";
-  for (int i = 0; i < n; ++i) {
-    lp += " s" + std::to_string(i) + ":";
-    for (int j = 0; j < n; ++j) lp += " + x" + std::to_string(i) + "_" + std::to_string(j);
-    lp += " <= 100\n";
-  }
-  for (int j = 0; j < n; ++j) {
-    lp += " d" + std::to_string(j) + ":";
-    for (int i = 0; i < n; ++i) lp += " + x" + std::to_string(i) + "_" + std::to_string(j);
-    lp += " >= 99\n";
-  }
-  return lp + "end\n";
-}
+// A transportation LP that GLPK's simplex takes seconds over: its simplex cannot be interrupted
+// (DESIGN.md "Worker protocol"), so only the ladder's kill stops it.
+std::string slowGlpkLp(int n) { return ::tether::test::transportationLp(n, 99); }
 
 TEST(SolverdService, SigtermPastShutdownTimeoutKillsAJobThatIgnoresTheInterrupt) {
   REQUIRE_BINARY(solverd, "solverd");

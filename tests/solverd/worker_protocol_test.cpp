@@ -2,6 +2,7 @@
 // (interrupt frame, end of stdin, SIGTERM) returns the best incumbent with status interrupted,
 // time limits, options, and every refusal with its error frame and exit code.
 #include "worker_harness.hpp"
+#include "../support/transportation_lp.hpp"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -120,32 +121,9 @@ void expectTimeLimit(const std::string& solver) {
 TEST_F(WorkerOptions, TimeLimitStopsCbcWithIncumbentAndExitCode3) { expectTimeLimit("cbc"); }
 TEST_F(WorkerOptions, TimeLimitStopsGlpkWithIncumbentAndExitCode3) { expectTimeLimit("glpk"); }
 
-// A generated transportation LP of several MB: larger than a control-protocol frame (1 MiB),
-// and big enough that CLP's event handler, not the solve's end, meets the deadline first.
-std::string bigTransportationLp(int n) {
-  std::string lp = "Minimize\n obj:";
-  unsigned state = 12345;
-  auto next = [&state] {
-    state = state * 1103515245U + 12345U;
-    return (state >> 8) % 1000 + 1;
-  };
-  for (int i = 0; i < n; ++i) {
-    for (int j = 0; j < n; ++j) lp += " + " + std::to_string(next()) + " x" + std::to_string(i) + "_" + std::to_string(j);
-    lp += "\n";
-  }
-  lp += "Subject To\n";
-  for (int i = 0; i < n; ++i) {
-    lp += " s" + std::to_string(i) + ":";
-    for (int j = 0; j < n; ++j) lp += " + x" + std::to_string(i) + "_" + std::to_string(j);
-    lp += " <= 100\n";
-  }
-  for (int j = 0; j < n; ++j) {
-    lp += " d" + std::to_string(j) + ":";
-    for (int i = 0; i < n; ++i) lp += " + x" + std::to_string(i) + "_" + std::to_string(j);
-    lp += " >= 90\n";
-  }
-  return lp + "End\n";
-}
+// A transportation LP of several MB: larger than a control-protocol frame (1 MiB), and big
+// enough that CLP's event handler, not the solve's end, meets the deadline first.
+std::string bigTransportationLp(int n) { return ::tether::test::transportationLp(n, 90); }
 
 TEST_F(WorkerOptions, ModelLargerThanAControlFrameIsSolvedByEveryLpBackend) {
   const std::string lp = bigTransportationLp(200);

@@ -3,10 +3,10 @@
 # then all leave at once. Prints the time to the last cancel and the proxy's memory per connection;
 # fails if a cancel is lost or an fd leaks. The same test runs in CI with 1,000 clients
 # (tests/hostile/hostile_load_test.cpp); this only raises the numbers.
-# Usage: bench/load_10k.sh [BUILD_DIR]   (env: TETHER_LOAD_CLIENTS, default 10000)
+# Usage: bench/load_10k.sh [BUILD_DIR (default build-bench, Release)]   (env: TETHER_LOAD_CLIENTS, default 10000)
 set -eu
-top=$(cd "$(dirname "$0")/.." && pwd)
-build=${1:-$top/build}
+. "$(dirname "$0")/lib.sh"
+build=$(bench_tree "${1:-}")
 clients=${TETHER_LOAD_CLIENTS:-10000}
 # The proxy holds two fds per client, solverd one; the daemons inherit this limit from the test.
 # Root may raise the hard limit; others get what their hard limit allows and the test says so.
@@ -22,5 +22,6 @@ if ! ulimit -n "$want" 2>/dev/null; then
 fi
 echo "RLIMIT_NOFILE $(ulimit -n), $clients clients"
 cmake --build "$build" --target hostile_load_test solverd solverd-worker tether-proxy
+bench_load
 TETHER_LOAD_CLIENTS=$clients exec "$build/bin/hostile_load_test" \
   --gtest_filter='LoadTest.ThousandClientsLeaveAtOnceAndEveryJobIsCancelled'

@@ -3,12 +3,13 @@
 # each), nginx in the root namespace in front with its defaults; a client leaves through nginx and
 # its worker on the host that ran it exits. Repeats the ctest case N times and prints the
 # distribution of the client-close -> worker-exit time across the two hops.
-# Needs root (ip netns), nginx and iproute2. Usage: bench/multihost_latency.sh [BUILD_DIR] [N=20]
+# Needs root (ip netns), nginx and iproute2. Usage: bench/multihost_latency.sh [BUILD_DIR (default build-bench, Release)] [N=20]
 set -eu
-top=$(cd "$(dirname "$0")/.." && pwd)
-build=${1:-$top/build}
+. "$(dirname "$0")/lib.sh"
+build=$(bench_tree "${1:-}")
 n=${2:-20}
 cmake --build "$build" --target hostile_multihost_test solverd solverd-worker tether-proxy
+bench_load
 "$build/bin/hostile_multihost_test" --gtest_repeat="$n" --gtest_brief=1 |
   sed -n 's/.*worker exit across nginx and tether-proxy: \([0-9.]*\) ms.*/\1/p' | sort -n |
   awk '{ v[NR] = $1; s += $1 } END {

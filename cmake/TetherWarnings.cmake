@@ -13,6 +13,23 @@ endif()
 if(TETHER_SANITIZE)
   add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
   add_link_options(-fsanitize=address,undefined)
+  # Every executable links the default options (halt on error, leak checks, our suppressions),
+  # so a daemon started by a test is held to the same rules as the test binary.
+  add_library(tether_sanitizer_defaults OBJECT ${CMAKE_CURRENT_LIST_DIR}/sanitizers/default_options.cpp)
+  target_compile_definitions(tether_sanitizer_defaults PRIVATE
+    TETHER_LSAN_SUPPRESSIONS="${CMAKE_CURRENT_LIST_DIR}/sanitizers/lsan.supp")
+  link_libraries(tether_sanitizer_defaults)
+endif()
+
+# ThreadSanitizer, for the one multi-threaded part (solverd-worker: its reader thread sets the flag
+# the solver's callback polls). Exclusive with TETHER_SANITIZE; scripts/test builds only the
+# worker's protocol and interrupt tests with it.
+if(TETHER_TSAN)
+  if(TETHER_SANITIZE OR TETHER_FUZZ)
+    message(FATAL_ERROR "TETHER_TSAN cannot be combined with TETHER_SANITIZE or TETHER_FUZZ")
+  endif()
+  add_compile_options(-fsanitize=thread -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=thread)
 endif()
 
 if(TETHER_FUZZ)

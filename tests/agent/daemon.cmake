@@ -14,3 +14,9 @@ add_dependencies(agent_e2e_test tether-agent tether-run)
 if(TARGET tether-proxy)
   add_dependencies(agent_e2e_test tether-proxy)
 endif()
+
+# The webhook client in process, against a real TCP listener (no daemon).
+tether_add_gtest(agent_daemon_webhook_test
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/daemon_webhook_test.cpp
+  LIBS tether_agent_daemon
+  TIMEOUT 60)

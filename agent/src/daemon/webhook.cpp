@@ -138,8 +138,11 @@ int Webhook::fire(const std::string& id, Callback done) {
       static_cast<uint64_t>(timeout_.count()), 0);
   auto* connect = new uv_connect_t{};
   int rc = uv_tcp_connect(connect, r->tcp.get(), reinterpret_cast<const sockaddr*>(&address_), [](uv_connect_t* c, int status) {
-    auto* req = static_cast<Request*>(c->handle->data);
+    // The request is freed here; everything the callback needs from it is read first (the stream
+    // outlives the request: it is the Request's handle, closed only by finish()).
+    uv_stream_t* stream = c->handle;
     delete c;
+    auto* req = static_cast<Request*>(stream->data);
     if (req == nullptr) return;
     if (status < 0) {
       req->owner->finish(req, status);
@@ -147,13 +150,13 @@ int Webhook::fire(const std::string& id, Callback done) {
     }
     auto* write = new uv_write_t{};
     uv_buf_t buf = uv_buf_init(req->out.data(), static_cast<unsigned>(req->out.size()));
-    if (int wrc = uv_write(write, c->handle, &buf, 1, [](uv_write_t* w, int) { delete w; }); wrc != 0) {
+    if (int wrc = uv_write(write, stream, &buf, 1, [](uv_write_t* w, int) { delete w; }); wrc != 0) {
       delete write;
       req->owner->finish(req, wrc);
       return;
     }
     uv_read_start(
-        c->handle,
+        stream,
         [](uv_handle_t*, size_t suggested, uv_buf_t* b) { *b = uv_buf_init(new char[suggested], static_cast<unsigned>(suggested)); },
         [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
           std::unique_ptr<char[]> owned(b->base);

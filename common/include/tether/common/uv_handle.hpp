@@ -43,17 +43,28 @@ class UvHandle {
       return;
     }
     auto* raw_handle = reinterpret_cast<uv_handle_t*>(h);
-    if (uv_is_closing(raw_handle)) return;  // someone else closes it; their callback frees it
-    uv_close(raw_handle, [](uv_handle_t* closed) { delete reinterpret_cast<T*>(closed); });
+    if (uv_is_closing(raw_handle)) {
+      // Closed by someone who does not own it: closeLoop() at the end of a daemon or a test closes
+      // every handle left with no callback, and the owner may be destroyed after that. The memory
+      // is still ours: hand libuv our deleter for the close it has pending (libuv reads close_cb
+      // when the close completes). A handle closed by another owner's callback is theirs to free.
+      if (raw_handle->close_cb == nullptr) raw_handle->close_cb = &UvHandle::freeClosed;
+      return;
+    }
+    uv_close(raw_handle, &UvHandle::freeClosed);
   }
 
  private:
+  static void freeClosed(uv_handle_t* closed) { delete reinterpret_cast<T*>(closed); }
+
   T* handle_;
   bool initialized_ = false;
 };
 
 // Runs the loop until no handle is left, closing whatever is still open: the end of every daemon
-// and every event-loop test (libuv's own tests end the same way).
+// and every event-loop test (libuv's own tests end the same way). Destroy the owners of handles
+// (UvHandle and the objects holding them) first: a handle closed here has no callback, and a
+// UvHandle destroyed after this returns finds it closed and can no longer free it.
 inline int closeLoop(uv_loop_t* loop) {
   uv_walk(
       loop,

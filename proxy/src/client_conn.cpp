@@ -128,6 +128,7 @@ std::string_view causeName(Cause cause) {
     case Cause::Timeout: return "timeout";
     case Cause::Keepalive: return "keepalive";
     case Cause::Shutdown: return "shutdown";
+    case Cause::UpstreamTimeout: return "upstream_timeout";
   }
   return "eof";
 }
@@ -287,6 +288,7 @@ void ClientConn::startHeaders() {
   upstream_text_.clear();
   disconnected_ = false;
   response_complete_logged_ = false;
+  cancel_sent_ = upstream_timed_out_ = false;
   if (!server_->admin) track(true);  // /requests lists proxied requests only
   armTimer();
 }
@@ -644,6 +646,24 @@ void ClientConn::onUpstreamFailed(int status_code) {
                !request_done_);
 }
 
+void ClientConn::onUpstreamDeadline() {
+  if (closing_) return;
+  Phase ph = phase();
+  upstream_timed_out_ = true;
+  disconnect_phase_ = ph;
+  disconnect_cause_ = Cause::UpstreamTimeout;
+  sendCancel(ph, monotonicNs(), "upstream_timeout");
+}
+
+void ClientConn::sendCancel(Phase phase, uint64_t event_ns, std::string_view reason) {
+  if (cancel_sent_ || group_ == nullptr || loc_ == nullptr) return;
+  if (loc_->on_disconnect != OnDisconnect::Interrupt && loc_->on_disconnect != OnDisconnect::Kill) return;
+  // One frame per request: a client that leaves during an upstream timeout's grace, or a
+  // shutdown after it, would only repeat the cancel under another reason.
+  cancel_sent_ = true;
+  group_->sendCancel(request_id_, loc_->on_disconnect, loc_->kill_after, phase, event_ns, reason);
+}
+
 void ClientConn::onUpstreamDrained() {
   if (!reading_ && !closing_ && !half_closed_ && pipelined_.size() <= kMaxPipelined) readStart();
 }
@@ -826,9 +846,7 @@ void ClientConn::disconnect(Cause cause) {
     // every other case closes the upstream connection, never to be reused.
     up->detach(action == OnDisconnect::None && request_done_);
   }
-  if ((action == OnDisconnect::Interrupt || action == OnDisconnect::Kill) && group_ != nullptr) {
-    group_->sendCancel(request_id_, action, loc_->kill_after, ph, event_ns);
-  }
+  sendCancel(ph, event_ns, "client_disconnect");
   ctx_.log->info("rid={} client={} disconnected in {} ({}), on_disconnect {}", request_id_, peer_,
                  phaseName(ph), causeName(cause),
                  action == OnDisconnect::None ? "none"
@@ -852,10 +870,7 @@ void ClientConn::drain() {
 
 void ClientConn::forceClose() {
   if (closing_) return;
-  if (upstream_ != nullptr && group_ != nullptr && loc_ != nullptr &&
-      (loc_->on_disconnect == OnDisconnect::Interrupt || loc_->on_disconnect == OnDisconnect::Kill)) {
-    group_->sendCancel(request_id_, loc_->on_disconnect, loc_->kill_after, phase(), monotonicNs(), "shutdown");
-  }
+  if (upstream_ != nullptr) sendCancel(phase(), monotonicNs(), "shutdown");
   if (UpstreamConn* up = std::exchange(upstream_, nullptr)) up->abort();
   if (in_request_ && !response_complete_logged_) {
     // Logged as the request's abort, like a disconnect: 499, its phase, cause `shutdown`.
@@ -934,7 +949,7 @@ void ClientConn::accessLog() {
     line.append(" urt=-");
   }
   if (!upstream_text_.empty()) line.append(" upstream=").append(upstream_text_);
-  if (status_ == 499) {
+  if (status_ == 499 || upstream_timed_out_) {
     line.append(" phase=").append(phaseName(disconnect_phase_)).append(" cause=").append(causeName(disconnect_cause_));
   }
   line.append("\n");

@@ -38,8 +38,8 @@ Context::Context(uv_loop_t* l) : loop(l), log(tether::log::get("proxy")) {
   requests = &registry.counter("tether_proxy_requests_total", "Requests answered, by status code.", {"code"});
   disconnects = &registry.counter("tether_proxy_disconnects_total",
                                   "Clients that left before their response was complete.", {"phase", "cause"});
-  cancels = &registry.counter("tether_proxy_cancels_total", "Cancel frames, by action and outcome.",
-                              {"action", "result"});
+  cancels = &registry.counter("tether_proxy_cancels_total", "Cancel frames, by action, reason and outcome.",
+                              {"action", "reason", "result"});
   disconnect_to_cancel = &registry
                               .histogram("tether_proxy_disconnect_to_cancel_seconds",
                                          "From a client's disconnect to its cancel frame written to the control socket.")

@@ -33,8 +33,9 @@ class ClientConn;
 class UpstreamConn;
 
 enum class Phase { Idle, RequestHeaders, RequestBody, AwaitingResponse, ResponseBody };
-// DESIGN.md's causes, plus Shutdown for requests cut by shutdown_timeout (access log only).
-enum class Cause { Eof, Reset, WriteError, Timeout, Keepalive, Shutdown };
+// DESIGN.md's causes, plus Shutdown for requests cut by shutdown_timeout and UpstreamTimeout
+// for an upstream timeout turned into a cancel (access log only: neither is a client leaving).
+enum class Cause { Eof, Reset, WriteError, Timeout, Keepalive, Shutdown, UpstreamTimeout };
 
 std::string_view phaseName(Phase phase);
 std::string_view causeName(Cause cause);
@@ -187,6 +188,7 @@ class UpstreamConn final : public StreamConn {
   bool interim_ = false;  // a 1xx response being skipped
   bool reused_ = false;   // taken from the keep-alive pool for this exchange
   bool got_bytes_ = false;  // the upstream sent something in this exchange
+  bool deadline_ = false;   // a timeout became a cancel: the timer now runs kill_after, once
   uint16_t status_ = 0;
   std::string reason_;
   HeadBuffer head_;
@@ -248,6 +250,9 @@ class ClientConn final : public StreamConn {
   void flushHead();
   void onResponseComplete(bool reusable);
   void onUpstreamFailed(int status_code);  // 502/504 before the response started, else abort
+  // proxy_read_timeout or proxy_send_timeout ran out on an interrupt|kill location: the cancel
+  // frame goes out with reason upstream_timeout and the upstream gets kill_after to answer.
+  void onUpstreamDeadline();
   // A kept-alive upstream connection closed before answering (the upstream timed it out as we
   // reused it): resend a bodiless request once on a fresh connection. False if it cannot be.
   bool retryOnFreshUpstream();
@@ -290,6 +295,8 @@ class ClientConn final : public StreamConn {
   void onTimer();
   void accessLog();
   void sendOrFail(const uv_buf_t* bufs, unsigned count);
+  // The request's one cancel frame, on interrupt|kill locations with an upstream bound.
+  void sendCancel(Phase phase, uint64_t event_ns, std::string_view reason);
   void track(bool active);
 
 
@@ -344,6 +351,8 @@ class ClientConn final : public StreamConn {
   Cause disconnect_cause_ = Cause::Eof;
   bool disconnected_ = false;
   bool response_complete_logged_ = false;  // finishExchange() wrote this request's line
+  bool cancel_sent_ = false;       // this request's cancel frame went out (one per request)
+  bool upstream_timed_out_ = false;  // onUpstreamDeadline() ran: the access log says so
   std::list<ClientConn*>::iterator pos_;
   std::list<ClientConn*>::iterator active_pos_;
 };

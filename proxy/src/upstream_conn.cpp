@@ -59,13 +59,13 @@ void UpstreamGroup::startControl() {
   std::string name = settings_.name;
   events.on_sent = [ctx](const agent::control::Cancel& c, uint64_t event_ns, uint64_t written_ns) {
     ctx->disconnect_to_cancel->observe(secondsBetween(event_ns, written_ns));
-    ctx->cancels->with({std::string(agent::control::actionName(c.action)), "sent"}).inc();
+    ctx->cancels->with({std::string(agent::control::actionName(c.action)), std::string(agent::control::reasonLabel(c.reason)), "sent"}).inc();
   };
   events.on_ack = [ctx](const agent::control::CancelAck& ack, uint64_t) {
     ctx->log->info("rid={} cancel acknowledged: {}", ack.id, agent::control::cancelStateName(ack.state));
   };
   events.on_dropped = [ctx](const agent::control::Cancel& c) {
-    ctx->cancels->with({std::string(agent::control::actionName(c.action)), "dropped"}).inc();
+    ctx->cancels->with({std::string(agent::control::actionName(c.action)), std::string(agent::control::reasonLabel(c.reason)), "dropped"}).inc();
     ctx->log->warn("rid={} cancel dropped: control queue full", c.id);
   };
   events.on_error = [ctx, name](const agent::control::Error& e) {
@@ -202,6 +202,7 @@ void UpstreamConn::attach(ClientConn* client, const LocationSettings& loc, bool 
   loc_ = &loc;
   head_request_ = head_request;
   request_sent_ = response_started_ = response_done_ = discard_ = bodyless_ = interim_ = got_bytes_ = false;
+  deadline_ = false;
   status_ = 0;
   if (state_ == State::Idle) {
     state_ = State::Busy;
@@ -241,7 +242,8 @@ void UpstreamConn::idleStart() {
 }
 
 void UpstreamConn::armTimer() {
-  if (closing_) return;
+  // In a deadline's grace the timer is the grace's end: progress does not extend it.
+  if (closing_ || deadline_) return;
   Millis t{0};
   if (state_ == State::Connecting) {
     t = loc_ != nullptr ? loc_->connect_timeout : Millis(60000);
@@ -265,9 +267,23 @@ void UpstreamConn::onTimer() {
     teardown();  // idle past keepalive_timeout
     return;
   }
-  ctx_.log->error("rid={} upstream {} ({}) timed out while {}", client_ != nullptr ? client_->requestId() : "-",
-                  group_.settings_.name, server_text_,
-                  state_ == State::Connecting ? "connecting" : pending_ > 0 ? "sending the request" : "reading the response");
+  const char* doing = state_ == State::Connecting ? "connecting" : pending_ > 0 ? "sending the request" : "reading the response";
+  if (state_ == State::Busy && !deadline_ && client_ != nullptr && loc_ != nullptr &&
+      (loc_->on_disconnect == OnDisconnect::Interrupt || loc_->on_disconnect == OnDisconnect::Kill)) {
+    // proxy_read_timeout or proxy_send_timeout on a cancelling location, the client still
+    // waiting: a deadline (DESIGN.md "Disconnect semantics"). The job is cancelled and the
+    // connection kept for kill_after, so the client gets the interrupted result instead of a
+    // 504 and a solve killed behind its back. A connect timeout reached no job: 504 below.
+    deadline_ = true;
+    ctx_.log->info("rid={} upstream {} ({}) timed out while {}; cancelling, {}ms for its answer", client_->requestId(),
+                   group_.settings_.name, server_text_, doing, loc_->kill_after.count());
+    uv_timer_start(timer_.get(), [](uv_timer_t* h) { static_cast<UpstreamConn*>(h->data)->onTimer(); },
+                   static_cast<uint64_t>(loc_->kill_after.count()), 0);
+    client_->onUpstreamDeadline();
+    return;
+  }
+  ctx_.log->error("rid={} upstream {} ({}) timed out while {}{}", client_ != nullptr ? client_->requestId() : "-",
+                  group_.settings_.name, server_text_, doing, deadline_ ? ", and gave no answer within kill_after" : "");
   fail(UV_ETIMEDOUT, true);
 }
 

@@ -150,11 +150,9 @@ void ClientConn::accept(Context& ctx, uv_stream_t* listener, std::shared_ptr<con
 }
 
 ClientConn::ClientConn(Context& ctx, std::shared_ptr<const ServerRef> server, bool unix_socket)
-    : StreamConn(ctx, unix_socket), server_(std::move(server)), settings_(server_->settings) {
+    : StreamConn(ctx, unix_socket), server_(std::move(server)), settings_(server_->settings), timer_(ctx.loop) {
   llhttp_init(&parser_, HTTP_REQUEST, &requestSettings());
   parser_.data = this;
-  uv_timer_init(ctx.loop, timer_.get());
-  timer_.markInitialized();
   timer_->data = this;
   ctx_.conns.push_front(this);
   pos_ = ctx_.conns.begin();

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <stdexcept>
 
 #include "context.hpp"
@@ -138,7 +139,7 @@ struct Proxy::Impl {
     bool kept = false;
   };
   std::vector<std::unique_ptr<Open>> listeners;
-  UvHandle<uv_timer_t> drain_timer;
+  std::optional<uv::Handle<uv_timer_t>> drain_timer;  // from drain() on
 
   std::string listen(const config::Address& address, std::shared_ptr<const ServerRef> server,
                      std::vector<std::unique_ptr<Open>>& into) {
@@ -278,7 +279,7 @@ void Proxy::drain(std::function<void()> done) {
     for (auto& g : ctx.current->groups) g->closeIdle();
   }
   auto finish = [this, done = std::move(done)] {
-    impl_->drain_timer.close();
+    impl_->drain_timer.reset();
     impl_->listeners.clear();
     // Closes the pools and the control clients (a cancel still queued for a control socket that
     // is down is dropped here: we are exiting).
@@ -294,11 +295,10 @@ void Proxy::drain(std::function<void()> done) {
     finish();
     return;
   }
-  uv_timer_init(ctx.loop, impl_->drain_timer.get());
-  impl_->drain_timer.markInitialized();
-  impl_->drain_timer->data = this;
+  auto& timer = impl_->drain_timer.emplace(ctx.loop);
+  timer->data = this;
   uint64_t timeout = ctx.current ? static_cast<uint64_t>(ctx.current->settings.shutdown_timeout.count()) : 0;
-  uv_timer_start(impl_->drain_timer.get(), [](uv_timer_t* t) {
+  uv_timer_start(timer.get(), [](uv_timer_t* t) {
     auto* self = static_cast<Proxy*>(t->data);
     Context& c = self->impl_->ctx;
     c.log->warn("shutdown_timeout expired with {} requests in flight; cancelling them", c.active.size());

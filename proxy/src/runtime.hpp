@@ -18,7 +18,7 @@
 #include <string_view>
 #include <vector>
 
-#include "tether/common/uv_handle.hpp"
+#include "tether/common/uv_kit.hpp"
 #include "tether/proxy/settings.hpp"
 
 namespace tether::agent::control {
@@ -193,7 +193,7 @@ class UpstreamConn final : public StreamConn {
   std::string reason_;
   HeadBuffer head_;
   llhttp_t parser_{};
-  UvHandle<uv_timer_t> timer_;
+  uv::Handle<uv_timer_t> timer_;
   uv_connect_t connect_req_{};
   std::list<UpstreamConn*>::iterator idle_pos_;
 };
@@ -303,7 +303,7 @@ class ClientConn final : public StreamConn {
   std::shared_ptr<const ServerRef> server_;
   const ServerSettings* settings_;
   llhttp_t parser_{};
-  UvHandle<uv_timer_t> timer_;
+  uv::Handle<uv_timer_t> timer_;
   std::string peer_;       // client address text ("127.0.0.1:5555", "unix")
   std::string peer_ip_;    // for X-Forwarded-For and the access log
 

@@ -146,11 +146,9 @@ void UpstreamGroup::closeIdle() {
 
 UpstreamConn::UpstreamConn(Context& ctx, UpstreamGroup& group, size_t server)
     : StreamConn(ctx, group.settings_.servers[server].kind == config::Address::Kind::Unix),
-      group_(group), server_(server), server_text_(group.settings_.servers[server].text()) {
+      group_(group), server_(server), server_text_(group.settings_.servers[server].text()), timer_(ctx.loop) {
   llhttp_init(&parser_, HTTP_RESPONSE, &responseSettings());
   parser_.data = this;
-  uv_timer_init(ctx.loop, timer_.get());
-  timer_.markInitialized();
   timer_->data = this;
 }
 

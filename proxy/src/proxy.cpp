@@ -112,9 +112,9 @@ Generation::~Generation() {
 // ---- admin ---------------------------------------------------------------------------------
 
 void ClientConn::adminRequest() {
-  std::string_view path(url_);
+  std::string_view path(req_->url_);
   if (auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
-  if (method_ != "GET" && method_ != "HEAD") {
+  if (req_->method_ != "GET" && req_->method_ != "HEAD") {
     respondLocal(405, "Method Not Allowed\n", false);
   } else if (path == "/metrics") {
     respondLocal(200, ctx_.registry.render(), false, metrics::kContentType);

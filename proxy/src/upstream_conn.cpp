@@ -193,7 +193,7 @@ void UpstreamConn::onConnected(int status) {
   armTimer();
 }
 
-void UpstreamConn::attach(ClientConn* client, const LocationSettings& loc, bool head_request,
+void UpstreamConn::attach(Exchange* client, const LocationSettings& loc, bool head_request,
                           std::shared_ptr<Generation> gen) {
   gen_ = std::move(gen);
   client_ = client;
@@ -288,7 +288,7 @@ void UpstreamConn::onTimer() {
 // A failed exchange: 504 for timeouts, 502 otherwise, or a cut response if it had begun.
 void UpstreamConn::fail(int status, bool timeout) {
   (void)status;
-  ClientConn* c = std::exchange(client_, nullptr);
+  Exchange* c = std::exchange(client_, nullptr);
   bool stale = reused_ && !got_bytes_ && !timeout;
   teardown();
   if (c == nullptr) return;
@@ -346,7 +346,7 @@ void UpstreamConn::onRead(ssize_t nread, const char* data) {
 void UpstreamConn::finishResponse(bool clean) {
   bool reusable = clean && llhttp_should_keep_alive(&parser_) != 0 && request_sent_ && pending_ == 0;
   llhttp_resume(&parser_);
-  ClientConn* c = std::exchange(client_, nullptr);
+  Exchange* c = std::exchange(client_, nullptr);
   if (c == nullptr) {
     // on_disconnect none: the request ran to its end; the response is discarded. The
     // generation may be an old one whose last user we are: keep it until we have returned.

@@ -316,4 +316,10 @@ std::string Proxy::requestsJson() const { return impl_->ctx.requests_json(); }
 size_t Proxy::activeRequests() const { return impl_->ctx.active.size(); }
 size_t Proxy::openConnections() const { return impl_->ctx.conns.size(); }
 
+std::vector<std::string> Proxy::listening() const {
+  std::vector<std::string> out;
+  for (const auto& o : impl_->listeners) out.push_back(o->listener->address());
+  return out;
+}
+
 }  // namespace tether::proxy

@@ -1,30 +1,78 @@
 #include "tether/common/request_id.hpp"
 
+#include <sys/mman.h>
 #include <sys/random.h>
 
 #include <cerrno>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 
 namespace tether {
 
-std::string newRequestId() {
-  uint8_t bytes[16];
-  size_t got = 0;
-  while (got < sizeof bytes) {
-    ssize_t n = getrandom(bytes + got, sizeof bytes - got, 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      std::abort();
+namespace {
+
+// Random bytes from getrandom(2), read 4 KiB at a time: one system call per 256 ids instead of
+// one per id (issue 11 measured getrandom at about 7 µs of a proxied request's 32). The bytes are
+// the kernel's CSPRNG output itself, so ids stay unguessable; each is wiped once used, and the
+// page is MADV_WIPEONFORK, so a forked child finds `left == 0` and refills instead of handing
+// out its parent's next ids.
+class RandomPool {
+ public:
+  void take(uint8_t* out, size_t n) {
+    if (page_ == nullptr) {
+      void* p = mmap(nullptr, sizeof(Page), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p == MAP_FAILED) std::abort();
+      // Without MADV_WIPEONFORK (kernels before 4.14) a fork could repeat ids: refuse to run.
+      if (madvise(p, sizeof(Page), MADV_WIPEONFORK) != 0) std::abort();
+      page_ = static_cast<Page*>(p);
     }
-    got += static_cast<size_t>(n);
+    if (page_->left < n) refill();
+    uint8_t* from = page_->bytes + sizeof page_->bytes - page_->left;
+    std::memcpy(out, from, n);
+    explicit_bzero(from, n);
+    page_->left -= n;
   }
+  ~RandomPool() {
+    if (page_ != nullptr) {
+      explicit_bzero(page_, sizeof(Page));
+      munmap(page_, sizeof(Page));
+    }
+  }
+
+ private:
+  struct Page {
+    size_t left;  // unread bytes at the end of `bytes`; 0 in a fresh or forked page
+    uint8_t bytes[4096 - sizeof(size_t)];
+  };
+  void refill() {
+    size_t got = 0;
+    while (got < sizeof page_->bytes) {
+      ssize_t n = getrandom(page_->bytes + got, sizeof page_->bytes - got, 0);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        std::abort();
+      }
+      got += static_cast<size_t>(n);
+    }
+    page_->left = sizeof page_->bytes;
+  }
+  Page* page_ = nullptr;
+};
+
+}  // namespace
+
+std::string newRequestId() {
+  static thread_local RandomPool pool;
+  uint8_t bytes[16];
+  pool.take(bytes, sizeof bytes);
   static constexpr char kHex[] = "0123456789abcdef";
   std::string id(32, '0');
   for (size_t i = 0; i < sizeof bytes; ++i) {
     id[2 * i] = kHex[bytes[i] >> 4];
     id[2 * i + 1] = kHex[bytes[i] & 0x0f];
   }
+  explicit_bzero(bytes, sizeof bytes);
   return id;
 }
 

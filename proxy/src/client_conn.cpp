@@ -128,6 +128,7 @@ std::string_view causeName(Cause cause) {
     case Cause::Timeout: return "timeout";
     case Cause::Keepalive: return "keepalive";
     case Cause::Shutdown: return "shutdown";
+    case Cause::UpstreamTimeout: return "upstream_timeout";
   }
   return "eof";
 }
@@ -149,11 +150,9 @@ void ClientConn::accept(Context& ctx, uv_stream_t* listener, std::shared_ptr<con
 }
 
 ClientConn::ClientConn(Context& ctx, std::shared_ptr<const ServerRef> server, bool unix_socket)
-    : StreamConn(ctx, unix_socket), server_(std::move(server)), settings_(server_->settings) {
+    : StreamConn(ctx, unix_socket), server_(std::move(server)), settings_(server_->settings), timer_(ctx.loop) {
   llhttp_init(&parser_, HTTP_REQUEST, &requestSettings());
   parser_.data = this;
-  uv_timer_init(ctx.loop, timer_.get());
-  timer_.markInitialized();
   timer_->data = this;
   ctx_.conns.push_front(this);
   pos_ = ctx_.conns.begin();
@@ -161,15 +160,22 @@ ClientConn::ClientConn(Context& ctx, std::shared_ptr<const ServerRef> server, bo
 
 ClientConn::~ClientConn() = default;
 
-Phase ClientConn::phase() const {
-  if (!in_request_) return Phase::Idle;
+// ---- the request ---------------------------------------------------------------------------
+
+Request::Request(ClientConn& conn) : conn_(conn), start_ns_(monotonicNs()) {}
+
+Request::~Request() {
+  // Ended with its connection while an upstream was still bound (teardown aborts it first; this
+  // is the last line of defence): that connection is never reused.
+  if (UpstreamConn* up = std::exchange(upstream_, nullptr)) up->abort();
+}
+
+Phase Request::phase() const {
   if (!headers_done_) return Phase::RequestHeaders;
   if (!request_done_) return Phase::RequestBody;
   if (!response_started_) return Phase::AwaitingResponse;
   return Phase::ResponseBody;
 }
-
-const std::string& ClientConn::upstreamText() const { return upstream_text_; }
 
 void ClientConn::track(bool active) {
   if (active == tracked_) return;
@@ -195,8 +201,8 @@ void ClientConn::onRead(ssize_t nread, const char* data) {
   }
   if (nread == UV_EOF) {
     Phase ph = phase();
-    if ((ph == Phase::AwaitingResponse || ph == Phase::ResponseBody) && loc_ != nullptr &&
-        loc_->half_close == HalfClose::Wait && pipelined_.empty()) {
+    if ((ph == Phase::AwaitingResponse || ph == Phase::ResponseBody) && req_->loc_ != nullptr &&
+        req_->loc_->half_close == HalfClose::Wait && pipelined_.empty()) {
       // half_close wait: the client only closed its sending side; finish the response.
       half_closed_ = true;
       readStop();
@@ -224,13 +230,13 @@ void ClientConn::feed(const char* data, size_t len) {
     ~Remember() { self->prev_last_byte_ = last; }
   } remember{this, last};
   while (len > 0 && !closing_ && !closing_gracefully_) {
-    if (in_request_ && request_done_) {
+    if (req_ && req_->request_done_) {
       // Pipelined bytes: kept for after the response (RFC 9112 section 9.3.2), never a disconnect.
       pipelined_.append(data, len);
       if (pipelined_.size() > kMaxPipelined) readStop();
       return;
     }
-    if (!in_request_ && !any_bytes_) {
+    if (!req_ && !any_bytes_) {
       any_bytes_ = true;
       armTimer();  // keepalive_timeout gives way to client_header_timeout
     }
@@ -251,58 +257,44 @@ void ClientConn::feed(const char* data, size_t len) {
 }
 
 void ClientConn::parseError(llhttp_errno_t err) {
-  uint16_t status = user_error_ != 0 ? user_error_ : 400;
+  uint16_t status = req_ && req_->user_error_ != 0 ? req_->user_error_ : 400;
   if (err == HPE_PAUSED_UPGRADE) status = 501;  // no Upgrade/CONNECT through this proxy
-  if (!in_request_) {
-    in_request_ = true;
-    start_ns_ = monotonicNs();
+  if (!req_) startRequest();  // bytes that never began a message
+  if (req_->upstream_ != nullptr) {
+    req_->upstream_->abort();
+    req_->upstream_ = nullptr;
   }
-  if (upstream_ != nullptr) {
-    upstream_->abort();
-    upstream_ = nullptr;
-  }
-  if (response_started_) {
+  if (req_->response_started_) {
     teardown();
     return;
   }
-  ctx_.log->debug("rid={} client={} bad request: {} ({})", request_id_.empty() ? "-" : request_id_,
+  ctx_.log->debug("rid={} client={} bad request: {} ({})", req_->request_id_.empty() ? "-" : req_->request_id_,
                   peer_, llhttp_errno_name(err), parser_.reason != nullptr ? parser_.reason : "");
   respondLocal(status, std::string(reasonPhrase(status)) + "\n", true);
 }
 
-void ClientConn::startHeaders() {
-  in_request_ = true;
-  headers_done_ = request_done_ = response_started_ = local_ = false;
-  request_chunked_ = response_chunked_ = response_close_ = false;
-  user_error_ = status_ = 0;
-  body_bytes_ = sent_body_bytes_ = 0;
-  start_ns_ = monotonicNs();
-  upstream_start_ns_ = upstream_head_ns_ = upstream_end_ns_ = 0;
-  method_.clear();
-  url_.clear();
-  head_.clear();
-  request_id_.clear();
-  loc_ = nullptr;
-  group_ = nullptr;
-  upstream_text_.clear();
-  disconnected_ = false;
-  response_complete_logged_ = false;
+Request& ClientConn::startRequest() {
+  req_ = std::make_unique<Request>(*this);
   if (!server_->admin) track(true);  // /requests lists proxied requests only
   armTimer();
+  return *req_;
 }
 
 int ClientConn::cbMessageBegin(llhttp_t* p) {
-  self(p)->startHeaders();
+  self(p)->startRequest();
   return 0;
 }
 
+// The callbacks after message begin find their request, unless a local answer ended it in the
+// middle of the message (the connection then closes gracefully): -1 stops the parse.
 int ClientConn::cbUrl(llhttp_t* p, const char* at, size_t len) {
-  ClientConn* c = self(p);
-  if (c->url_.size() + len > kMaxHeadBytes / 2) {
-    c->user_error_ = 414;
+  Request* r = self(p)->req_.get();
+  if (r == nullptr) return -1;
+  if (r->url_.size() + len > kMaxHeadBytes / 2) {
+    r->user_error_ = 414;
     return -1;
   }
-  c->url_.append(at, len);
+  r->url_.append(at, len);
   return 0;
 }
 
@@ -318,11 +310,11 @@ static bool isToken(const char* at, size_t len) {
 }
 
 int ClientConn::cbHeaderField(llhttp_t* p, const char* at, size_t len) {
-  ClientConn* c = self(p);
-  if (!isToken(at, len)) return -1;
-  c->head_.field(at, len);
-  if (c->head_.bytes() + c->url_.size() > kMaxHeadBytes || c->head_.count() > kMaxHeaders) {
-    c->user_error_ = 431;
+  Request* r = self(p)->req_.get();
+  if (r == nullptr || !isToken(at, len)) return -1;
+  r->head_.field(at, len);
+  if (r->head_.bytes() + r->url_.size() > kMaxHeadBytes || r->head_.count() > kMaxHeaders) {
+    r->user_error_ = 431;
     return -1;
   }
   return 0;
@@ -330,79 +322,106 @@ int ClientConn::cbHeaderField(llhttp_t* p, const char* at, size_t len) {
 
 int ClientConn::cbHeaderValue(llhttp_t* p, const char* at, size_t len) {
   ClientConn* c = self(p);
+  Request* r = c->req_.get();
+  if (r == nullptr) return -1;
   // obs-fold (RFC 9112 section 5.2) is refused with 400: llhttp 8.1 accepts it and hands the
   // continuation line over as a span that starts right after a line feed.
   char before = at > c->exec_begin_ ? at[-1] : c->prev_last_byte_;
-  if (before == '\n' || !c->head_.value(at, len)) return -1;
-  if (c->head_.bytes() + c->url_.size() > kMaxHeadBytes) {
-    c->user_error_ = 431;
+  if (before == '\n' || !r->head_.value(at, len)) return -1;
+  if (r->head_.bytes() + r->url_.size() > kMaxHeadBytes) {
+    r->user_error_ = 431;
     return -1;
   }
   return 0;
 }
 
 int ClientConn::cbHeaderValueComplete(llhttp_t* p) {
-  self(p)->head_.valueComplete();
+  Request* r = self(p)->req_.get();
+  if (r == nullptr) return -1;
+  r->head_.valueComplete();
   return 0;
 }
 
-int ClientConn::cbHeadersComplete(llhttp_t* p) { return self(p)->headersComplete(); }
-int ClientConn::cbBody(llhttp_t* p, const char* at, size_t len) { return self(p)->body(at, len); }
-int ClientConn::cbMessageComplete(llhttp_t* p) { return self(p)->messageComplete(); }
+int ClientConn::cbHeadersComplete(llhttp_t* p) {
+  ClientConn* c = self(p);
+  if (c->req_ == nullptr) return -1;
+  int r = c->headersComplete();
+  return c->req_ == nullptr && r == 0 ? -1 : r;
+}
 
+int ClientConn::cbBody(llhttp_t* p, const char* at, size_t len) {
+  ClientConn* c = self(p);
+  return c->req_ == nullptr ? -1 : c->body(at, len);
+}
+
+int ClientConn::cbMessageComplete(llhttp_t* p) {
+  ClientConn* c = self(p);
+  return c->req_ == nullptr ? -1 : c->messageComplete();
+}
+
+// The head is complete: validate it (a status ends the parse with that answer), route it to a
+// location (none or the admin listener: answered locally once the request is complete), forward
+// it upstream.
 int ClientConn::headersComplete() {
-  headers_done_ = true;
-  method_ = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
-  http_minor_ = parser_.http_major == 1 ? parser_.http_minor : 0;
-  keep_alive_ = llhttp_should_keep_alive(&parser_) != 0 && !ctx_.draining;
-  request_chunked_ = (parser_.flags & F_CHUNKED) != 0;
+  Request& r = *req_;
+  r.headers_done_ = true;
+  r.method_ = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
+  r.http_minor_ = parser_.http_major == 1 ? parser_.http_minor : 0;
+  r.keep_alive_ = llhttp_should_keep_alive(&parser_) != 0 && !ctx_.draining;
+  r.request_chunked_ = (parser_.flags & F_CHUNKED) != 0;
+  r.head_request_ = parser_.method == HTTP_HEAD;
 
   // The request id (DESIGN.md "Request identity"): a client's own is kept only behind a
   // trusted balancer, and only if it has our form, since the id is the handle on the job.
   std::string_view given;
-  if (settings_->trust_request_id && head_.find(settings_->request_id_header, given) &&
+  if (settings_->trust_request_id && r.head_.find(settings_->request_id_header, given) &&
       given.size() <= 128 && !given.empty()) {
-    request_id_ = std::string(given);
+    r.request_id_ = std::string(given);
   } else {
-    request_id_ = newRequestId();
+    r.request_id_ = newRequestId();
   }
-
-  // Ambiguities that make request smuggling possible are refused (RFC 9112 section 6.3).
-  size_t hosts = head_.countOf("host");
-  if (hosts > 1 || (hosts == 0 && parser_.http_major == 1 && parser_.http_minor == 1)) {
-    user_error_ = 400;
-    return -1;
-  }
-  if (parser_.method == HTTP_CONNECT) {
-    user_error_ = 405;
-    return -1;
-  }
-  if ((parser_.flags & F_CONTENT_LENGTH) != 0 && parser_.content_length > settings_->client_max_body_size) {
-    user_error_ = 413;
+  if (uint16_t status = validate(); status != 0) {
+    r.user_error_ = status;
     return -1;
   }
   armTimer();
+  route();
+  if (r.local_) return 0;
+  return forward();
+}
 
-  if (server_->admin) {
-    local_ = true;
-    return 0;
+uint16_t ClientConn::validate() {
+  Request& r = *req_;
+  // Ambiguities that make request smuggling possible are refused (RFC 9112 section 6.3).
+  size_t hosts = r.head_.countOf("host");
+  if (hosts > 1 || (hosts == 0 && parser_.http_major == 1 && parser_.http_minor == 1)) return 400;
+  if (parser_.method == HTTP_CONNECT) return 405;
+  if ((parser_.flags & F_CONTENT_LENGTH) != 0 && parser_.content_length > settings_->client_max_body_size) {
+    return 413;
   }
-  std::string_view path(url_);
-  if (auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
-  loc_ = findLocation(*settings_, path);
-  if (loc_ == nullptr) {
-    local_ = true;  // answered with 404 once the request is complete
-    return 0;
-  }
-
   std::string_view expect;
-  if (head_.find("expect", expect)) {
-    if (!iequals(expect, "100-continue")) {
-      user_error_ = 417;
-      return -1;
-    }
-    // We answer 100 ourselves, as nginx does: the body limit was checked above, and the
-    // upstream then sees a plain request (Expect is not forwarded).
+  if (!server_->admin && r.head_.find("expect", expect) && !iequals(expect, "100-continue")) return 417;
+  return 0;
+}
+
+void ClientConn::route() {
+  Request& r = *req_;
+  if (server_->admin) {
+    r.local_ = true;
+    return;
+  }
+  std::string_view path(r.url_);
+  if (auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
+  r.loc_ = findLocation(*settings_, path);
+  if (r.loc_ == nullptr) r.local_ = true;  // answered with 404 once the request is complete
+}
+
+int ClientConn::forward() {
+  Request& r = *req_;
+  std::string_view expect;
+  if (r.head_.find("expect", expect)) {
+    // We answer 100 ourselves, as nginx does: the body limit was checked, and the upstream
+    // then sees a plain request (Expect is not forwarded).
     if (parser_.http_minor >= 1 && ((parser_.flags & F_CHUNKED) != 0 || parser_.content_length > 0)) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
       if (write(kContinue) != 0) {
@@ -412,111 +431,110 @@ int ClientConn::headersComplete() {
     }
   }
 
-  group_ = server_->gen->groups[loc_->upstream_index].get();
-  upstream_ = group_->acquire(*loc_);
-  if (upstream_ == nullptr) {
-    local_ = true;
-    status_ = 502;
+  r.group_ = server_->gen->groups[r.loc_->upstream_index].get();
+  r.upstream_ = r.group_->acquire(*r.loc_);
+  if (r.upstream_ == nullptr) {
+    r.local_ = true;
+    r.status_ = 502;
     return 0;
   }
-  upstream_text_ = upstream_->serverText();
-  upstream_start_ns_ = monotonicNs();
-  upstream_->attach(this, *loc_, parser_.method == HTTP_HEAD, server_->gen);
+  r.upstream_text_ = r.upstream_->serverText();
+  r.upstream_start_ns_ = monotonicNs();
+  r.upstream_->attach(&r, *r.loc_, r.head_request_, server_->gen);
 
   // The request head for the upstream: HTTP/1.1, hop-by-hop headers removed (RFC 9110
   // section 7.6.1), the request id, X-Forwarded-For and -Proto added, Host passed through.
   std::string_view connection;
-  head_.find("connection", connection);
+  r.head_.find("connection", connection);
   std::string_view xff;
-  bool has_xff = head_.find("x-forwarded-for", xff);
-  out_.clear();
-  out_.append(method_).append(" ").append(url_).append(" HTTP/1.1\r\n");
-  for (size_t i = 0; i < head_.count(); ++i) {
-    std::string_view name = head_.name(i);
+  bool has_xff = r.head_.find("x-forwarded-for", xff);
+  std::string& out = r.upstream_head_;  // kept for one retry on a fresh connection
+  out.clear();
+  out.append(r.method_).append(" ").append(r.url_).append(" HTTP/1.1\r\n");
+  for (size_t i = 0; i < r.head_.count(); ++i) {
+    std::string_view name = r.head_.name(i);
     if (isHopByHop(name, connection) || iequals(name, "expect") || iequals(name, "x-forwarded-for") ||
         iequals(name, "x-forwarded-proto") || iequals(name, settings_->request_id_header)) {
       continue;
     }
-    out_.append(name).append(": ").append(head_.value(i)).append("\r\n");
+    out.append(name).append(": ").append(r.head_.value(i)).append("\r\n");
   }
-  if (hosts == 0) out_.append("Host: ").append(group_->settings().name).append("\r\n");
-  out_.append(settings_->request_id_header).append(": ").append(request_id_).append("\r\n");
-  out_.append("X-Forwarded-For: ");
-  if (has_xff) out_.append(xff).append(", ");
-  out_.append(peer_ip_).append("\r\nX-Forwarded-Proto: http\r\n");
-  if (request_chunked_) out_.append("Transfer-Encoding: chunked\r\n");
-  out_.append("\r\n");
-  upstream_head_.assign(out_);  // capacity is reused: no allocation once warmed up
-  retried_ = false;
-  uv_buf_t buf = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
-  sendOrFail(&buf, 1);
+  if (r.head_.countOf("host") == 0) out.append("Host: ").append(r.group_->settings().name).append("\r\n");
+  out.append(settings_->request_id_header).append(": ").append(r.request_id_).append("\r\n");
+  out.append("X-Forwarded-For: ");
+  if (has_xff) out.append(xff).append(", ");
+  out.append(peer_ip_).append("\r\nX-Forwarded-Proto: http\r\n");
+  if (r.request_chunked_) out.append("Transfer-Encoding: chunked\r\n");
+  out.append("\r\n");
+  uv_buf_t buf = uv_buf_init(out.data(), static_cast<unsigned>(out.size()));
+  r.sendOrFail(&buf, 1);
   return 0;
 }
 
-bool ClientConn::retryOnFreshUpstream() {
+bool Request::retryOnFreshUpstream() {
   // Only a request whose bytes we still have (its head; no body) and only once, as nginx's
   // proxy_next_upstream does for a connection that failed before any response byte.
   if (retried_ || response_started_ || !request_done_ || body_bytes_ > 0 || request_chunked_ ||
-      group_ == nullptr || loc_ == nullptr || closing_) {
+      group_ == nullptr || loc_ == nullptr || conn_.closing_) {
     return false;
   }
   retried_ = true;
   upstream_ = group_->connectFresh(*loc_);
   if (upstream_ == nullptr) return false;
   upstream_text_ = upstream_->serverText();
-  upstream_->attach(this, *loc_, parser_.method == HTTP_HEAD, server_->gen);
+  upstream_->attach(this, *loc_, head_request_, conn_.server_->gen);
   uv_buf_t buf = uv_buf_init(upstream_head_.data(), static_cast<unsigned>(upstream_head_.size()));
   sendOrFail(&buf, 1);
   if (upstream_ != nullptr) upstream_->requestSent();
-  return upstream_ != nullptr || closing_;
+  return upstream_ != nullptr || conn_.closing_;
 }
 
 // Writes to the upstream; a synchronous failure ends the exchange as a 502.
-void ClientConn::sendOrFail(const uv_buf_t* bufs, unsigned count) {
+void Request::sendOrFail(const uv_buf_t* bufs, unsigned count) {
   if (upstream_ == nullptr) return;
   if (upstream_->send(bufs, count) != 0) {
     onUpstreamFailed(502);
     return;
   }
-  if (upstream_ != nullptr && upstream_->pending() > kHighWater) readStop();  // backpressure
+  if (upstream_ != nullptr && upstream_->pending() > kHighWater) conn_.readStop();  // backpressure
 }
 
 int ClientConn::body(const char* at, size_t len) {
-  body_bytes_ += len;
-  if (body_bytes_ > settings_->client_max_body_size) {
-    user_error_ = 413;
+  req_->body_bytes_ += len;
+  if (req_->body_bytes_ > settings_->client_max_body_size) {
+    req_->user_error_ = 413;
     return -1;
   }
   armTimer();  // client_body_timeout counts from the last read
-  if (upstream_ == nullptr) return 0;  // local answer or upstream gone: the body is discarded
-  if (request_chunked_) {
+  if (req_->upstream_ == nullptr) return 0;  // local answer or upstream gone: the body is discarded
+  if (req_->request_chunked_) {
     // Each piece llhttp hands over becomes one chunk: chunk boundaries carry no meaning.
     ChunkFrame chunk(at, len);
-    sendOrFail(chunk.bufs, 3);
+    req_->sendOrFail(chunk.bufs, 3);
   } else {
     uv_buf_t buf = uv_buf_init(const_cast<char*>(at), static_cast<unsigned>(len));
-    sendOrFail(&buf, 1);
+    req_->sendOrFail(&buf, 1);
   }
-  return closing_ ? -1 : 0;
+  return closing_ || req_ == nullptr ? -1 : 0;
 }
 
 int ClientConn::messageComplete() {
-  request_done_ = true;
-  if (local_) {
+  req_->request_done_ = true;
+  if (req_->local_) {
     if (server_->admin) {
       adminRequest();
-    } else if (status_ == 502) {
+    } else if (req_->status_ == 502) {
       respondLocal(502, "Bad Gateway\n", false);
     } else {
       respondLocal(404, "Not Found\n", false);
     }
-  } else if (upstream_ != nullptr) {
-    if (request_chunked_) {
+  } else if (req_->upstream_ != nullptr) {
+    if (req_->request_chunked_) {
       static char kLast[] = "0\r\n\r\n";
       uv_buf_t buf = uv_buf_init(kLast, 5);
-      sendOrFail(&buf, 1);
+      req_->sendOrFail(&buf, 1);
     }
-    if (upstream_ != nullptr) upstream_->requestSent();
+    if (req_ && req_->upstream_ != nullptr) req_->upstream_->requestSent();
   }
   if (closing_) return -1;
   armTimer();
@@ -526,14 +544,14 @@ int ClientConn::messageComplete() {
 
 // ---- the response --------------------------------------------------------------------------
 
-void ClientConn::onResponseHead(UpstreamConn& up) {
+void Request::onResponseHead(UpstreamConn& up) {
   upstream_head_ns_ = monotonicNs();
   response_started_ = true;
   status_ = up.status();
   const HeadBuffer& h = up.head();
   std::string_view connection;
   h.find("connection", connection);
-  bool close_after = !keep_alive_ || half_closed_ || ctx_.draining;
+  bool close_after = !keep_alive_ || conn_.half_closed_ || conn_.ctx_.draining;
   response_chunked_ = false;
   response_close_ = false;
   head_pending_ = false;
@@ -553,10 +571,10 @@ void ClientConn::onResponseHead(UpstreamConn& up) {
   out_.append(" ").append(up.reason()).append("\r\n");
   for (size_t i = 0; i < h.count(); ++i) {
     std::string_view name = h.name(i);
-    if (isHopByHop(name, connection) || iequals(name, settings_->request_id_header)) continue;
+    if (isHopByHop(name, connection) || iequals(name, conn_.settings_->request_id_header)) continue;
     out_.append(name).append(": ").append(h.value(i)).append("\r\n");
   }
-  out_.append(settings_->request_id_header).append(": ").append(request_id_).append("\r\n");
+  out_.append(conn_.settings_->request_id_header).append(": ").append(request_id_).append("\r\n");
   if (response_chunked_) out_.append("Transfer-Encoding: chunked\r\n");
   if (!keep_alive_) {
     out_.append("Connection: close\r\n");
@@ -569,17 +587,17 @@ void ClientConn::onResponseHead(UpstreamConn& up) {
   head_pending_ = true;
 }
 
-void ClientConn::flushHead() {
-  if (!head_pending_ || closing_) return;
+void Request::flushHead() {
+  if (!head_pending_ || conn_.closing_) return;
   head_pending_ = false;
-  if (write(out_) != 0) {
-    disconnect(Cause::WriteError);
+  if (conn_.write(out_) != 0) {
+    conn_.disconnect(Cause::WriteError);
     return;
   }
-  armTimer();
+  conn_.armTimer();
 }
 
-void ClientConn::onResponseBody(const char* at, size_t len) {
+void Request::onResponseBody(const char* at, size_t len) {
   sent_body_bytes_ += len;
   uv_buf_t bufs[4];
   unsigned n = 0;
@@ -593,19 +611,19 @@ void ClientConn::onResponseBody(const char* at, size_t len) {
   } else {
     bufs[n++] = chunk.bufs[1];
   }
-  int r = write(bufs, n);
-  if (r == 0) armTimer();
+  int r = conn_.write(bufs, n);
+  if (r == 0) conn_.armTimer();
   if (r != 0) {
-    disconnect(Cause::WriteError);
+    conn_.disconnect(Cause::WriteError);
     return;
   }
-  if (pending_ > kHighWater && upstream_ != nullptr) {
+  if (conn_.pending_ > kHighWater && upstream_ != nullptr) {
     upstream_->pauseReading();  // backpressure: the client is slower than the upstream
-    armTimer();
+    conn_.armTimer();
   }
 }
 
-void ClientConn::onResponseComplete(bool reusable) {
+void Request::onResponseComplete(bool reusable) {
   upstream_end_ns_ = monotonicNs();
   UpstreamConn* up = std::exchange(upstream_, nullptr);
   if (up != nullptr && group_ != nullptr) {
@@ -618,17 +636,17 @@ void ClientConn::onResponseComplete(bool reusable) {
   if (response_chunked_) {
     if (head_pending_) {
       out_.append("0\r\n\r\n");
-    } else if (write("0\r\n\r\n") != 0) {
-      disconnect(Cause::WriteError);
+    } else if (conn_.write("0\r\n\r\n") != 0) {
+      conn_.disconnect(Cause::WriteError);
       return;
     }
   }
   flushHead();
-  if (closing_) return;
-  finishExchange();
+  if (conn_.closing_) return;
+  conn_.finishExchange();
 }
 
-void ClientConn::onUpstreamFailed(int status_code) {
+void Request::onUpstreamFailed(int status_code) {
   UpstreamConn* up = std::exchange(upstream_, nullptr);
   if (up != nullptr) up->abort();
   if (response_started_) {
@@ -636,54 +654,75 @@ void ClientConn::onUpstreamFailed(int status_code) {
     status_ = status_ == 0 ? 502 : status_;
     keep_alive_ = false;
     accessLog();
-    teardown();
+    conn_.teardown();
     return;
   }
   upstream_end_ns_ = monotonicNs();
-  respondLocal(static_cast<uint16_t>(status_code), std::string(reasonPhrase(static_cast<uint16_t>(status_code))) + "\n",
+  conn_.respondLocal(static_cast<uint16_t>(status_code), std::string(reasonPhrase(static_cast<uint16_t>(status_code))) + "\n",
                !request_done_);
 }
 
-void ClientConn::onUpstreamDrained() {
-  if (!reading_ && !closing_ && !half_closed_ && pipelined_.size() <= kMaxPipelined) readStart();
+void Request::onUpstreamDeadline() {
+  if (conn_.closing_) return;
+  Phase ph = phase();
+  upstream_timed_out_ = true;
+  disconnect_phase_ = ph;
+  disconnect_cause_ = Cause::UpstreamTimeout;
+  sendCancel(ph, monotonicNs(), "upstream_timeout");
 }
 
-void ClientConn::onUpstreamPaused(bool) {}
+void Request::sendCancel(Phase phase, uint64_t event_ns, std::string_view reason) {
+  if (cancel_sent_ || group_ == nullptr || loc_ == nullptr) return;
+  if (loc_->on_disconnect != OnDisconnect::Interrupt && loc_->on_disconnect != OnDisconnect::Kill) return;
+  // One frame per request: a client that leaves during an upstream timeout's grace, or a
+  // shutdown after it, would only repeat the cancel under another reason.
+  cancel_sent_ = true;
+  group_->sendCancel(request_id_, loc_->on_disconnect, loc_->kill_after, phase, event_ns, reason);
+}
+
+void Request::onUpstreamDrained() {
+  if (!conn_.reading_ && !conn_.closing_ && !conn_.half_closed_ && conn_.pipelined_.size() <= kMaxPipelined) conn_.readStart();
+}
+
 
 void ClientConn::respondLocal(uint16_t status, std::string_view body, bool close,
                               std::string_view content_type) {
-  local_ = true;
-  status_ = status;
-  if (close || !request_done_ || ctx_.draining || half_closed_) keep_alive_ = false;
-  response_started_ = true;
-  out_.clear();
-  out_.append("HTTP/1.1 ");
-  appendNumber(out_, status);
-  out_.append(" ").append(reasonPhrase(status)).append("\r\nServer: tether-proxy\r\nContent-Type: ");
-  out_.append(content_type).append("\r\nContent-Length: ");
-  appendNumber(out_, body.size());
-  out_.append("\r\n");
-  if (!request_id_.empty()) out_.append(settings_->request_id_header).append(": ").append(request_id_).append("\r\n");
-  out_.append(keep_alive_ ? "" : "Connection: close\r\n").append("\r\n");
-  if (method_ != "HEAD") out_.append(body);
-  sent_body_bytes_ = body.size();
-  if (write(out_) != 0) {
+  req_->local_ = true;
+  req_->status_ = status;
+  if (close || !req_->request_done_ || ctx_.draining || half_closed_) req_->keep_alive_ = false;
+  req_->response_started_ = true;
+  req_->out_.clear();
+  req_->out_.append("HTTP/1.1 ");
+  appendNumber(req_->out_, status);
+  req_->out_.append(" ").append(reasonPhrase(status)).append("\r\nServer: tether-proxy\r\nContent-Type: ");
+  req_->out_.append(content_type).append("\r\nContent-Length: ");
+  appendNumber(req_->out_, body.size());
+  req_->out_.append("\r\n");
+  if (!req_->request_id_.empty()) req_->out_.append(settings_->request_id_header).append(": ").append(req_->request_id_).append("\r\n");
+  req_->out_.append(req_->keep_alive_ ? "" : "Connection: close\r\n").append("\r\n");
+  if (req_->method_ != "HEAD") req_->out_.append(body);
+  req_->sent_body_bytes_ = body.size();
+  if (write(req_->out_) != 0) {
     teardown();
     return;
   }
   finishExchange();
 }
 
+// The response is complete (onResponseComplete, respondLocal): the request's line is logged and
+// its object freed. The caller is a method of that request or runs on its behalf: it returns at
+// once without touching it.
 void ClientConn::finishExchange() {
   if (closing_) return;
-  accessLog();
-  response_complete_logged_ = true;
+  std::unique_ptr<Request> done = std::move(req_);
+  done->accessLog();
   ++requests_served_;
-  in_request_ = false;
   any_bytes_ = false;
   track(false);
-  upstream_ = nullptr;
-  if (!keep_alive_ || !request_done_ || half_closed_) {
+  done->upstream_ = nullptr;  // released or aborted by the caller
+  bool keep = done->keep_alive_ && done->request_done_ && !half_closed_;
+  done.reset();
+  if (!keep) {
     closeGracefully();
     return;
   }
@@ -709,14 +748,14 @@ void ClientConn::armTimer() {
   Millis t{0};
   if (closing_gracefully_) {
     t = Millis(1000);  // lingering close, as nginx's lingering_time but short
-  } else if (!in_request_) {
+  } else if (!req_) {
     // A fresh connection must send its first request within client_header_timeout; between
     // requests keepalive_timeout applies until the next request's first byte.
     t = (any_bytes_ || requests_served_ == 0) ? settings_->client_header_timeout
                                               : settings_->keepalive_timeout;
-  } else if (!headers_done_) {
+  } else if (!req_->headers_done_) {
     t = settings_->client_header_timeout;
-  } else if (!request_done_) {
+  } else if (!req_->request_done_) {
     t = settings_->client_body_timeout;
   } else if (pending_ > 0) {
     t = settings_->send_timeout;
@@ -737,8 +776,7 @@ void ClientConn::onTimer() {
   switch (phase()) {
     case Phase::Idle:
       if (any_bytes_) {  // a request began but did not reach its first header callback
-        in_request_ = true;
-        start_ns_ = monotonicNs();
+        startRequest();
         ctx_.disconnects->with({"request_headers", "timeout"}).inc();
         respondLocal(408, "Request Time-out\n", true);
         return;
@@ -779,13 +817,13 @@ void ClientConn::onDrained() {
     }
     return;
   }
-  if (upstream_ != nullptr) upstream_->resumeReading();
+  if (req_ && req_->upstream_ != nullptr) req_->upstream_->resumeReading();
   armTimer();
 }
 
 void ClientConn::onWriteFailed(int status) {
   (void)status;
-  if (closing_gracefully_ || !in_request_) {
+  if (closing_gracefully_ || !req_) {
     teardown();
     return;
   }
@@ -797,72 +835,68 @@ void ClientConn::onWriteFailed(int status) {
 // Every way a client can leave ends here (EOF, reset, write error, client timeouts, keepalive
 // failure; see onRead, onTimer, onWriteFailed and the write calls). Idempotent.
 void ClientConn::disconnect(Cause cause) {
-  if (closing_ || disconnected_) return;
-  Phase ph = phase();
-  if (ph == Phase::Idle) {
+  if (closing_) return;
+  if (!req_) {
     teardown();
     return;
   }
-  disconnected_ = true;
+  if (req_->disconnected_) return;
+  Phase ph = phase();
+  req_->disconnected_ = true;
   uint64_t event_ns = monotonicNs();
   ctx_.disconnects->with({std::string(phaseName(ph)), std::string(causeName(cause))}).inc();
-  if (ph == Phase::RequestHeaders || local_) {
+  if (ph == Phase::RequestHeaders || req_->local_) {
     // No upstream saw this request: nothing to cancel (the access log line is still written).
     if (ph != Phase::RequestHeaders) {
-      status_ = 499;
-      disconnect_phase_ = ph;
-      disconnect_cause_ = cause;
-      accessLog();
+      req_->status_ = 499;
+      req_->disconnect_phase_ = ph;
+      req_->disconnect_cause_ = cause;
+      req_->accessLog();
     }
     teardown();
     return;
   }
-  disconnect_phase_ = ph;
-  disconnect_cause_ = cause;
-  status_ = 499;
-  OnDisconnect action = loc_ != nullptr ? loc_->on_disconnect : OnDisconnect::Close;
-  if (UpstreamConn* up = std::exchange(upstream_, nullptr)) {
+  req_->disconnect_phase_ = ph;
+  req_->disconnect_cause_ = cause;
+  req_->status_ = 499;
+  OnDisconnect action = req_->loc_ != nullptr ? req_->loc_->on_disconnect : OnDisconnect::Close;
+  if (UpstreamConn* up = std::exchange(req_->upstream_, nullptr)) {
     // on_disconnect none lets a fully sent request run to its end (its response is discarded);
     // every other case closes the upstream connection, never to be reused.
-    up->detach(action == OnDisconnect::None && request_done_);
+    up->detach(action == OnDisconnect::None && req_->request_done_);
   }
-  if ((action == OnDisconnect::Interrupt || action == OnDisconnect::Kill) && group_ != nullptr) {
-    group_->sendCancel(request_id_, action, loc_->kill_after, ph, event_ns);
-  }
-  ctx_.log->info("rid={} client={} disconnected in {} ({}), on_disconnect {}", request_id_, peer_,
+  req_->sendCancel(ph, event_ns, "client_disconnect");
+  ctx_.log->info("rid={} client={} disconnected in {} ({}), on_disconnect {}", req_->request_id_, peer_,
                  phaseName(ph), causeName(cause),
                  action == OnDisconnect::None ? "none"
                  : action == OnDisconnect::Close ? "close"
                  : action == OnDisconnect::Interrupt ? "interrupt" : "kill");
-  accessLog();
+  req_->accessLog();
   teardown();
 }
 
 void ClientConn::drain() {
   if (closing_) return;
-  if (!in_request_ && requests_served_ > 0) {
+  if (!req_ && requests_served_ > 0) {
     teardown();  // an idle keep-alive connection
     return;
   }
   // A fresh connection may carry a request already on its way (accepted just before we stopped
   // accepting, e.g. from a socket systemd hands to our successor): it gets its answer, with
-  // Connection: close, within client_header_timeout.
-  keep_alive_ = false;  // the response in flight gets Connection: close
+  // Connection: close (headersComplete reads ctx_.draining), within client_header_timeout.
+  if (req_) req_->keep_alive_ = false;  // the response in flight gets Connection: close
 }
 
 void ClientConn::forceClose() {
   if (closing_) return;
-  if (upstream_ != nullptr && group_ != nullptr && loc_ != nullptr &&
-      (loc_->on_disconnect == OnDisconnect::Interrupt || loc_->on_disconnect == OnDisconnect::Kill)) {
-    group_->sendCancel(request_id_, loc_->on_disconnect, loc_->kill_after, phase(), monotonicNs(), "shutdown");
-  }
-  if (UpstreamConn* up = std::exchange(upstream_, nullptr)) up->abort();
-  if (in_request_ && !response_complete_logged_) {
+  if (req_) {
+    if (req_->upstream_ != nullptr) req_->sendCancel(phase(), monotonicNs(), "shutdown");
+    if (UpstreamConn* up = std::exchange(req_->upstream_, nullptr)) up->abort();
     // Logged as the request's abort, like a disconnect: 499, its phase, cause `shutdown`.
-    disconnect_phase_ = phase();
-    disconnect_cause_ = Cause::Shutdown;
-    status_ = 499;
-    accessLog();
+    req_->disconnect_phase_ = phase();
+    req_->disconnect_cause_ = Cause::Shutdown;
+    req_->status_ = 499;
+    req_->accessLog();
   }
   teardown();
 }
@@ -881,7 +915,10 @@ void ClientConn::closeGracefully() {
 // caller's stack (the memory goes in the stream's close callback).
 void ClientConn::teardown() {
   if (closing_) return;
-  if (UpstreamConn* up = std::exchange(upstream_, nullptr)) up->abort();
+  // The request, if any, is freed with the connection (a method of it may be on the stack).
+  if (req_) {
+    if (UpstreamConn* up = std::exchange(req_->upstream_, nullptr)) up->abort();
+  }
   track(false);
   timer_.close();
   ctx_.conns.erase(pos_);
@@ -891,9 +928,9 @@ void ClientConn::teardown() {
 
 // ---- access log ----------------------------------------------------------------------------
 
-void ClientConn::accessLog() {
-  if (!server_->admin) ctx_.countRequest(status_);  // admin views are not proxied requests
-  int fd = server_->access_log_fd;
+void Request::accessLog() {
+  if (!conn_.server_->admin) conn_.ctx_.countRequest(status_);  // admin views are not proxied requests
+  int fd = conn_.server_->access_log_fd;
   if (fd < 0) return;
   // nginx's combined format, then the request id, request time, upstream time and, for a
   // disconnect, its phase and cause.
@@ -911,7 +948,7 @@ void ClientConn::accessLog() {
   head_.find("user-agent", agent);
   std::string line;
   line.reserve(256);
-  line.append(peer_ip_).append(" - - [").append(time_buf).append("] \"");
+  line.append(conn_.peer_ip_).append(" - - [").append(time_buf).append("] \"");
   if (method_.empty()) {
     line.append("-");
   } else {
@@ -934,7 +971,7 @@ void ClientConn::accessLog() {
     line.append(" urt=-");
   }
   if (!upstream_text_.empty()) line.append(" upstream=").append(upstream_text_);
-  if (status_ == 499) {
+  if (status_ == 499 || upstream_timed_out_) {
     line.append(" phase=").append(phaseName(disconnect_phase_)).append(" cause=").append(causeName(disconnect_cause_));
   }
   line.append("\n");

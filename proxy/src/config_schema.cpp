@@ -92,9 +92,10 @@ config::Schema makeSchema() {
   d.push_back({"proxy_connect_timeout", ctx({"location"}), 1, 1, false, false, durationValue(),
                "60s", "upstream connect timeout (504)", "TIME"});
   d.push_back({"proxy_read_timeout", ctx({"location"}), 1, 1, false, false, durationValue(),
-               "60s", "longest pause between two upstream reads (504)", "TIME"});
+               "60s", "longest pause between two upstream reads (504; first a cancel with reason "
+               "upstream_timeout and kill_after to answer where on_disconnect interrupts or kills)", "TIME"});
   d.push_back({"proxy_send_timeout", ctx({"location"}), 1, 1, false, false, durationValue(),
-               "60s", "longest pause of a write to the upstream (504)", "TIME"});
+               "60s", "longest pause of a write to the upstream (as proxy_read_timeout)", "TIME"});
   // The checks across directives (proxy_pass naming a known upstream, ...) run at every load, so
   // -t, -T, start-up and SIGHUP report them alike.
   s.validate = [](const config::Config& config) {
@@ -126,6 +127,9 @@ server {
         proxy_pass http://solverd;
         on_disconnect interrupt;
         kill_after 5s;
+        # A plain JSON solve says nothing until its result: above solverd's default_time_limit
+        # 1h plus time_limit_grace and its queue, so a client who waits keeps its solve.
+        proxy_read_timeout 2h;
     }
     location / {
         proxy_pass http://solverd;

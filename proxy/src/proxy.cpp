@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <stdexcept>
 
 #include "context.hpp"
@@ -38,8 +39,8 @@ Context::Context(uv_loop_t* l) : loop(l), log(tether::log::get("proxy")) {
   requests = &registry.counter("tether_proxy_requests_total", "Requests answered, by status code.", {"code"});
   disconnects = &registry.counter("tether_proxy_disconnects_total",
                                   "Clients that left before their response was complete.", {"phase", "cause"});
-  cancels = &registry.counter("tether_proxy_cancels_total", "Cancel frames, by action and outcome.",
-                              {"action", "result"});
+  cancels = &registry.counter("tether_proxy_cancels_total", "Cancel frames, by action, reason and outcome.",
+                              {"action", "reason", "result"});
   disconnect_to_cancel = &registry
                               .histogram("tether_proxy_disconnect_to_cancel_seconds",
                                          "From a client's disconnect to its cancel frame written to the control socket.")
@@ -111,9 +112,9 @@ Generation::~Generation() {
 // ---- admin ---------------------------------------------------------------------------------
 
 void ClientConn::adminRequest() {
-  std::string_view path(url_);
+  std::string_view path(req_->url_);
   if (auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
-  if (method_ != "GET" && method_ != "HEAD") {
+  if (req_->method_ != "GET" && req_->method_ != "HEAD") {
     respondLocal(405, "Method Not Allowed\n", false);
   } else if (path == "/metrics") {
     respondLocal(200, ctx_.registry.render(), false, metrics::kContentType);
@@ -138,7 +139,7 @@ struct Proxy::Impl {
     bool kept = false;
   };
   std::vector<std::unique_ptr<Open>> listeners;
-  UvHandle<uv_timer_t> drain_timer;
+  std::optional<uv::Handle<uv_timer_t>> drain_timer;  // from drain() on
 
   std::string listen(const config::Address& address, std::shared_ptr<const ServerRef> server,
                      std::vector<std::unique_ptr<Open>>& into) {
@@ -278,7 +279,7 @@ void Proxy::drain(std::function<void()> done) {
     for (auto& g : ctx.current->groups) g->closeIdle();
   }
   auto finish = [this, done = std::move(done)] {
-    impl_->drain_timer.close();
+    impl_->drain_timer.reset();
     impl_->listeners.clear();
     // Closes the pools and the control clients (a cancel still queued for a control socket that
     // is down is dropped here: we are exiting).
@@ -294,11 +295,10 @@ void Proxy::drain(std::function<void()> done) {
     finish();
     return;
   }
-  uv_timer_init(ctx.loop, impl_->drain_timer.get());
-  impl_->drain_timer.markInitialized();
-  impl_->drain_timer->data = this;
+  auto& timer = impl_->drain_timer.emplace(ctx.loop);
+  timer->data = this;
   uint64_t timeout = ctx.current ? static_cast<uint64_t>(ctx.current->settings.shutdown_timeout.count()) : 0;
-  uv_timer_start(impl_->drain_timer.get(), [](uv_timer_t* t) {
+  uv_timer_start(timer.get(), [](uv_timer_t* t) {
     auto* self = static_cast<Proxy*>(t->data);
     Context& c = self->impl_->ctx;
     c.log->warn("shutdown_timeout expired with {} requests in flight; cancelling them", c.active.size());
@@ -315,5 +315,11 @@ std::string Proxy::metricsText() const { return impl_->ctx.registry.render(); }
 std::string Proxy::requestsJson() const { return impl_->ctx.requests_json(); }
 size_t Proxy::activeRequests() const { return impl_->ctx.active.size(); }
 size_t Proxy::openConnections() const { return impl_->ctx.conns.size(); }
+
+std::vector<std::string> Proxy::listening() const {
+  std::vector<std::string> out;
+  for (const auto& o : impl_->listeners) out.push_back(o->listener->address());
+  return out;
+}
 
 }  // namespace tether::proxy

@@ -1,6 +1,6 @@
 #pragma once
 // Internal to tether_proxy: the objects of the data path. One ClientConn per client connection
-// (one request at a time; pipelined bytes wait in `pipelined_`), one UpstreamConn per upstream
+// (one Request at a time; pipelined bytes wait in `pipelined_`), one UpstreamConn per upstream
 // connection (busy with one exchange or idle in its group's pool), one UpstreamGroup per
 // `upstream` block. Everything runs on one libuv loop.
 //
@@ -18,7 +18,7 @@
 #include <string_view>
 #include <vector>
 
-#include "tether/common/uv_handle.hpp"
+#include "tether/common/uv_kit.hpp"
 #include "tether/proxy/settings.hpp"
 
 namespace tether::agent::control {
@@ -30,11 +30,13 @@ namespace tether::proxy {
 struct Context;
 struct Generation;
 class ClientConn;
+class Exchange;
 class UpstreamConn;
 
 enum class Phase { Idle, RequestHeaders, RequestBody, AwaitingResponse, ResponseBody };
-// DESIGN.md's causes, plus Shutdown for requests cut by shutdown_timeout (access log only).
-enum class Cause { Eof, Reset, WriteError, Timeout, Keepalive, Shutdown };
+// DESIGN.md's causes, plus Shutdown for requests cut by shutdown_timeout and UpstreamTimeout
+// for an upstream timeout turned into a cancel (access log only: neither is a client leaving).
+enum class Cause { Eof, Reset, WriteError, Timeout, Keepalive, Shutdown, UpstreamTimeout };
 
 std::string_view phaseName(Phase phase);
 std::string_view causeName(Cause cause);
@@ -131,7 +133,7 @@ class UpstreamConn final : public StreamConn {
 
   // `gen` is kept while the connection is busy: a detached request (on_disconnect none) may
   // outlive its client and must keep its group alive.
-  void attach(ClientConn* client, const LocationSettings& loc, bool head_request,
+  void attach(Exchange* client, const LocationSettings& loc, bool head_request,
               std::shared_ptr<Generation> gen);
   // The client left; with `keep_going` the request runs to its end and its response is
   // discarded (on_disconnect none), otherwise the connection is closed and never reused.
@@ -176,7 +178,7 @@ class UpstreamConn final : public StreamConn {
   size_t server_;
   std::string server_text_;
   State state_ = State::Connecting;
-  ClientConn* client_ = nullptr;
+  Exchange* client_ = nullptr;
   const LocationSettings* loc_ = nullptr;
   bool head_request_ = false;
   bool request_sent_ = false;
@@ -187,11 +189,12 @@ class UpstreamConn final : public StreamConn {
   bool interim_ = false;  // a 1xx response being skipped
   bool reused_ = false;   // taken from the keep-alive pool for this exchange
   bool got_bytes_ = false;  // the upstream sent something in this exchange
+  bool deadline_ = false;   // a timeout became a cancel: the timer now runs kill_after, once
   uint16_t status_ = 0;
   std::string reason_;
   HeadBuffer head_;
   llhttp_t parser_{};
-  UvHandle<uv_timer_t> timer_;
+  uv::Handle<uv_timer_t> timer_;
   uv_connect_t connect_req_{};
   std::list<UpstreamConn*>::iterator idle_pos_;
 };
@@ -227,6 +230,102 @@ class UpstreamGroup {
 
 struct ServerRef;  // a listener's server: settings + whether it is the admin listener
 
+// What the upstream side sees of a request (h2o's generator, Envoy's ActiveStream): the response
+// is handed over through these calls only, so that another kind of request (an HTTP/2 stream)
+// can be served by the same UpstreamConn. Any of them may end the exchange; the caller touches
+// nothing of the request afterwards (UpstreamConn forgets it first, see finishResponse and fail).
+class Exchange {
+ public:
+  virtual const std::string& requestId() const = 0;
+  virtual void onResponseHead(UpstreamConn& up) = 0;
+  virtual void onResponseBody(const char* at, size_t len) = 0;
+  // Writes a response head still waiting for body bytes (end of an upstream read).
+  virtual void flushHead() = 0;
+  virtual void onResponseComplete(bool reusable) = 0;
+  virtual void onUpstreamFailed(int status_code) = 0;  // 502/504 before the response, else cut
+  // A kept-alive upstream connection closed before answering (the upstream timed it out as we
+  // reused it): resend a bodiless request once on a fresh connection. False if it cannot be.
+  virtual bool retryOnFreshUpstream() = 0;
+  virtual void onUpstreamDrained() = 0;  // the upstream took everything queued
+  // proxy_read_timeout or proxy_send_timeout ran out on an interrupt|kill location: the cancel
+  // frame goes out with reason upstream_timeout and the upstream gets kill_after to answer.
+  virtual void onUpstreamDeadline() = 0;
+
+ protected:
+  ~Exchange() = default;
+};
+
+class ClientConn;
+
+// One HTTP/1.1 exchange on a client connection, from its first parsed byte to the end of its
+// response: id, phase, location, upstream binding, retry head, timings, access-log fields and the
+// cancel decision. A new request is a new object (nothing is reset by hand); an idle keep-alive
+// connection holds none. ClientConn creates it (startRequest) and ends it (finishExchange), or
+// frees it with itself when the connection goes.
+class Request final : public Exchange {
+ public:
+  explicit Request(ClientConn& conn);
+  ~Request();  // an upstream still bound is closed, never reused
+  Request(const Request&) = delete;
+  Request& operator=(const Request&) = delete;
+
+  const std::string& requestId() const override { return request_id_; }
+  void onResponseHead(UpstreamConn& up) override;
+  void onResponseBody(const char* at, size_t len) override;
+  void flushHead() override;
+  void onResponseComplete(bool reusable) override;
+  void onUpstreamFailed(int status_code) override;
+  bool retryOnFreshUpstream() override;
+  void onUpstreamDrained() override;
+  void onUpstreamDeadline() override;
+
+  Phase phase() const;
+  // Writes to the upstream; a synchronous failure ends the exchange as a 502.
+  void sendOrFail(const uv_buf_t* bufs, unsigned count);
+  // The request's one cancel frame, on interrupt|kill locations with an upstream bound.
+  void sendCancel(Phase phase, uint64_t event_ns, std::string_view reason);
+  void accessLog();
+
+  ClientConn& conn_;
+  bool headers_done_ = false;
+  bool request_done_ = false;
+  bool response_started_ = false;
+  bool local_ = false;             // answered by the proxy itself (errors, admin)
+  bool keep_alive_ = true;
+  bool head_request_ = false;
+  bool request_chunked_ = false;
+  bool response_chunked_ = false;  // we chunk the response to the client
+  bool response_close_ = false;    // response delimited by closing the connection
+  bool head_pending_ = false;      // response head built in out_, not yet written
+  bool retried_ = false;
+  bool disconnected_ = false;
+  bool cancel_sent_ = false;         // this request's cancel frame went out (one per request)
+  bool upstream_timed_out_ = false;  // onUpstreamDeadline() ran: the access log says so
+  uint8_t http_minor_ = 1;
+  uint16_t user_error_ = 0;  // status set by a callback before failing the parse
+  uint16_t status_ = 0;
+  Phase disconnect_phase_ = Phase::Idle;
+  Cause disconnect_cause_ = Cause::Eof;
+  uint64_t body_bytes_ = 0;
+  uint64_t sent_body_bytes_ = 0;
+  uint64_t start_ns_ = 0;
+  uint64_t upstream_start_ns_ = 0;
+  uint64_t upstream_head_ns_ = 0;
+  uint64_t upstream_end_ns_ = 0;
+  std::string method_;
+  std::string url_;
+  HeadBuffer head_;
+  std::string request_id_;
+  std::string out_;  // the response head being built
+  const LocationSettings* loc_ = nullptr;
+  UpstreamGroup* group_ = nullptr;
+  UpstreamConn* upstream_ = nullptr;
+  std::string upstream_text_;
+  std::string upstream_head_;  // the request head sent upstream, for one retry
+};
+
+// One client connection: the socket, the parser, pipelining order, the connection's timer and
+// lingering close. Its current exchange, if any, is `req_`.
 class ClientConn final : public StreamConn {
  public:
   // llhttp callbacks (public for the settings tables).
@@ -241,31 +340,19 @@ class ClientConn final : public StreamConn {
   static void accept(Context& ctx, uv_stream_t* listener, std::shared_ptr<const ServerRef> server,
                      bool unix_socket);
 
-  // From the UpstreamConn serving this client's request.
-  void onResponseHead(UpstreamConn& up);
-  void onResponseBody(const char* at, size_t len);
-  // Writes a response head still waiting for body bytes (end of an upstream read).
-  void flushHead();
-  void onResponseComplete(bool reusable);
-  void onUpstreamFailed(int status_code);  // 502/504 before the response started, else abort
-  // A kept-alive upstream connection closed before answering (the upstream timed it out as we
-  // reused it): resend a bodiless request once on a fresh connection. False if it cannot be.
-  bool retryOnFreshUpstream();
-  void onUpstreamDrained();                // the upstream took everything queued
-  void onUpstreamPaused(bool full);
-
-  Phase phase() const;
-  const std::string& requestId() const { return request_id_; }
+  Phase phase() const { return req_ ? req_->phase() : Phase::Idle; }
+  const std::string& requestId() const { return req_->request_id_; }  // busy() only
   const std::string& peer() const { return peer_; }
-  uint64_t startNs() const { return start_ns_; }
-  const std::string& upstreamText() const;
-  bool busy() const { return phase() != Phase::Idle; }
+  uint64_t startNs() const { return req_->start_ns_; }                    // busy() only
+  const std::string& upstreamText() const { return req_->upstream_text_; }  // busy() only
+  bool busy() const { return req_ != nullptr; }
   // Drain: close when idle, answer the current request with Connection: close.
   void drain();
   // shutdown_timeout ran out: cancel what is left (reason "shutdown").
   void forceClose();
 
  private:
+  friend class Request;
   ClientConn(Context& ctx, std::shared_ptr<const ServerRef> server, bool unix_socket);
   ~ClientConn() override;
   void onRead(ssize_t nread, const char* data) override;
@@ -273,8 +360,12 @@ class ClientConn final : public StreamConn {
   void onWriteFailed(int status) override;
   void onWriteProgress() override;
   void feed(const char* data, size_t len);
-  void startHeaders();
+  Request& startRequest();
+  // headersComplete: validate, then route, then forward (each may answer locally).
   int headersComplete();
+  uint16_t validate();
+  void route();
+  int forward();
   int body(const char* at, size_t len);
   int messageComplete();
   void parseError(llhttp_errno_t err);
@@ -288,62 +379,23 @@ class ClientConn final : public StreamConn {
   void teardown();
   void armTimer();
   void onTimer();
-  void accessLog();
-  void sendOrFail(const uv_buf_t* bufs, unsigned count);
   void track(bool active);
-
 
   std::shared_ptr<const ServerRef> server_;
   const ServerSettings* settings_;
   llhttp_t parser_{};
-  UvHandle<uv_timer_t> timer_;
+  uv::Handle<uv_timer_t> timer_;
   std::string peer_;       // client address text ("127.0.0.1:5555", "unix")
   std::string peer_ip_;    // for X-Forwarded-For and the access log
-
-  // Request state, reset by startHeaders().
-  bool in_request_ = false;  // between message begin and the response's end
-  bool headers_done_ = false;
-  bool request_done_ = false;
-  bool response_started_ = false;
-  bool local_ = false;       // answered by the proxy itself (errors, admin)
-  bool keep_alive_ = true;
-  bool request_chunked_ = false;
-  bool response_chunked_ = false;  // we chunk the response to the client
-  bool response_close_ = false;    // response delimited by closing the connection
-  bool head_pending_ = false;      // response head built in out_, not yet written
+  std::unique_ptr<Request> req_;  // the exchange in progress; none while idle
   bool half_closed_ = false;
-  bool draining_ = false;
   bool closing_gracefully_ = false;
   bool tracked_ = false;
-  bool any_bytes_ = false;   // bytes of the current request seen
+  bool any_bytes_ = false;   // bytes of the next request seen before its first callback
   uint64_t requests_served_ = 0;
-  uint16_t user_error_ = 0;  // status set by a callback before failing the parse
-  uint16_t status_ = 0;
-  uint64_t body_bytes_ = 0;
-  uint64_t sent_body_bytes_ = 0;
-  uint64_t start_ns_ = 0;
-  uint64_t upstream_start_ns_ = 0;
-  uint64_t upstream_head_ns_ = 0;
-  uint64_t upstream_end_ns_ = 0;
-  std::string method_;
-  std::string url_;
-  uint8_t http_minor_ = 1;
-  HeadBuffer head_;
-  std::string request_id_;
-  std::string out_;  // scratch for building heads
   std::string pipelined_;
   const char* exec_begin_ = nullptr;  // the buffer llhttp_execute() is parsing (obs-fold check)
   char prev_last_byte_ = 0;           // last byte of the previous buffer
-  const LocationSettings* loc_ = nullptr;
-  UpstreamGroup* group_ = nullptr;
-  UpstreamConn* upstream_ = nullptr;
-  std::string upstream_text_;
-  std::string upstream_head_;  // the request head sent upstream, for one retry
-  bool retried_ = false;
-  Phase disconnect_phase_ = Phase::Idle;
-  Cause disconnect_cause_ = Cause::Eof;
-  bool disconnected_ = false;
-  bool response_complete_logged_ = false;  // finishExchange() wrote this request's line
   std::list<ClientConn*>::iterator pos_;
   std::list<ClientConn*>::iterator active_pos_;
 };

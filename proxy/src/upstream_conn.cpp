@@ -59,13 +59,13 @@ void UpstreamGroup::startControl() {
   std::string name = settings_.name;
   events.on_sent = [ctx](const agent::control::Cancel& c, uint64_t event_ns, uint64_t written_ns) {
     ctx->disconnect_to_cancel->observe(secondsBetween(event_ns, written_ns));
-    ctx->cancels->with({std::string(agent::control::actionName(c.action)), "sent"}).inc();
+    ctx->cancels->with({std::string(agent::control::actionName(c.action)), std::string(agent::control::reasonLabel(c.reason)), "sent"}).inc();
   };
   events.on_ack = [ctx](const agent::control::CancelAck& ack, uint64_t) {
     ctx->log->info("rid={} cancel acknowledged: {}", ack.id, agent::control::cancelStateName(ack.state));
   };
   events.on_dropped = [ctx](const agent::control::Cancel& c) {
-    ctx->cancels->with({std::string(agent::control::actionName(c.action)), "dropped"}).inc();
+    ctx->cancels->with({std::string(agent::control::actionName(c.action)), std::string(agent::control::reasonLabel(c.reason)), "dropped"}).inc();
     ctx->log->warn("rid={} cancel dropped: control queue full", c.id);
   };
   events.on_error = [ctx, name](const agent::control::Error& e) {
@@ -146,11 +146,9 @@ void UpstreamGroup::closeIdle() {
 
 UpstreamConn::UpstreamConn(Context& ctx, UpstreamGroup& group, size_t server)
     : StreamConn(ctx, group.settings_.servers[server].kind == config::Address::Kind::Unix),
-      group_(group), server_(server), server_text_(group.settings_.servers[server].text()) {
+      group_(group), server_(server), server_text_(group.settings_.servers[server].text()), timer_(ctx.loop) {
   llhttp_init(&parser_, HTTP_RESPONSE, &responseSettings());
   parser_.data = this;
-  uv_timer_init(ctx.loop, timer_.get());
-  timer_.markInitialized();
   timer_->data = this;
 }
 
@@ -195,13 +193,14 @@ void UpstreamConn::onConnected(int status) {
   armTimer();
 }
 
-void UpstreamConn::attach(ClientConn* client, const LocationSettings& loc, bool head_request,
+void UpstreamConn::attach(Exchange* client, const LocationSettings& loc, bool head_request,
                           std::shared_ptr<Generation> gen) {
   gen_ = std::move(gen);
   client_ = client;
   loc_ = &loc;
   head_request_ = head_request;
   request_sent_ = response_started_ = response_done_ = discard_ = bodyless_ = interim_ = got_bytes_ = false;
+  deadline_ = false;
   status_ = 0;
   if (state_ == State::Idle) {
     state_ = State::Busy;
@@ -241,7 +240,8 @@ void UpstreamConn::idleStart() {
 }
 
 void UpstreamConn::armTimer() {
-  if (closing_) return;
+  // In a deadline's grace the timer is the grace's end: progress does not extend it.
+  if (closing_ || deadline_) return;
   Millis t{0};
   if (state_ == State::Connecting) {
     t = loc_ != nullptr ? loc_->connect_timeout : Millis(60000);
@@ -265,16 +265,30 @@ void UpstreamConn::onTimer() {
     teardown();  // idle past keepalive_timeout
     return;
   }
-  ctx_.log->error("rid={} upstream {} ({}) timed out while {}", client_ != nullptr ? client_->requestId() : "-",
-                  group_.settings_.name, server_text_,
-                  state_ == State::Connecting ? "connecting" : pending_ > 0 ? "sending the request" : "reading the response");
+  const char* doing = state_ == State::Connecting ? "connecting" : pending_ > 0 ? "sending the request" : "reading the response";
+  if (state_ == State::Busy && !deadline_ && client_ != nullptr && loc_ != nullptr &&
+      (loc_->on_disconnect == OnDisconnect::Interrupt || loc_->on_disconnect == OnDisconnect::Kill)) {
+    // proxy_read_timeout or proxy_send_timeout on a cancelling location, the client still
+    // waiting: a deadline (DESIGN.md "Disconnect semantics"). The job is cancelled and the
+    // connection kept for kill_after, so the client gets the interrupted result instead of a
+    // 504 and a solve killed behind its back. A connect timeout reached no job: 504 below.
+    deadline_ = true;
+    ctx_.log->info("rid={} upstream {} ({}) timed out while {}; cancelling, {}ms for its answer", client_->requestId(),
+                   group_.settings_.name, server_text_, doing, loc_->kill_after.count());
+    uv_timer_start(timer_.get(), [](uv_timer_t* h) { static_cast<UpstreamConn*>(h->data)->onTimer(); },
+                   static_cast<uint64_t>(loc_->kill_after.count()), 0);
+    client_->onUpstreamDeadline();
+    return;
+  }
+  ctx_.log->error("rid={} upstream {} ({}) timed out while {}{}", client_ != nullptr ? client_->requestId() : "-",
+                  group_.settings_.name, server_text_, doing, deadline_ ? ", and gave no answer within kill_after" : "");
   fail(UV_ETIMEDOUT, true);
 }
 
 // A failed exchange: 504 for timeouts, 502 otherwise, or a cut response if it had begun.
 void UpstreamConn::fail(int status, bool timeout) {
   (void)status;
-  ClientConn* c = std::exchange(client_, nullptr);
+  Exchange* c = std::exchange(client_, nullptr);
   bool stale = reused_ && !got_bytes_ && !timeout;
   teardown();
   if (c == nullptr) return;
@@ -332,7 +346,7 @@ void UpstreamConn::onRead(ssize_t nread, const char* data) {
 void UpstreamConn::finishResponse(bool clean) {
   bool reusable = clean && llhttp_should_keep_alive(&parser_) != 0 && request_sent_ && pending_ == 0;
   llhttp_resume(&parser_);
-  ClientConn* c = std::exchange(client_, nullptr);
+  Exchange* c = std::exchange(client_, nullptr);
   if (c == nullptr) {
     // on_disconnect none: the request ran to its end; the response is discarded. The
     // generation may be an old one whose last user we are: keep it until we have returned.

@@ -109,9 +109,9 @@ void Daemon::setupMetrics() {
   registry_.callbackGauge("solverd_jobs_queued", "Jobs waiting for a worker.",
                           [this] { return table_ ? static_cast<double>(table_->queued()) : 0.0; });
   cancels_total_ = &registry_.counter("solverd_cancels_total",
-                                      "Cancels, by action and by the job's phase when it arrived "
+                                      "Cancels, by action, reason and the job's phase when it arrived "
                                       "(queued, running, shared, finished, unknown).",
-                                      {"action", "phase"});
+                                      {"action", "reason", "phase"});
   cancel_to_exit_ = &registry_.histogram("solverd_cancel_to_exit_seconds",
                                          "From a job's cancel to its worker's cgroup being empty.");
   cpu_seconds_ = &registry_.counter("solverd_job_cpu_seconds_total", "CPU time of workers (cpu.stat), by status.",
@@ -140,12 +140,13 @@ JobHooks Daemon::makeHooks() {
   return hooks;
 }
 
-void Daemon::countCancel(CancelAction action, std::string_view state) {
-  cancels_total_->with({std::string(toString(action)), std::string(state)}).inc();
+void Daemon::countCancel(const CancelOrder& order, std::string_view state) {
+  cancels_total_->with({std::string(toString(order.action)), std::string(agent::control::reasonLabel(order.reason)),
+                        std::string(state)}).inc();
 }
 
 void Daemon::onJobCancelled(const Job& job, const CancelOrder& order, std::string_view state) {
-  countCancel(order.action, state);
+  countCancel(order, state);
   if (state == "shared") {
     log::get("job")->info("job={} one request cancelled ({}); {} request(s) keep it going", job.id, order.reason,
                           job.liveRequests());

@@ -167,8 +167,15 @@ void JobTable::cancelAll(const CancelOrder& order) {
 void JobTable::cancelWholeJob(Job& job, const CancelOrder& order) {
   if (job.state == JobState::Finished) return;
   uint64_t now = monotonicNs();
+  if (job.cancel && order.from_frame && !job.cancel->from_frame) {
+    // The frame says why (upstream_timeout, shutdown, ...): solverd's own watch only saw the
+    // connection close, often a few µs earlier, so the frame's reason and phase are kept.
+    job.cancel->reason = order.reason;
+    job.cancel->phase = order.phase;
+    job.cancel->from_frame = true;
+  }
   if (!job.cancel) {
-    job.cancel = CancelRecord{order.action, order.reason, order.phase, now, 0, 0, 0};
+    job.cancel = CancelRecord{order.action, order.reason, order.phase, now, 0, 0, 0, order.from_frame};
   } else if (order.action == CancelAction::Kill && job.cancel->action != CancelAction::Kill) {
     job.cancel->action = CancelAction::Kill;  // kill after interrupt shortens the grace
   } else if (order.action == CancelAction::Interrupt && job.state == JobState::Running &&

@@ -144,7 +144,9 @@ TEST_F(AgentDaemon, MetricsCountTargetsCancelsAndCancelToExit) {
   ASSERT_TRUE(agent_.child().waitForLine("target rid=" + rid + " pid="));
   const std::string m = scrape();
   EXPECT_NE(m.find("tether_agent_targets 0"), std::string::npos) << m;
-  EXPECT_NE(m.find("tether_agent_cancels_total{action=\"interrupt\",result=\"running\"} 1"), std::string::npos) << m;
+  EXPECT_NE(m.find("tether_agent_cancels_total{action=\"interrupt\",reason=\"client_disconnect\",result=\"running\"} 1"),
+            std::string::npos)
+      << m;
   EXPECT_NE(m.find("tether_agent_cancel_to_exit_seconds_count 1"), std::string::npos) << m;
   int fd = connectTcp(agent_.adminPort());
   sendAll(fd, "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");

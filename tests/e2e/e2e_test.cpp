@@ -4,8 +4,12 @@
 // the proxy's.
 #include "daemon_support.hpp"
 
+#include <cstdio>
 #include <fstream>
 #include <memory>
+#include <sstream>
+
+#include "tether/config/units.hpp"
 
 namespace tether::test {
 namespace {
@@ -14,11 +18,14 @@ using Headers = std::vector<std::pair<std::string, std::string>>;
 
 class Stack {
  public:
-  Stack(const std::string& cgroup_root, const std::string& proxy_action, const std::string& solverd_extra) {
+  Stack(const std::string& cgroup_root, const std::string& proxy_action, const std::string& solverd_extra,
+        const std::string& solve_location_extra = "") {
     solverd_ = std::make_unique<Solverd>(cgroup_root, Solverd::Options{solverd_extra, false, {}, {}});
     if (!solverd_->started()) return;
     proxy_conf_ = solverd_->dir() + "/proxy.conf";
+    admin_path_ = solverd_->dir() + "/proxy-admin.sock";
     std::ofstream(proxy_conf_) << "error_log stderr info;\n"
+                               << "admin { listen unix:" << admin_path_ << "; }\n"
                                << "upstream solverd {\n"
                                << "    server 127.0.0.1:" << solverd_->port() << ";\n"
                                << "    control unix:" << solverd_->controlPath() << ";\n"
@@ -29,7 +36,7 @@ class Stack {
                                << "        proxy_pass http://solverd;\n"
                                << "        on_disconnect " << proxy_action << ";\n"
                                << "        kill_after 5s;\n"
-                               << "    }\n"
+                               << solve_location_extra << "    }\n"
                                << "    location / { proxy_pass http://solverd; on_disconnect none; }\n"
                                << "}\n";
     proxy_ = std::make_unique<Process>(std::vector<std::string>{binPath("tether-proxy"), "-c", proxy_conf_});
@@ -46,8 +53,15 @@ class Stack {
   uint16_t port() const { return port_; }
   Solverd& solverd() { return *solverd_; }
   Process& proxy() { return *proxy_; }
+  std::string proxyMetrics() {
+    HttpClient c(admin_path_);
+    c.send("GET", "/metrics");
+    auto r = c.response(5s);
+    return r ? r->body : std::string();
+  }
 
  private:
+  std::string admin_path_;
   std::unique_ptr<Solverd> solverd_;
   std::unique_ptr<Process> proxy_;
   std::string proxy_conf_;
@@ -83,7 +97,8 @@ class EndToEndTest : public DaemonTest {
 };
 
 TEST_F(EndToEndTest, ClientLeavingThroughTheProxyInterruptsTheSolveWhichReturnsItsIncumbent) {
-  Stack stack(cgroup_root_, "interrupt", "on_disconnect none;\n");
+  // A deadline on the location (proxy_read_timeout) that the client leaves before: no part to play.
+  Stack stack(cgroup_root_, "interrupt", "on_disconnect none;\n", "        proxy_read_timeout 30s;\n");
   ASSERT_TRUE(stack.started()) << stack.proxy().output();
   std::string id;
   double incumbent = 0;
@@ -114,6 +129,68 @@ TEST_F(EndToEndTest, ClientLeavingThroughTheProxyInterruptsTheSolveWhichReturnsI
   EXPECT_NE(metrics.find("solverd_jobs_total{solver=\"cbc\",status=\"interrupted\"} 1"), std::string::npos)
       << metrics;
   EXPECT_NE(metrics.find("solverd_cancel_to_exit_seconds_count 1"), std::string::npos) << metrics;
+  // A client that leaves is a client_disconnect everywhere, even on a location with a deadline.
+  EXPECT_NE(metrics.find("solverd_cancels_total{action=\"interrupt\",reason=\"client_disconnect\",phase=\"running\"} 1"),
+            std::string::npos)
+      << metrics;
+  EXPECT_EQ(metrics.find("upstream_timeout"), std::string::npos) << metrics;
+  auto proxy_metrics = stack.proxyMetrics();
+  EXPECT_NE(proxy_metrics.find("tether_proxy_cancels_total{action=\"interrupt\",reason=\"client_disconnect\",result=\"sent\"} 1"),
+            std::string::npos)
+      << proxy_metrics;
+  EXPECT_TRUE(stack.proxy().waitForLine("rid=" + id + " rt=.* phase=\\w+ cause=eof", 2s)) << stack.proxy().output();
+  stack.solverd().expectNoErrorsLogged();
+}
+
+// Issue 13: a client who waits keeps its solve. The proxy's timeout on a cancelling location is a
+// deadline: the cancel says upstream_timeout, and the waiting client gets the interrupted result.
+TEST_F(EndToEndTest, UpstreamTimeoutOnAnInterruptLocationAnswersTheWaitingClientWithTheIncumbent) {
+  // solverd's own watch stays on: the proxy keeps the upstream connection through the grace, so
+  // the only cancel solverd sees is the proxy's frame.
+  Stack stack(cgroup_root_, "interrupt", "", "        proxy_read_timeout 2s;\n");
+  ASSERT_TRUE(stack.started()) << stack.proxy().output();
+  // A plain JSON solve: nothing comes back until the result, as for a new user's curl.
+  auto r = httpRequest(stack.port(), "POST", "/v1/solve?solver=cbc", readFile(modelPath("market_split_hard.lp")),
+                       {{"Content-Type", "text/x-lp"}}, 20s);
+  ASSERT_TRUE(r) << stack.proxy().output();
+  EXPECT_EQ(r->status, 200) << r->body << stack.proxy().output();
+  auto body = r->json();
+  EXPECT_EQ(body["status"], "interrupted") << r->body;
+  EXPECT_TRUE(body["objective"].is_number()) << "no incumbent in the interrupted result: " << r->body;
+  const std::string id = body.value("id", std::string());
+  ASSERT_EQ(id.size(), 32U) << r->body;
+
+  auto job = stack.solverd().waitFinished(id, 5s);
+  ASSERT_TRUE(job);
+  EXPECT_EQ((*job)["cancel"]["reason"], "upstream_timeout") << job->dump();
+  EXPECT_EQ((*job)["cancel"]["phase"], "awaiting_response") << job->dump();
+  EXPECT_EQ((*job)["cancel"]["killed_ns"], 0) << "the worker did not stop on the interrupt frame";
+  EXPECT_TRUE(waitFor([&] { return workerPids(cgroup_root_).empty() && jobCgroups(cgroup_root_).empty(); }, 5s));
+
+  auto metrics = stack.solverd().metrics();
+  EXPECT_NE(metrics.find("solverd_cancels_total{action=\"interrupt\",reason=\"upstream_timeout\",phase=\"running\"} 1"),
+            std::string::npos)
+      << metrics;
+  EXPECT_EQ(metrics.find("client_disconnect"), std::string::npos) << metrics;
+  auto proxy_metrics = stack.proxyMetrics();
+  EXPECT_NE(proxy_metrics.find("tether_proxy_cancels_total{action=\"interrupt\",reason=\"upstream_timeout\",result=\"sent\"} 1"),
+            std::string::npos)
+      << proxy_metrics;
+  EXPECT_EQ(proxy_metrics.find("client_disconnect"), std::string::npos) << proxy_metrics;
+  EXPECT_EQ(proxy_metrics.find("tether_proxy_disconnects_total{"), std::string::npos) << proxy_metrics;
+
+  EXPECT_TRUE(stack.solverd().process().waitForLine("job=" + id + " cancel interrupt \\(upstream_timeout", 2s))
+      << stack.solverd().process().output();
+  EXPECT_TRUE(stack.proxy().waitForLine("rid=" + id + " cancel interrupt sent .*reason upstream_timeout", 2s))
+      << stack.proxy().output();
+  EXPECT_TRUE(stack.proxy().waitForLine("rid=" + id + " rt=.* phase=awaiting_response cause=upstream_timeout", 2s))
+      << stack.proxy().output();
+  for (const auto& line : stack.solverd().process().lines()) {
+    EXPECT_EQ(line.find("client_disconnect"), std::string::npos) << line;
+  }
+  for (const auto& line : stack.proxy().lines()) {
+    EXPECT_EQ(line.find("[error]"), std::string::npos) << line;
+  }
   stack.solverd().expectNoErrorsLogged();
 }
 
@@ -178,6 +255,57 @@ TEST_F(EndToEndTest, CompletedRequestThroughTheProxySendsNoCancel) {
   ASSERT_TRUE(health);
   EXPECT_EQ(health->status, 200);
   EXPECT_EQ(stack.solverd().metrics().find("solverd_cancels_total{"), std::string::npos);
+}
+
+// `-T` of a binary run with its built-in configuration.
+std::string effectiveDefaults(const std::string& binary) {
+  std::string out;
+  FILE* p = popen((binPath(binary) + " -T 2>&1").c_str(), "r");
+  if (p == nullptr) return out;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  pclose(p);
+  return out;
+}
+
+// The first `name VALUE;` line after `after` (a line prefix), as a duration.
+std::optional<std::chrono::milliseconds> durationAfter(const std::string& text, const std::string& after,
+                                                       const std::string& name) {
+  std::istringstream in(text);
+  std::string line;
+  bool inside = after.empty();
+  while (std::getline(in, line)) {
+    std::string trimmed = line.substr(std::min(line.find_first_not_of(' '), line.size()));
+    if (!inside) {
+      inside = trimmed.rfind(after, 0) == 0;
+      continue;
+    }
+    if (trimmed == "}") {
+      if (!after.empty()) return std::nullopt;  // the block ended without it
+      continue;
+    }
+    if (trimmed.rfind(name + " ", 0) != 0) continue;
+    std::string value = trimmed.substr(name.size() + 1);
+    return config::parseDuration(value.substr(0, value.find(';')));
+  }
+  return std::nullopt;
+}
+
+// A new user's setup (`./scripts/run`: both daemons on their built-in configuration) must not
+// cut a plain JSON solve that solverd would still finish: the proxy's solve location waits longer
+// than solverd's longest solve plus its grace.
+TEST(BuiltInDefaults, ProxySolveLocationWaitsLongerThanSolverdsTimeLimitPlusGrace) {
+  std::string proxy = effectiveDefaults("tether-proxy");
+  std::string solverd = effectiveDefaults("solverd");
+  auto read_timeout = durationAfter(proxy, "location /v1/solve {", "proxy_read_timeout");
+  auto time_limit = durationAfter(solverd, "", "default_time_limit");
+  auto grace = durationAfter(solverd, "", "time_limit_grace");
+  ASSERT_TRUE(read_timeout) << proxy;
+  ASSERT_TRUE(time_limit) << solverd;
+  ASSERT_TRUE(grace) << solverd;
+  std::cout << "[ measured ] proxy_read_timeout " << read_timeout->count() << " ms, solverd default_time_limit "
+            << time_limit->count() << " ms + time_limit_grace " << grace->count() << " ms\n";
+  EXPECT_GT(*read_timeout, *time_limit + *grace) << proxy << solverd;
 }
 
 }  // namespace

@@ -291,6 +291,85 @@ TEST_F(ProxyDisconnect, CancelsQueuedWhileControlSocketIsDownArriveWhenItComesBa
   EXPECT_EQ(control_->cancels()[0]["id"], id);
 }
 
+// ---- upstream timeouts on cancelling locations (issue 13): a deadline, not a disconnect
+
+TEST_F(ProxyDisconnect, UpstreamTimeoutOnInterruptLocationCancelsAndRelaysTheAnswerWithinKillAfter) {
+  start("interrupt", "    proxy_read_timeout 300ms;\n");  // kill_after 3s in basicConfig
+  Client c(port_);
+  c.send("GET /slow/1500 HTTP/1.1\r\nHost: t\r\n\r\n");
+  std::string id = waitUpstreamRequest("/slow/1500");
+  ASSERT_TRUE(control_->waitForCancels(1)) << joined();
+  // The frame went out at the timeout, long before the upstream's answer: the upstream
+  // connection is still open then, and the client, still waiting, gets that answer.
+  EXPECT_FALSE(upstream_.find(id)->completed);
+  std::string resp = c.readResponse(5000ms);
+  EXPECT_EQ(statusOf(resp), 200) << resp << joined();
+  EXPECT_EQ(bodyOf(resp), "done");
+  // The upstream marks the request completed just after writing it: wait for the mark.
+  EXPECT_TRUE(upstream_.waitFor([&](auto&) { auto r = upstream_.find(id); return r && r->completed; }));
+  EXPECT_FALSE(upstream_.find(id)->peer_closed);
+  c.close();
+  ASSERT_EQ(proxy_->stop(), 0) << joined();
+  auto cancels = control_->cancels();
+  ASSERT_EQ(cancels.size(), 1u) << joined();
+  EXPECT_EQ(cancels[0]["id"], id);
+  EXPECT_EQ(cancels[0]["action"], "interrupt");
+  EXPECT_EQ(cancels[0]["reason"], "upstream_timeout");
+  EXPECT_EQ(cancels[0]["phase"], "awaiting_response");
+  EXPECT_EQ(cancels[0]["grace_ms"], 3000);
+  auto lines = accessLines(id);
+  ASSERT_EQ(lines.size(), 1u) << joined();
+  EXPECT_NE(lines[0].find("\" 200 "), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("phase=awaiting_response cause=upstream_timeout"), std::string::npos) << lines[0];
+  EXPECT_TRUE(proxy_->errorLines().empty()) << joined();
+}
+
+TEST_F(ProxyDisconnect, UpstreamSilentPastKillAfterGives504) {
+  control_ = std::make_unique<ControlListener>(dir_.file("c.sock"));
+  std::string conf = basicConfig(upstream_.port(), control_->path(), "kill", "    proxy_read_timeout 200ms;\n");
+  conf.replace(conf.find("kill_after 3s;"), 14, "kill_after 300ms;");
+  dir_.write("p.conf", conf);
+  proxy_ = std::make_unique<ProxyProcess>(dir_.file("p.conf"));
+  ASSERT_TRUE(proxy_->waitListening(1)) << joined();
+  Client c(proxy_->port());
+  c.send("GET /hold HTTP/1.1\r\nHost: t\r\n\r\n");
+  std::string id = waitUpstreamRequest("/hold");
+  std::string resp = c.readResponse(5000ms);
+  EXPECT_EQ(statusOf(resp), 504) << resp << joined();
+  EXPECT_TRUE(upstream_.waitFor([&](auto&) { auto r = upstream_.find(id); return r && r->peer_closed; }));
+  ASSERT_TRUE(control_->waitForCancels(1)) << joined();
+  c.close();
+  ASSERT_EQ(proxy_->stop(), 0) << joined();
+  auto cancels = control_->cancels();
+  ASSERT_EQ(cancels.size(), 1u) << joined();
+  EXPECT_EQ(cancels[0]["action"], "kill");
+  EXPECT_EQ(cancels[0]["reason"], "upstream_timeout");
+  auto lines = accessLines(id);
+  ASSERT_EQ(lines.size(), 1u) << joined();
+  EXPECT_NE(lines[0].find("\" 504 "), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("cause=upstream_timeout"), std::string::npos) << lines[0];
+}
+
+TEST_F(ProxyDisconnect, ClientLeavingInAnUpstreamTimeoutsGraceIsA499WithoutASecondCancel) {
+  start("interrupt", "    proxy_read_timeout 200ms;\n");
+  Client c(port_);
+  c.send("GET /slow/5000 HTTP/1.1\r\nHost: t\r\n\r\n");
+  std::string id = waitUpstreamRequest("/slow/5000");
+  ASSERT_TRUE(control_->waitForCancels(1)) << joined();
+  c.close();
+  ASSERT_TRUE(proxy_->waitForLine("rid=" + id + " rt=")) << joined();
+  EXPECT_TRUE(upstream_.waitFor([&](auto&) { auto r = upstream_.find(id); return r && r->peer_closed; }));
+  ASSERT_EQ(proxy_->stop(), 0) << joined();
+  auto cancels = control_->cancels();
+  ASSERT_EQ(cancels.size(), 1u) << joined();
+  EXPECT_EQ(cancels[0]["reason"], "upstream_timeout");
+  auto lines = accessLines(id);
+  ASSERT_EQ(lines.size(), 1u) << joined();
+  EXPECT_NE(lines[0].find("\" 499 "), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("phase=awaiting_response cause=eof"), std::string::npos) << lines[0];
+  EXPECT_TRUE(proxy_->errorLines().empty()) << joined();
+}
+
 TEST_F(ProxyDisconnect, ClientThatVanishesIsFoundByTcpKeepalive) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root for a network namespace and a veth pair";
   VethClient vc;

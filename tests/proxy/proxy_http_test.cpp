@@ -290,9 +290,17 @@ TEST_F(ProxyHttp, UpstreamDownGives502) {
   EXPECT_EQ(statusOf(roundTrip("GET /fast HTTP/1.1\r\nHost: t\r\n\r\n")), 502);
 }
 
-TEST_F(ProxyHttp, UpstreamReadTimeoutGives504) {
-  start("    proxy_read_timeout 200ms;\n");
+// nginx's behaviour where nothing is cancelled; interrupt and kill locations turn the timeout into
+// a cancel first (proxy_disconnect_test's UpstreamTimeout cases).
+TEST_F(ProxyHttp, UpstreamReadTimeoutOnCloseLocationGives504WithoutCancel) {
+  control_ = std::make_unique<ControlListener>(dir_.file("c.sock"));
+  startWith(basicConfig(upstream_.port(), control_->path(), "close", "    proxy_read_timeout 200ms;\n"));
+  auto t0 = Clock::now();
   EXPECT_EQ(statusOf(roundTrip("GET /slow/3000 HTTP/1.1\r\nHost: t\r\n\r\n")), 504);
+  EXPECT_LT(Clock::now() - t0, 2000ms) << "no kill_after grace on a close location";
+  ASSERT_EQ(proxy_->stop(), 0) << joined();
+  EXPECT_TRUE(control_->cancels().empty());
+  EXPECT_TRUE(proxy_->linesContaining("upstream_timeout").empty()) << joined();
 }
 
 TEST_F(ProxyHttp, UpstreamConnectTimeoutGives504) {
@@ -358,12 +366,14 @@ TEST_F(ProxyHttp, MetricsCountDisconnectsAndCancels) {
   waitUntil([&] {
     a.send("GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
     metrics = bodyOf(a.readResponse());
-    return metrics.find("tether_proxy_cancels_total{action=\"interrupt\",result=\"sent\"} 1") != std::string::npos;
+    return metrics.find("tether_proxy_cancels_total{action=\"interrupt\",reason=\"client_disconnect\",result=\"sent\"} 1") != std::string::npos;
   });
   EXPECT_NE(metrics.find("tether_proxy_disconnects_total{phase=\"awaiting_response\",cause=\"eof\"} 1"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("tether_proxy_requests_total{code=\"499\"} 1"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("tether_proxy_disconnect_to_cancel_seconds_count 1"), std::string::npos) << metrics;
-  EXPECT_NE(metrics.find("tether_proxy_cancels_total{action=\"interrupt\",result=\"sent\"} 1"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("tether_proxy_cancels_total{action=\"interrupt\",reason=\"client_disconnect\",result=\"sent\"} 1"),
+            std::string::npos)
+      << metrics;
   EXPECT_NE(metrics.find("tether_proxy_control_events_total{upstream=\"app\",event=\"sent\"} 1"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("tether_proxy_control_connected{upstream=\"app\"} 1"), std::string::npos) << metrics;
 }

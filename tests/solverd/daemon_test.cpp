@@ -2,6 +2,7 @@
 // coalescing, crashes and time limits, drain. Real workers, real solvers, real cgroups; after
 // each test no solverd-worker process and no job cgroup is left (DaemonTest::TearDown).
 #include "daemon_support.hpp"
+#include "../support/transportation_lp.hpp"
 
 #include "tether/agent/control/blocking_client.hpp"
 
@@ -174,7 +175,9 @@ TEST_F(SolverdTest, ClientLeavingAfterAnIncumbentInterruptsTheJobWhichKeepsThatI
   EXPECT_LT(ms, 1000);
   EXPECT_TRUE(d->process().waitForLine("job=" + id + ".*status=interrupted.*received->exited=", 2s));
   auto metrics = d->metrics();
-  EXPECT_NE(metrics.find("solverd_cancels_total{action=\"interrupt\",phase=\"running\"} 1"), std::string::npos)
+  EXPECT_NE(
+      metrics.find("solverd_cancels_total{action=\"interrupt\",reason=\"client_disconnect\",phase=\"running\"} 1"),
+      std::string::npos)
       << metrics;
   EXPECT_NE(metrics.find("solverd_cancel_to_exit_seconds_count 1"), std::string::npos) << metrics;
 }
@@ -251,6 +254,34 @@ TEST_F(SolverdTest, FullQueueGets503WithRetryAfterAndACancelledQueuedJobNeverSpa
   EXPECT_TRUE(d->waitFinished(a, 10s));
 }
 
+// Issue 13: solverd's own watch often reports a request's connection closing before the proxy's
+// frame arrives; the frame says why (here upstream_timeout), and that is the reason the job keeps.
+// GLPK's simplex ignores the watch's interrupt, so the job is still running when the frame (a kill,
+// to end it at once) comes.
+TEST_F(SolverdTest, FrameAfterTheOwnWatchsCancelGivesTheJobTheFramesReason) {
+  auto d = start("kill_after 10s;\n");
+  ASSERT_TRUE(d->started());
+  std::string id = newId();
+  auto c = std::make_unique<HttpClient>(d->port());
+  c->send("POST", "/v1/solve?solver=glpk", ::tether::test::transportationLp(150, 99), lpHeaders(id, true, {}));
+  auto head = c->head(10s);
+  ASSERT_TRUE(head);
+  ASSERT_EQ(head->status, 200) << head->body;
+  ASSERT_TRUE(waitFor([&] { return d->job(id).value("state", std::string()) == "running"; }, 10s));
+  c->close();
+  ASSERT_TRUE(d->process().waitForLine("job=" + id + " cancel interrupt \\(client_disconnect", 5s))
+      << d->process().output();
+  nlohmann::json frame = cancelFrame(id, "kill");
+  frame["reason"] = "upstream_timeout";
+  auto ack = controlRequest(d->controlPath(), frame);
+  ASSERT_TRUE(ack);
+  EXPECT_EQ((*ack)["state"], "running") << ack->dump();
+  auto job = d->waitFinished(id, 10s);
+  ASSERT_TRUE(job) << d->process().output();
+  EXPECT_EQ((*job)["cancel"]["reason"], "upstream_timeout") << job->dump();
+  EXPECT_EQ((*job)["cancel"]["action"], "kill") << job->dump();
+}
+
 TEST_F(SolverdTest, ThousandQueuedClientsLeavingAtOnceEmptyTheQueueWithoutSpawning) {
   rlimit rl{8192, 8192};
   if (setrlimit(RLIMIT_NOFILE, &rl) != 0) GTEST_SKIP() << "cannot raise RLIMIT_NOFILE to 8192";
@@ -275,7 +306,9 @@ TEST_F(SolverdTest, ThousandQueuedClientsLeavingAtOnceEmptyTheQueueWithoutSpawni
   EXPECT_LT(ms, 1000);
   EXPECT_EQ(workerPids(cgroup_root_).size(), 1U);
   auto metrics = d->metrics();
-  EXPECT_NE(metrics.find("solverd_cancels_total{action=\"interrupt\",phase=\"queued\"} 1000"), std::string::npos)
+  EXPECT_NE(
+      metrics.find("solverd_cancels_total{action=\"interrupt\",reason=\"client_disconnect\",phase=\"queued\"} 1000"),
+      std::string::npos)
       << metrics;
   first->close();
   EXPECT_TRUE(d->waitFinished(running, 10s));

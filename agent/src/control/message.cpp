@@ -90,6 +90,15 @@ bool parseAction(std::string_view name, Action& out) { return valueOf(kActions, 
 std::string_view cancelStateName(CancelState state) { return nameOf(kStates, state); }
 bool parseCancelState(std::string_view name, CancelState& out) { return valueOf(kStates, name, out); }
 
+std::string_view reasonLabel(std::string_view reason) {
+  static constexpr std::string_view kReasons[] = {"client_disconnect", "upstream_timeout", "deadline", "shutdown",
+                                                  "lease_expired", "superseded", "api", "time_limit"};
+  for (std::string_view known : kReasons) {
+    if (reason == known) return known;
+  }
+  return "other";
+}
+
 std::string_view typeName(const Message& message) {
   return std::visit(
       [](const auto& m) -> std::string_view {

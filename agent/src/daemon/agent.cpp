@@ -49,7 +49,8 @@ Agent::Agent(uv_loop_t* loop, Settings settings)
   registry_.callbackGauge("tether_agent_targets", "Processes registered and not yet exited.",
                           [this] { return static_cast<double>(targets()); });
   cancels_ = &registry_.counter("tether_agent_cancels_total",
-                                "Cancel frames handled, by action and by the state answered.", {"action", "result"});
+                                "Cancel frames handled, by action, reason and the state answered.",
+                                {"action", "reason", "result"});
   cancel_to_exit_ = &registry_.histogram("tether_agent_cancel_to_exit_seconds",
                                          "Time from a cancel's arrival to the target's exit.");
 }
@@ -157,7 +158,8 @@ control::CancelAck Agent::onCancel(const control::PeerCredentials& peer, const c
                                                              : supervise::CancelAction::kInterrupt;
   const auto state =
       toWire(supervisor_->cancel(cancel.id, action, cancel.grace_ms.value_or(0), cancel.reason));
-  cancels_->with({std::string(control::actionName(cancel.action)), std::string(control::cancelStateName(state))}).inc();
+  cancels_->with({std::string(control::actionName(cancel.action)), std::string(control::reasonLabel(cancel.reason)),
+                  std::string(control::cancelStateName(state))}).inc();
   log_->info("cancel rid={} action={} grace_ms={} reason={} phase={} peer_pid={} peer_uid={}: {}", cancel.id,
              control::actionName(cancel.action), cancel.grace_ms ? std::to_string(*cancel.grace_ms) : "default",
              cancel.reason, cancel.phase.empty() ? "-" : cancel.phase, peer.pid, peer.uid,

@@ -1,7 +1,7 @@
 #pragma once
 // Request ids: 32 lowercase hex digits from 128 random bits (DESIGN.md "Request identity").
-// The id is the only handle on a job, so it comes from the kernel's CSPRNG (getrandom), never
-// from a seeded PRNG.
+// The id is the only handle on a job, so its bits are the kernel's CSPRNG output (getrandom,
+// read a page at a time), never a seeded PRNG's.
 #include <string>
 #include <string_view>
 

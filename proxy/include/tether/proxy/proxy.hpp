@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "tether/proxy/settings.hpp"
 
@@ -41,6 +42,8 @@ class Proxy {
   std::string requestsJson() const;
   size_t activeRequests() const;
   size_t openConnections() const;
+  // The addresses listened on ("127.0.0.1:40123", "unix:/run/x.sock"): a port 0 resolved.
+  std::vector<std::string> listening() const;
 
   struct Impl;
 

@@ -77,7 +77,7 @@ class Daemon {
   JobHooks makeHooks();
   void onJobFinished(const Job& job);
   void onJobCancelled(const Job& job, const CancelOrder& order, std::string_view state);
-  void countCancel(CancelAction action, std::string_view state);
+  void countCancel(const CancelOrder& order, std::string_view state);
   void onShutdownTimeout();
   void maybeStopped();
   void updateStatus();

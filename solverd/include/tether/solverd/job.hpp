@@ -34,6 +34,7 @@ struct CancelOrder {
   std::chrono::milliseconds grace{5000};
   std::string reason = "client_disconnect";
   std::string phase;  // the proxy's disconnect phase, when the frame carried one
+  bool from_frame = false;  // a control frame's: its reason outranks solverd's own watch
 };
 
 // The cancel ladder's record, CLOCK_MONOTONIC nanoseconds (0: has not happened). `signalled` is
@@ -47,6 +48,7 @@ struct CancelRecord {
   uint64_t signalled_ns = 0;
   uint64_t killed_ns = 0;
   uint64_t exited_ns = 0;
+  bool from_frame = false;
 };
 
 // The answer every request of a job gets: an HTTP status and a JSON body (the result object of

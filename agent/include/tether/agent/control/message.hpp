@@ -22,6 +22,9 @@ std::string_view actionName(Action action);
 bool parseAction(std::string_view name, Action& out);
 std::string_view cancelStateName(CancelState state);
 bool parseCancelState(std::string_view name, CancelState& out);
+// A cancel reason as a metric label: the reasons DESIGN.md names, anything else "other", so that
+// a peer's free text cannot grow a daemon's metric series without bound.
+std::string_view reasonLabel(std::string_view reason);
 
 // {"type":"hello","version":1,"role":"proxy"} from a client;
 // {"type":"hello","version":1,"server":"solverd"} in reply.

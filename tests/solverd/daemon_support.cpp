@@ -424,6 +424,9 @@ Solverd::Solverd(const std::string& cgroup_root, Options options) {
   // Short drains by default, so that a test's end never waits long; a test may set its own.
   if (options.extra_config.find("shutdown_timeout") == std::string::npos) conf += "shutdown_timeout 2s;\n";
   if (options.extra_config.find("kill_after") == std::string::npos) conf += "kill_after 500ms;\n";
+  // No warm workers unless a test asks: most tests count the worker processes and cgroups of
+  // their jobs, and a spare would be one more (spare_worker_test runs the default and others).
+  if (options.extra_config.find("spare_workers") == std::string::npos) conf += "spare_workers 0;\n";
   conf += options.extra_config;
   std::ofstream(config_path_) << conf;
   process_ = std::make_unique<Process>(std::vector<std::string>{binPath("solverd"), "-c", config_path_},

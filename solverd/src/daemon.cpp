@@ -238,6 +238,7 @@ void Daemon::start() {
   runner_ = std::make_unique<WorkerRunner>(loop_, &tree_, workerOptions());
   table_ = std::make_unique<JobTable>(jobLimits(), *runner_, makeHooks());
   runner_->setTable(table_.get());
+  runner_->setSparesChanged([this] { updateStatus(); });
 
   reap_timer_ = std::make_unique<UvHandle<uv_timer_t>>();
   uv_timer_init(loop_, reap_timer_->get());

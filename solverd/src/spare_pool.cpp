@@ -150,6 +150,7 @@ void SparePool::startOne() {
   log::get("worker")->debug("{} pid={} started in {}", raw->name(), raw->process.target->pid(),
                             raw->process.target->inCgroup() ? raw->process.target->cgroupPath() : "no cgroup");
   ready_.push_back(std::move(spare));
+  changed();
 }
 
 std::optional<WorkerProcess> SparePool::take() {
@@ -175,6 +176,7 @@ void SparePool::retireAll(const char* why) {
     spare->process.target->cancel(sv::CancelAction::kKill, 0, "retired");
   }
   retiring_.splice(retiring_.end(), ready_);
+  changed();
 }
 
 void SparePool::setOptions(WorkerOptions options) {
@@ -243,6 +245,7 @@ void SparePool::onSpareDone(Spare* spare, const sv::Outcome& outcome) {
     failed(fmt::format("{} pid={} exited before it was given a job ({}) after {:.1f} ms", owned->name(), outcome.pid,
                        outcome.status.describe(), static_cast<double>(lived_ns) / 1e6),
            lived_ns);
+    changed();
   }
   owned.reset();
   maybeEmpty();

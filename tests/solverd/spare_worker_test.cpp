@@ -234,6 +234,25 @@ TEST_F(SpareWorkerTest, DrainRetiresTheSparesAndAQueuedJobStartsColdThenNothingI
   d->expectNoErrorsLogged();
 }
 
+TEST_F(SpareWorkerTest, SystemdStatusCountsTheSparesReady) {
+  NotifySocket notify;
+  ASSERT_TRUE(notify.bound());
+  Solverd::Options o;
+  o.env = {notify.env()};
+  o.extra_config = "spare_workers 2;\n";
+  Solverd d(cgroup_root_, o);
+  ASSERT_TRUE(d.started()) << d.process().output();
+  std::vector<std::string> seen;
+  bool two_ready = false;
+  for (auto deadline = Clock::now() + 10s; !two_ready && Clock::now() < deadline;) {
+    std::string message = notify.next(1s);
+    if (message.empty()) continue;
+    seen.push_back(message);
+    two_ready = message.find("STATUS=0 running, 0 queued, 2 spare") != std::string::npos;
+  }
+  EXPECT_TRUE(two_ready) << ::testing::PrintToString(seen);
+}
+
 TEST_F(SpareWorkerTest, SpareWorkersZeroStartsEachWorkerWithItsJob) {
   auto d = start("spare_workers 0;\n");
   ASSERT_TRUE(d->started());

@@ -94,6 +94,9 @@ class SparePool {
   // `on_empty` runs once no spare process is left (perhaps at once).
   void stop(std::function<void()> on_empty);
 
+  // Called whenever ready() may have changed (STATUS=); never from inside take().
+  void setOnChange(std::function<void()> on_change) { on_change_ = std::move(on_change); }
+
   size_t ready() const { return ready_.size(); }
   // Spare processes alive: ready plus those being retired.
   size_t alive() const { return ready_.size() + retiring_.size(); }
@@ -110,6 +113,9 @@ class SparePool {
   void retireAll(const char* why);
   void failed(const std::string& what, uint64_t lived_ns);
   void maybeEmpty();
+  void changed() {
+    if (on_change_) on_change_();
+  }
 
   uv_loop_t* loop_;
   const agent::supervise::CgroupTree* tree_;
@@ -120,6 +126,7 @@ class SparePool {
   bool timer_armed_ = false;
   bool stopped_ = false;
   std::function<void()> on_empty_;
+  std::function<void()> on_change_;
   uint64_t next_number_ = 1;     // names spare-N
   unsigned failures_ = 0;        // spares in a row that died soon after their start
   Stats stats_;

@@ -35,6 +35,7 @@ class WorkerRunner : public JobRunner {
   // once no spare process is left.
   void stopSpares(std::function<void()> on_empty) { spares_.stop(std::move(on_empty)); }
   const SparePool& spares() const { return spares_; }
+  void setSparesChanged(std::function<void()> on_change) { spares_.setOnChange(std::move(on_change)); }
 
   std::string start(Job& job) override;
   void cancel(Job& job, const CancelOrder& order) override;

@@ -40,6 +40,10 @@ config::Schema makeSchema() {
   row({"admin", kMainOnly, 0, 0, true, false, {}, "", "the admin listener: /metrics and /health", "{ ... }"});
   row({"listen", {"admin"}, 1, 1, false, true, config::addressValue(), "", "an admin address", "host:port | unix:PATH"});
   row({"workers", kMainOnly, 1, 1, false, false, config::integerValue(1, 4096), "2", "parallel solves", "N"});
+  row({"spare_workers", kMainOnly, 1, 1, false, false, config::integerValue(0, 64), "1",
+       "warm workers kept started, each in its own fresh cgroup, in addition to workers; 0: a worker "
+       "starts with its job",
+       "N"});
   row({"queue_size", kMainOnly, 1, 1, false, false, config::integerValue(0, 10'000'000), "1000",
        "jobs that may wait for a worker; beyond, 503 with Retry-After", "N"});
   row({"worker_path", kMainOnly, 1, 1, false, false, {}, "",

@@ -90,6 +90,7 @@ WorkerOptions Daemon::workerOptions() const {
   o.limits.cpu_max = settings_.job_cpu_max;
   o.max_grace = settings_.max_grace;
   o.time_limit_grace = settings_.time_limit_grace;
+  o.spare_workers = settings_.spare_workers;
   return o;
 }
 
@@ -123,6 +124,21 @@ void Daemon::setupMetrics() {
   tombstoned_requests_ = &registry_.counter("solverd_tombstoned_requests_total",
                                             "Requests refused because a cancel for their id came first.")
                               .get();
+  // Warm workers (spare_pool.hpp): ready now, and what became of the ones started.
+  registry_.callbackGauge("solverd_spare_workers", "Warm workers waiting for a job.",
+                          [this] { return runner_ ? static_cast<double>(runner_->spares().ready()) : 0.0; });
+  auto spareCounter = [this](std::string_view name, std::string_view help, uint64_t SparePool::Stats::*field) {
+    registry_.callbackCounter(name, help, [this, field] {
+      return runner_ ? static_cast<double>(runner_->spares().stats().*field) : 0.0;
+    });
+  };
+  spareCounter("solverd_spare_workers_started_total", "Warm workers started.", &SparePool::Stats::started);
+  spareCounter("solverd_spare_workers_taken_total", "Warm workers handed a job.", &SparePool::Stats::taken);
+  spareCounter("solverd_spare_workers_died_total",
+               "Warm workers that exited before they were handed a job, or could not start.",
+               &SparePool::Stats::died);
+  spareCounter("solverd_spare_workers_retired_total", "Warm workers stopped by a reload or the drain.",
+               &SparePool::Stats::retired);
   registry_.callbackGauge("solverd_tombstones", "Request ids refused after a cancel for an unknown id.",
                           [this] { return static_cast<double>(tombstones_.size(monotonicNs())); });
 }
@@ -197,8 +213,8 @@ void Daemon::onJobFinished(const Job& job) {
 
 void Daemon::updateStatus() {
   if (!notifier_ || !notifier_->enabled()) return;
-  notifier_->status(fmt::format("{} running, {} queued{}", table_->running(), table_->queued(),
-                                stopping_ ? ", stopping" : ""));
+  notifier_->status(fmt::format("{} running, {} queued, {} spare{}", table_->running(), table_->queued(),
+                                runner_->spares().ready(), stopping_ ? ", stopping" : ""));
 }
 
 void Daemon::start() {
@@ -223,6 +239,7 @@ void Daemon::start() {
   runner_ = std::make_unique<WorkerRunner>(loop_, &tree_, workerOptions());
   table_ = std::make_unique<JobTable>(jobLimits(), *runner_, makeHooks());
   runner_->setTable(table_.get());
+  runner_->setSparesChanged([this] { updateStatus(); });
 
   reap_timer_ = std::make_unique<UvHandle<uv_timer_t>>();
   uv_timer_init(loop_, reap_timer_->get());
@@ -268,9 +285,9 @@ void Daemon::start() {
                                                             },
                                                     });
   if (int rc = signals_->start(); rc < 0) throw StartupError(fmt::format("signals: {}", uv_strerror(rc)));
-  logger->info("solverd {} ready: {} workers, queue {}, worker {}", TETHER_VERSION, settings_.workers,
-               settings_.queue_size, settings_.worker_path);
-  notifier_->ready(fmt::format("0 running, 0 queued, {} workers", settings_.workers));
+  logger->info("solverd {} ready: {} workers, {} spare, queue {}, worker {}", TETHER_VERSION, settings_.workers,
+               settings_.spare_workers, settings_.queue_size, settings_.worker_path);
+  notifier_->ready(fmt::format("0 running, 0 queued, {} workers, {} spare", settings_.workers, settings_.spare_workers));
 }
 
 bool Daemon::openMissing(http::Server& server, const Listening& current, const std::vector<config::Address>& wanted,
@@ -335,8 +352,8 @@ void Daemon::reload(const Settings& settings) {
   tombstones_.setTtl(static_cast<uint64_t>(settings_.tombstone_ttl.count()) * 1'000'000ULL);
   runner_->setOptions(workerOptions());
   table_->setLimits(jobLimits());
-  logger->info("configuration reloaded: {} workers, queue {}, coalesce {}", settings_.workers, settings_.queue_size,
-               toString(settings_.coalesce));
+  logger->info("configuration reloaded: {} workers, {} spare (the old spares retired), queue {}, coalesce {}",
+               settings_.workers, settings_.spare_workers, settings_.queue_size, toString(settings_.coalesce));
 }
 
 void Daemon::shutdown() {
@@ -365,6 +382,8 @@ void Daemon::shutdown() {
   uv_timer_start(
       shutdown_timer_->get(), [](uv_timer_t* t) { static_cast<Daemon*>(t->data)->onShutdownTimeout(); },
       static_cast<uint64_t>(settings_.shutdown_timeout.count()), 0);
+  // No spare is handed a job from now on: the jobs still queued start cold workers.
+  runner_->stopSpares([this] { maybeStopped(); });
   if (api_) {
     api_->drain([this] {
       api_drained_ = true;
@@ -391,8 +410,10 @@ void Daemon::onShutdownTimeout() {
 }
 
 void Daemon::maybeStopped() {
-  // Reached from: shutdown(), each job's end, each drain callback, the reap timer.
+  // Reached from: shutdown(), each job's end, each drain callback, the reap timer, the last
+  // retired spare's end.
   if (!stopping_ || stopped_ || table_->active() != 0 || !subscribers_.empty()) return;
+  if (runner_->spares().alive() != 0) return;
   if (!api_drained_ || !admin_drained_) {
     // Every job is done: what is left are responses in flight; the server closes them itself.
     return;

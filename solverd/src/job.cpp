@@ -75,7 +75,10 @@ nlohmann::json Job::describe(uint64_t now_ns) const {
   for (const auto& r : requests) reqs.push_back({{"id", r.request_id}, {"live", r.live}});
   j["requests"] = std::move(reqs);
   if (!last_incumbent.is_null()) j["incumbent"] = last_incumbent;
-  if (worker_pid != 0) j["worker_pid"] = worker_pid;
+  if (worker_pid != 0) {
+    j["worker_pid"] = worker_pid;
+    j["worker_start"] = spare ? "spare" : "cold";
+  }
   if (!cgroup.empty()) j["cgroup"] = cgroup;
   if (cancel) {
     j["cancel"] = {{"action", toString(cancel->action)},

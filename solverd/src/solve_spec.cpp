@@ -1,5 +1,7 @@
 #include "tether/solverd/solve_spec.hpp"
 
+#include "tether/agent/control/frame.hpp"
+
 #include <algorithm>
 #include <array>
 #include <cctype>
@@ -165,6 +167,46 @@ nlohmann::json solveFrame(const SolveSpec& spec) {
                         {"model", spec.model},
                         {"solver", spec.solver},
                         {"options", spec.options}};
+}
+
+std::string solveFrameBytes(const SolveSpec& spec) {
+  const auto replace = nlohmann::json::error_handler_t::replace;
+  auto viaJson = [&spec, replace] {
+    return agent::control::encodeRawFrame(solveFrame(spec).dump(-1, ' ', false, replace));
+  };
+  nlohmann::json head{{"type", "solve"}, {"format", spec.format}, {"solver", spec.solver}, {"options", spec.options}};
+  std::string head_text = head.dump(-1, ' ', false, replace);
+  std::string out;
+  // A model's escapes are mostly its newlines, one byte more each, and its lines are rarely
+  // shorter than 16 bytes: a 1/16 margin avoids most regrowths.
+  out.reserve(4 + head_text.size() + 16 + spec.model.size() + spec.model.size() / 16);
+  out.append(4, '\0');
+  out.append(head_text, 0, head_text.size() - 1);  // without its closing brace
+  out += ",\"model\":\"";
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (char c : spec.model) {
+    auto u = static_cast<unsigned char>(c);
+    if (u >= 0x80) return viaJson();  // UTF-8 to check: the json dump does it
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (u < 0x20) {
+          out += "\\u00";
+          out += kHex[u >> 4];
+          out += kHex[u & 0xf];
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += "\"}";
+  auto length = static_cast<uint32_t>(out.size() - 4);
+  for (int i = 0; i < 4; ++i) out[static_cast<size_t>(i)] = static_cast<char>((length >> (8 * i)) & 0xff);
+  return out;
 }
 
 }  // namespace tether::solverd

@@ -75,6 +75,7 @@ class WorkerRunner::Session {
 
   WorkerRunner& runner_;
   Job& job_;
+  std::unique_ptr<WorkerProcess::Hooks> hooks_;  // before target_: the Target calls it
   std::unique_ptr<sv::Target> target_;
   std::unique_ptr<UvHandle<uv_pipe_t>> stdin_, stdout_, stderr_;
   std::unique_ptr<UvHandle<uv_timer_t>> time_limit_timer_;
@@ -94,30 +95,24 @@ class WorkerRunner::Session {
 
 std::string WorkerRunner::Session::start() {
   const WorkerOptions& opts = runner_.options_;
-  sv::Target::Options target_options;
-  target_options.id = job_.id;
-  target_options.max_grace_ms = static_cast<uint64_t>(opts.max_grace.count());
-  // The ladder's interrupt is a frame, never a signal: CBC and CLP install their own SIGINT
-  // handlers (DESIGN.md "Worker protocol").
-  target_options.interrupt = [this](sv::Target&) { return writeFrame({{"type", "interrupt"}}); };
-  target_options.limits = opts.limits;
-  target_options.on_done = [this](sv::Target&, const sv::Outcome& outcome) { onTargetDone(outcome); };
-
-  sv::SpawnOptions spawn;
-  spawn.argv.push_back(opts.worker_path);
-  for (const auto& arg : opts.extra_args) spawn.argv.push_back(arg);
-  spawn.stdin_mode = sv::Stdio::kPipe;
-  spawn.stdout_mode = sv::Stdio::kPipe;
-  spawn.stderr_mode = sv::Stdio::kPipe;
-
-  auto spawned = sv::Target::spawn(runner_.loop_, runner_.tree_, std::move(target_options), spawn);
-  if (!spawned) return "cannot start " + opts.worker_path + ": " + spawned.error().message();
-  target_ = std::move(spawned.value());
+  // A warm spare when one is ready (its own fresh cgroup, already waiting for the frame); else
+  // a worker started for this job, as without spares.
+  std::optional<WorkerProcess> process = runner_.spares_.take();
+  job_.spare = process.has_value();
+  if (!process) {
+    auto spawned = spawnWorker(runner_.loop_, runner_.tree_, opts, job_.id);
+    if (!spawned) return "cannot start " + opts.worker_path + ": " + spawned.error().message();
+    process = std::move(spawned.value());
+  }
+  hooks_ = std::move(process->hooks);
+  hooks_->interrupt = [this](sv::Target&) { return writeFrame({{"type", "interrupt"}}); };
+  hooks_->on_done = [this](sv::Target&, const sv::Outcome& outcome) { onTargetDone(outcome); };
+  target_ = std::move(process->target);
+  stdin_ = std::move(process->stdin_pipe);
+  stdout_ = std::move(process->stdout_pipe);
+  stderr_ = std::move(process->stderr_pipe);
   job_.worker_pid = target_->pid();
   job_.cgroup = target_->cgroupPath();
-  stdin_ = target_->takeStdinPipe();
-  stdout_ = target_->takeStdoutPipe();
-  stderr_ = target_->takeStderrPipe();
 
   stdout_->get()->data = this;
   uv_read_start(
@@ -138,8 +133,7 @@ std::string WorkerRunner::Session::start() {
 
   // The solve frame can be as large as the model (client_max_body_size), beyond the control
   // protocol's 1 MiB: the worker's decoder accepts it from its parent.
-  std::string payload = solveFrame(job_.spec).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  if (int rc = writeBytes(stdin_->get(), agent::control::encodeRawFrame(payload)); rc < 0) {
+  if (int rc = writeBytes(stdin_->get(), solveFrameBytes(job_.spec)); rc < 0) {
     // The worker is running; it sees no solve frame, so stop it and report through on_done.
     target_->cancel(sv::CancelAction::kKill, 0, "spawn_failed");
     protocol_error_ = std::string("cannot write the solve frame: ") + uv_strerror(rc);
@@ -321,7 +315,12 @@ Outcome WorkerRunner::Session::buildOutcome(const sv::Outcome& exit) {
 }
 
 WorkerRunner::WorkerRunner(uv_loop_t* loop, const agent::supervise::CgroupTree* tree, WorkerOptions options)
-    : loop_(loop), tree_(tree), options_(std::move(options)) {}
+    : loop_(loop), tree_(tree), options_(std::move(options)), spares_(loop, tree, options_) {}
+
+void WorkerRunner::setOptions(WorkerOptions options) {
+  options_ = std::move(options);
+  spares_.setOptions(options_);
+}
 
 WorkerRunner::~WorkerRunner() = default;
 

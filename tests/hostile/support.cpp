@@ -124,6 +124,9 @@ SolverHost::SolverHost(std::string cgroup_root, HostOptions options)
   s += "cgroup_root " + cgroup_root_ + ";\nworker_path " +
        (options_.worker_path.empty() ? binPath("solverd-worker") : options_.worker_path) + ";\n";
   s += "workers " + std::to_string(options_.workers) + ";\nqueue_size " + std::to_string(options_.queue_size) + ";\n";
+  // No warm workers unless a case asks: the cases count solverd's fds and its job cgroups, and
+  // expect none once their jobs are done (spare_worker_test covers spares).
+  if (options_.solverd_extra.find("spare_workers") == std::string::npos) s += "spare_workers 0;\n";
   s += "shutdown_timeout 2s;\n" + options_.solverd_extra;
   std::ofstream(solverd_conf_) << s;
 

@@ -1,7 +1,11 @@
-// Reading POST /v1/solve: media types, the JSON form, query parameters, the time limit cap.
+// Reading POST /v1/solve: media types, the JSON form, query parameters, the time limit cap; the
+// solve frame written to the worker.
 #include "tether/solverd/solve_spec.hpp"
 
 #include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
 
 namespace tether::solverd {
 namespace {
@@ -63,6 +67,36 @@ TEST(SolveRequest, QueryParametersArePercentDecoded) {
   EXPECT_EQ(queryParam("a=1&solver=gl%70k", "solver"), "glpk");
   EXPECT_EQ(queryParam("flag&x=1", "flag"), "");
   EXPECT_FALSE(queryParam("x=1", "solver"));
+}
+
+// The frame built in one pass must be the frame the json library builds: every escape, and the
+// fallback for bytes beyond ASCII (valid UTF-8 kept, invalid replaced as the dump does).
+TEST(SolveFrameBytes, DecodesToTheSameFrameAsTheJsonBuiltOneForEveryKindOfModelText) {
+  std::string every_control;
+  for (int c = 0; c < 0x20; ++c) every_control += static_cast<char>(c);
+  const std::vector<std::string> models = {
+      "",
+      "Maximize\n obj: 3 x + 2 y\r\nSubject To\n c1: x + y <= 4\nEnd\n",
+      "\\ a comment with \"quotes\" and a \\ backslash\tand a tab\n",
+      every_control + "\x7f",
+      "\\ caf\xc3\xa9 \xe2\x82\xac valid UTF-8\n",
+      "\\ Latin-1 \xe9 is not UTF-8\n",
+  };
+  for (const auto& model : models) {
+    SolveSpec spec;
+    spec.solver = "glpk";
+    spec.model = model;
+    spec.options = {{"time_limit", 2.5}, {"mip_gap", 0.01}};
+    std::string bytes = solveFrameBytes(spec);
+    ASSERT_GE(bytes.size(), 4U);
+    uint32_t length = 0;
+    for (int i = 3; i >= 0; --i) length = (length << 8) | static_cast<unsigned char>(bytes[static_cast<size_t>(i)]);
+    ASSERT_EQ(length, bytes.size() - 4) << model;
+    auto got = nlohmann::json::parse(bytes.substr(4), nullptr, false);
+    ASSERT_FALSE(got.is_discarded()) << bytes.substr(4);
+    auto want = nlohmann::json::parse(solveFrame(spec).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    EXPECT_EQ(got, want) << model;
+  }
 }
 
 }  // namespace

@@ -198,6 +198,32 @@ void expectNoLeftovers(const std::string& cgroup_root) {
   ::rmdir(cgroup_root.c_str());
 }
 
+// ---- systemd notifications
+
+NotifySocket::NotifySocket() {
+  static std::atomic<int> counter{0};
+  path_ = "/tmp/sdt-notify-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + ".sock";
+  ::unlink(path_.c_str());
+  fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::strncpy(sa.sun_path, path_.c_str(), sizeof sa.sun_path - 1);
+  bound_ = fd_ >= 0 && ::bind(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
+}
+
+NotifySocket::~NotifySocket() {
+  if (fd_ >= 0) ::close(fd_);
+  ::unlink(path_.c_str());
+}
+
+std::string NotifySocket::next(std::chrono::milliseconds timeout) {
+  pollfd p{fd_, POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) return {};
+  char buf[4096];
+  ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string{};
+}
+
 // ---- HTTP
 
 static int connectTcp(uint16_t port) {
@@ -424,6 +450,9 @@ Solverd::Solverd(const std::string& cgroup_root, Options options) {
   // Short drains by default, so that a test's end never waits long; a test may set its own.
   if (options.extra_config.find("shutdown_timeout") == std::string::npos) conf += "shutdown_timeout 2s;\n";
   if (options.extra_config.find("kill_after") == std::string::npos) conf += "kill_after 500ms;\n";
+  // No warm workers unless a test asks: most tests count the worker processes and cgroups of
+  // their jobs, and a spare would be one more (spare_worker_test runs the default and others).
+  if (options.extra_config.find("spare_workers") == std::string::npos) conf += "spare_workers 0;\n";
   conf += options.extra_config;
   std::ofstream(config_path_) << conf;
   process_ = std::make_unique<Process>(std::vector<std::string>{binPath("solverd"), "-c", config_path_},

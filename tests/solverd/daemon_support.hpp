@@ -153,6 +153,25 @@ class Solverd {
   std::unique_ptr<Process> process_;
 };
 
+// A NOTIFY_SOCKET for a daemon under test (sd_notify's datagrams), bound at a short temp path.
+class NotifySocket {
+ public:
+  NotifySocket();
+  ~NotifySocket();
+  NotifySocket(const NotifySocket&) = delete;
+  NotifySocket& operator=(const NotifySocket&) = delete;
+  bool bound() const { return bound_; }
+  // "NOTIFY_SOCKET=PATH", for Solverd::Options::env.
+  std::string env() const { return "NOTIFY_SOCKET=" + path_; }
+  // The next datagram, or an empty string after `timeout`.
+  std::string next(std::chrono::milliseconds timeout = 5s);
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  bool bound_ = false;
+};
+
 // A fresh request id (32 hex digits).
 std::string newId();
 // Sends one control frame (a JSON object) and returns the reply, or nullopt.

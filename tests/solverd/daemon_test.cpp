@@ -557,22 +557,11 @@ TEST_F(SolverdTest, RestartAfterSigkillRemovesTheJobCgroupsThePredecessorLeft) {
 }
 
 TEST_F(SolverdTest, TellsSystemdReadyAfterListeningAndStoppingOnSigterm) {
-  std::string path = "/tmp/sdt-notify-" + std::to_string(getpid()) + ".sock";
-  ::unlink(path.c_str());
-  int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  sockaddr_un sa{};
-  sa.sun_family = AF_UNIX;
-  std::strncpy(sa.sun_path, path.c_str(), sizeof sa.sun_path - 1);
-  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
-  auto next = [&]() -> std::string {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 5000) <= 0) return {};
-    char buf[4096];
-    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string{};
-  };
+  NotifySocket notify;
+  ASSERT_TRUE(notify.bound());
+  auto next = [&notify] { return notify.next(5s); };
   Solverd::Options o;
-  o.env = {"NOTIFY_SOCKET=" + path};
+  o.env = {notify.env()};
   // With an admin listener too: both drains end at once when idle (regression: the shutdown
   // timer was armed after them and kept an idle daemon alive for the whole shutdown_timeout).
   o.extra_config = "admin { listen 127.0.0.1:0; }\nshutdown_timeout 5s;\n";
@@ -596,8 +585,6 @@ TEST_F(SolverdTest, TellsSystemdReadyAfterListeningAndStoppingOnSigterm) {
   ASSERT_TRUE(status);
   EXPECT_EQ(WEXITSTATUS(*status), 0);
   EXPECT_LT(Clock::now() - sigterm_at, 2s) << "an idle solverd waited for its shutdown_timeout";
-  ::close(fd);
-  ::unlink(path.c_str());
 }
 
 }  // namespace

@@ -94,6 +94,7 @@ struct Job {
   // Worker details for GET /v1/jobs/ID, filled by the runner.
   int worker_pid = 0;
   std::string cgroup;
+  bool spare = false;  // the worker was a warm spare (spare_pool.hpp), not started for this job
 
   size_t liveRequests() const;
   // The status word of the outcome ("optimal", ..., "crashed"), or the state while unfinished.

@@ -31,6 +31,7 @@ struct Settings {
   std::optional<agent::control::ControlSettings> control;  // unix:PATH or systemd:NAME
   std::vector<config::Address> admin;
   size_t workers = 2;
+  size_t spare_workers = 1;  // warm workers (spare_pool.hpp), in addition to `workers`
   size_t queue_size = 1000;
   std::string worker_path;  // absolute; resolved beside the solverd binary when not configured
   std::chrono::milliseconds default_time_limit{3'600'000};

@@ -47,5 +47,10 @@ std::optional<std::string> queryParam(std::string_view query, std::string_view n
 
 // The frame solverd writes to the worker's stdin for this spec.
 nlohmann::json solveFrame(const SolveSpec& spec);
+// The same frame as bytes on the wire (the 4-byte length, then the JSON). A model of plain ASCII
+// (LP and MPS files nearly always are) is escaped straight into the one buffer, instead of being
+// copied into a json value, dumped into a string and copied again behind the length; others go
+// through solveFrame(), whose dump replaces invalid UTF-8.
+std::string solveFrameBytes(const SolveSpec& spec);
 
 }  // namespace tether::solverd

@@ -3,26 +3,21 @@
 // speaking the worker protocol of DESIGN.md over its stdin and stdout: the solve frame, later an
 // interrupt frame (the ladder's interrupt action), log/incumbent/result frames back. The cancel
 // ladder, cgroup.kill, cpu.stat and the cgroup's removal are the Target's; this file turns the
-// worker's frames and its end into the job's Outcome.
+// worker's frames and its end into the job's Outcome. The process is a warm spare of the
+// SparePool when one is ready (spare_pool.hpp), otherwise started for the job.
 #include "tether/agent/supervise/cgroup.hpp"
 #include "tether/solverd/job_table.hpp"
+#include "tether/solverd/spare_pool.hpp"
 
 #include <uv.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
 
 namespace tether::solverd {
-
-struct WorkerOptions {
-  std::string worker_path;
-  agent::supervise::Limits limits;
-  std::chrono::milliseconds max_grace{60'000};
-  std::chrono::milliseconds time_limit_grace{5'000};
-  std::vector<std::string> extra_args;  // appended to the worker's argv (tests)
-};
 
 class WorkerRunner : public JobRunner {
  public:
@@ -34,8 +29,13 @@ class WorkerRunner : public JobRunner {
 
   // The table to report to; set once, before the first start().
   void setTable(JobTable* table) { table_ = table; }
-  // SIGHUP: applies to workers started from now on.
-  void setOptions(WorkerOptions options) { options_ = std::move(options); }
+  // SIGHUP: applies to workers started from now on; the spares started before are retired.
+  void setOptions(WorkerOptions options);
+  // Drain: no spare is handed a job from now on (jobs still queued start cold); `on_empty` runs
+  // once no spare process is left.
+  void stopSpares(std::function<void()> on_empty) { spares_.stop(std::move(on_empty)); }
+  const SparePool& spares() const { return spares_; }
+  void setSparesChanged(std::function<void()> on_change) { spares_.setOnChange(std::move(on_change)); }
 
   std::string start(Job& job) override;
   void cancel(Job& job, const CancelOrder& order) override;
@@ -53,6 +53,7 @@ class WorkerRunner : public JobRunner {
   const agent::supervise::CgroupTree* tree_;
   WorkerOptions options_;
   JobTable* table_ = nullptr;
+  SparePool spares_;
   std::unordered_map<std::string, std::unique_ptr<Session>> sessions_;  // by job id
   uint64_t crashes_ = 0;
 };

@@ -1,0 +1,291 @@
+// solverd's warm workers (`spare_workers`, DESIGN.md "Warm workers") as a process: a spare waits
+// in its own fresh cgroup before it gets a job, a job's cgroup (cancelled, killed or not) is never
+// given to another, spares are replaced after jobs, crashes and kills, reload and drain retire
+// them, a failing worker binary backs off, `spare_workers 0` starts every worker with its job, and
+// nothing is left once solverd stops. Real workers, real cgroups.
+#include "daemon_support.hpp"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace tether::test {
+namespace {
+
+namespace fs = std::filesystem;
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+struct SpareSeen {
+  std::string cgroup;
+  pid_t pid = 0;
+};
+
+// The cgroups made for spares (job-spare-N) under `root`, but for those in `not_in` (the ones of
+// running jobs that took a spare, or seen before), with the one process in each once it is there.
+std::vector<SpareSeen> spares(const std::string& root, const std::set<std::string>& not_in = {}) {
+  std::vector<SpareSeen> out;
+  for (const auto& cg : jobCgroups(root)) {
+    if (!fs::path(cg).filename().string().starts_with("job-spare-") || not_in.contains(cg)) continue;
+    std::istringstream in(readFile(cg + "/cgroup.procs"));
+    pid_t pid = 0;
+    if (in >> pid) out.push_back({cg, pid});
+  }
+  return out;
+}
+
+// Waits for exactly `n` spares outside `not_in`, each running the worker binary (a spare is in
+// its cgroup from clone3 on, before its exec), and returns them.
+std::vector<SpareSeen> waitForSpares(const std::string& root, size_t n, const std::set<std::string>& not_in = {}) {
+  std::vector<SpareSeen> found;
+  waitFor([&] {
+    found = spares(root, not_in);
+    return found.size() == n && std::all_of(found.begin(), found.end(), [](const SpareSeen& s) {
+             std::error_code ec;
+             return fs::read_symlink("/proc/" + std::to_string(s.pid) + "/exe", ec).filename() == "solverd-worker";
+           });
+  }, 10s);
+  return found;
+}
+
+// The value of an unlabelled series in a /metrics text, or -1.
+double metric(const std::string& text, const std::string& name) {
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.starts_with(name + " ")) return std::stod(line.substr(name.size() + 1));
+  }
+  return -1;
+}
+
+// The v2 cgroup of a process, as a path under the cgroup2 mount ("0::/a/b" -> "/a/b").
+std::string cgroupOf(pid_t pid) {
+  std::string text = readFile("/proc/" + std::to_string(pid) + "/cgroup");
+  auto at = text.find("0::");
+  if (at == std::string::npos) return {};
+  auto end = text.find('\n', at);
+  return text.substr(at + 3, end == std::string::npos ? std::string::npos : end - at - 3);
+}
+
+Headers lpHeaders(const std::string& id) { return {{"Content-Type", "text/x-lp"}, {"X-Request-Id", id}}; }
+
+class SpareWorkerTest : public DaemonTest {
+ protected:
+  std::unique_ptr<Solverd> start(const std::string& extra) {
+    auto d = std::make_unique<Solverd>(cgroup_root_, Solverd::Options{extra, false, {}, {}});
+    EXPECT_TRUE(d->started()) << d->process().output();
+    return d;
+  }
+
+  // One knapsack solve, answered 200 with a result.
+  nlohmann::json solveKnapsack(Solverd& d, const std::string& id) {
+    auto r = httpRequest(d.port(), "POST", "/v1/solve?solver=cbc", readFile(modelPath("knapsack.lp")), lpHeaders(id));
+    EXPECT_TRUE(r.has_value());
+    if (!r) return {};
+    EXPECT_EQ(r->status, 200) << r->body;
+    auto job = d.waitFinished(id, 10s);
+    EXPECT_TRUE(job.has_value());
+    return job ? *job : nlohmann::json{};
+  }
+};
+
+TEST_F(SpareWorkerTest, ASpareWaitsInItsOwnCgroupAndItsJobKeepsItWhileAReplacementStarts) {
+  auto d = start("spare_workers 1;\n");
+  ASSERT_TRUE(d->started());
+  auto before = waitForSpares(cgroup_root_, 1);
+  ASSERT_EQ(before.size(), 1U);
+  const SpareSeen spare = before[0];
+  // Alone in a cgroup of its own, the worker binary, before any job exists.
+  EXPECT_TRUE(spare.cgroup.ends_with(cgroupOf(spare.pid))) << spare.cgroup << " vs " << cgroupOf(spare.pid);
+  EXPECT_EQ(fs::read_symlink("/proc/" + std::to_string(spare.pid) + "/exe").filename(), "solverd-worker");
+  EXPECT_EQ(metric(d->metrics(), "solverd_spare_workers"), 1);
+
+  std::string id = newId();
+  auto job = solveKnapsack(*d, id);
+  EXPECT_EQ(job["worker_start"], "spare") << job.dump();
+  EXPECT_EQ(job["worker_pid"], spare.pid);
+  EXPECT_EQ(job["cgroup"], spare.cgroup);
+  EXPECT_EQ(job["result"]["status"], "optimal") << job.dump();
+  EXPECT_FALSE(fs::exists(spare.cgroup)) << "the job's cgroup outlived its job";
+
+  // The replacement: a new process in a new cgroup.
+  auto after = waitForSpares(cgroup_root_, 1, {spare.cgroup});
+  ASSERT_EQ(after.size(), 1U);
+  EXPECT_NE(after[0].pid, spare.pid);
+  auto metrics = d->metrics();
+  EXPECT_EQ(metric(metrics, "solverd_spare_workers_taken_total"), 1) << metrics;
+  EXPECT_EQ(metric(metrics, "solverd_spare_workers_started_total"), 2) << metrics;
+  EXPECT_EQ(metric(metrics, "solverd_spare_workers_died_total"), 0) << metrics;
+  d->expectNoErrorsLogged();
+}
+
+TEST_F(SpareWorkerTest, CancelledAndKilledJobsCgroupsAreNeverGivenToAnotherJob) {
+  auto d = start("workers 1;\nspare_workers 2;\non_disconnect none;\n");
+  ASSERT_TRUE(d->started());
+  ASSERT_EQ(waitForSpares(cgroup_root_, 2).size(), 2U);
+  std::set<std::string> used;
+  for (const std::string action : {"kill", "interrupt"}) {
+    std::string id = newId();
+    HttpClient c(d->port());
+    c.send("POST", "/v1/solve?solver=cbc", readFile(modelPath("market_split_hard.lp")),
+           {{"Content-Type", "text/x-lp"}, {"Accept", "application/x-ndjson"}, {"X-Request-Id", id}});
+    ASSERT_TRUE(c.head(10s));
+    ASSERT_TRUE(c.eventNamed("incumbent", 20s));
+    ASSERT_TRUE(controlRequest(d->controlPath(), cancelFrame(id, action, 5000)));
+    auto job = d->waitFinished(id, 10s);
+    ASSERT_TRUE(job);
+    EXPECT_EQ((*job)["worker_start"], "spare") << job->dump();
+    std::string cg = (*job)["cgroup"];
+    EXPECT_FALSE(fs::exists(cg)) << action << ": " << cg;
+    EXPECT_TRUE(used.insert(cg).second) << cg << " served two jobs";
+  }
+  // Later jobs and spares never get one of those cgroups back.
+  auto job = solveKnapsack(*d, newId());
+  EXPECT_FALSE(used.contains(job["cgroup"].get<std::string>())) << job.dump();
+  used.insert(job["cgroup"].get<std::string>());
+  for (const auto& s : waitForSpares(cgroup_root_, 2, used)) EXPECT_FALSE(used.contains(s.cgroup));
+  d->expectNoErrorsLogged();
+}
+
+TEST_F(SpareWorkerTest, ASpareThatCrashesOrIsKilledIsCountedAndReplaced) {
+  auto d = start("spare_workers 1;\n");
+  ASSERT_TRUE(d->started());
+  auto first = waitForSpares(cgroup_root_, 1);
+  ASSERT_EQ(first.size(), 1U);
+  // A crash: the process dies of a signal (SIGUSR1: no core file, and no sanitizer report that
+  // would turn a SIGSEGV into an exit 1 in the sanitized build).
+  ASSERT_EQ(::kill(first[0].pid, SIGUSR1), 0);
+  auto second = waitForSpares(cgroup_root_, 1, {first[0].cgroup});
+  ASSERT_EQ(second.size(), 1U);
+  EXPECT_TRUE(d->process().waitForLine("spare-1 pid=\\d+ exited before it was given a job \\(signal SIGUSR1", 5s))
+      << d->process().output();
+  // A kill of the whole cgroup, as the OOM killer or an operator would.
+  std::ofstream(second[0].cgroup + "/cgroup.kill") << "1";
+  auto third = waitForSpares(cgroup_root_, 1, {first[0].cgroup, second[0].cgroup});
+  ASSERT_EQ(third.size(), 1U);
+  ASSERT_TRUE(waitFor([&] { return metric(d->metrics(), "solverd_spare_workers_died_total") == 2; }, 5s))
+      << d->metrics();
+  // Still serving, on the replacement.
+  auto job = solveKnapsack(*d, newId());
+  EXPECT_EQ(job["worker_pid"], third[0].pid);
+  d->expectNoErrorsLogged();
+}
+
+TEST_F(SpareWorkerTest, ReloadRetiresTheSparesAndStartsNewOnes) {
+  auto d = start("spare_workers 2;\n");
+  ASSERT_TRUE(d->started());
+  auto old = waitForSpares(cgroup_root_, 2);
+  ASSERT_EQ(old.size(), 2U);
+  d->process().signal(SIGHUP);
+  ASSERT_TRUE(d->process().waitForLine("configuration reloaded", 5s)) << d->process().output();
+  auto fresh = waitForSpares(cgroup_root_, 2, {old[0].cgroup, old[1].cgroup});
+  ASSERT_EQ(fresh.size(), 2U);
+  for (const auto& s : old) {
+    EXPECT_TRUE(waitFor([&] { return !fs::exists(s.cgroup); }, 5s)) << s.cgroup;
+    EXPECT_TRUE(waitFor([&] { return ::kill(s.pid, 0) != 0; }, 5s)) << "retired spare " << s.pid << " still runs";
+  }
+  EXPECT_EQ(metric(d->metrics(), "solverd_spare_workers_retired_total"), 2);
+  EXPECT_EQ(metric(d->metrics(), "solverd_spare_workers_died_total"), 0);
+  d->expectNoErrorsLogged();
+}
+
+TEST_F(SpareWorkerTest, DrainRetiresTheSparesAndAQueuedJobStartsColdThenNothingIsLeft) {
+  auto d = start("workers 1;\nspare_workers 1;\nshutdown_timeout 20s;\non_disconnect none;\n");
+  ASSERT_TRUE(d->started());
+  ASSERT_EQ(waitForSpares(cgroup_root_, 1).size(), 1U);
+  // A runs on the spare until we kill it; B (one second) waits in the queue behind it.
+  std::string a = newId(), b = newId();
+  std::string model = readFile(modelPath("market_split_hard.lp"));
+  HttpClient ca(d->port()), cb(d->port());
+  ca.send("POST", "/v1/solve?solver=cbc", model, lpHeaders(a));
+  ASSERT_TRUE(waitFor([&] { return d->job(a)["state"] == "running"; }, 5s));
+  EXPECT_EQ(d->job(a)["worker_start"], "spare");
+  cb.send("POST", "/v1/solve?solver=cbc&time_limit=1", model, lpHeaders(b));
+  ASSERT_TRUE(waitFor([&] { return d->job(b)["state"] == "queued"; }, 5s));
+  const std::string a_cgroup = d->job(a)["cgroup"];
+  auto replacement = waitForSpares(cgroup_root_, 1, {a_cgroup});
+  ASSERT_EQ(replacement.size(), 1U);
+
+  d->process().signal(SIGTERM);
+  // The spare goes at once, while A still runs.
+  ASSERT_TRUE(waitFor([&] { return !fs::exists(replacement[0].cgroup); }, 5s));
+  EXPECT_TRUE(fs::exists(a_cgroup));  // the API is closed for new connections now
+  ASSERT_TRUE(d->process().waitForLine("shutting down", 5s));
+  ASSERT_TRUE(controlRequest(d->controlPath(), cancelFrame(a, "kill")));
+  // B starts on a worker of its own (job-<id>), not on a spare.
+  EXPECT_TRUE(waitFor([&] { return fs::exists(fs::path(cgroup_root_) / ("job-" + b)); }, 10s))
+      << d->process().output();
+  auto ra = ca.response(10s);
+  auto rb = cb.response(10s);
+  ASSERT_TRUE(ra && rb);
+  EXPECT_EQ(ra->status, 200);
+  EXPECT_EQ(rb->status, 200);
+  auto status = d->process().wait(10s);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
+  // Nothing outlives solverd: no spare process, no cgroup (checked at once, no waiting).
+  EXPECT_TRUE(jobCgroups(cgroup_root_).empty());
+  EXPECT_NE(::kill(replacement[0].pid, 0), 0);
+  d->expectNoErrorsLogged();
+}
+
+TEST_F(SpareWorkerTest, SystemdStatusCountsTheSparesReady) {
+  NotifySocket notify;
+  ASSERT_TRUE(notify.bound());
+  Solverd::Options o;
+  o.env = {notify.env()};
+  o.extra_config = "spare_workers 2;\n";
+  Solverd d(cgroup_root_, o);
+  ASSERT_TRUE(d.started()) << d.process().output();
+  std::vector<std::string> seen;
+  bool two_ready = false;
+  for (auto deadline = Clock::now() + 10s; !two_ready && Clock::now() < deadline;) {
+    std::string message = notify.next(1s);
+    if (message.empty()) continue;
+    seen.push_back(message);
+    two_ready = message.find("STATUS=0 running, 0 queued, 2 spare") != std::string::npos;
+  }
+  EXPECT_TRUE(two_ready) << ::testing::PrintToString(seen);
+}
+
+TEST_F(SpareWorkerTest, SpareWorkersZeroStartsEachWorkerWithItsJob) {
+  auto d = start("spare_workers 0;\n");
+  ASSERT_TRUE(d->started());
+  std::string id = newId();
+  auto job = solveKnapsack(*d, id);
+  EXPECT_EQ(job["worker_start"], "cold") << job.dump();
+  EXPECT_EQ(fs::path(job["cgroup"].get<std::string>()).filename(), "job-" + id);
+  EXPECT_TRUE(spares(cgroup_root_).empty());
+  auto metrics = d->metrics();
+  EXPECT_EQ(metric(metrics, "solverd_spare_workers"), 0) << metrics;
+  EXPECT_EQ(metric(metrics, "solverd_spare_workers_started_total"), 0) << metrics;
+  d->expectNoErrorsLogged();
+}
+
+TEST_F(SpareWorkerTest, AWorkerBinaryThatFailsAtStartBacksOffInsteadOfAForkStorm) {
+  // /bin/false stands for a worker that dies at start (a missing library, a bad build).
+  auto d = std::make_unique<Solverd>(cgroup_root_, Solverd::Options{"spare_workers 1;\n", false, "/bin/false", {}});
+  ASSERT_TRUE(d->started()) << d->process().output();
+  auto t0 = Clock::now();
+  // Back-off: the first two at once, then 100 ms, 200 ms, ...: the fifth failure comes no sooner
+  // than 700 ms after the first start; a fork storm would be there in a few milliseconds.
+  ASSERT_TRUE(waitFor([&] { return metric(d->metrics(), "solverd_spare_workers_died_total") >= 5; }, 10s))
+      << d->metrics();
+  auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+  EXPECT_GE(elapsed, 600);
+  EXPECT_TRUE(d->process().waitForLine("spare-\\d+ pid=\\d+ exited before it was given a job \\(exit 1\\).*failures "
+                                       "in a row, next spare in \\d+ ms",
+                                       1s))
+      << d->process().output();
+  auto health = httpRequest(d->port(), "GET", "/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+}
+
+}  // namespace
+}  // namespace tether::test

@@ -13,3 +13,9 @@ endif()
 
 tether_add_gtest(solverd_request_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/daemon_request_test.cpp
   LIBS tether_solverd LABELS solverd)
+
+tether_add_gtest(solverd_jobs_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/jobs_test.cpp
+  LIBS tether_solverd_test_support TIMEOUT 120 LABELS solverd)
+if(TARGET solverd AND TARGET solverd-worker)
+  add_dependencies(solverd_jobs_test solverd solverd-worker)
+endif()

@@ -98,7 +98,7 @@ TEST_F(JobsThroughProxyTest, SseThroughTheShippedProxyArrivesEventByEventAndResu
   ASSERT_EQ(id.size(), 32U);
 
   HttpClient w(stack.port());
-  w.send("GET", "/v1/jobs/" + id + "/events", {}, {{"Accept", "text/event-stream"}});
+  w.watchSse(id);
   auto head = w.head(5s);
   ASSERT_TRUE(head);
   EXPECT_EQ(head->status, 200);
@@ -111,19 +111,13 @@ TEST_F(JobsThroughProxyTest, SseThroughTheShippedProxyArrivesEventByEventAndResu
   auto inc = w.sseNamed("incumbent", 20s);
   ASSERT_TRUE(inc);
   EXPECT_EQ(stack.listed(id)["state"], "running");
-  bool beat = false;
-  for (auto deadline = Clock::now() + 3s; !beat && Clock::now() < deadline;) {
-    auto e = w.nextSse(1s);
-    beat = e && e->comment == " heartbeat";
-  }
-  EXPECT_TRUE(beat) << "no heartbeat came through the proxy";
+  EXPECT_TRUE(w.sseHeartbeat(3s)) << "no heartbeat came through the proxy";
   EXPECT_EQ(stack.listed(id)["state"], "running");
   w.close();
 
   const uint64_t seq = std::stoull(inc->id);
   HttpClient again(stack.port());
-  again.send("GET", "/v1/jobs/" + id + "/events", {},
-             {{"Accept", "text/event-stream"}, {"Last-Event-ID", std::to_string(seq - 1)}});
+  again.watchSse(id, seq - 1);
   ASSERT_TRUE(again.head(5s));
   ASSERT_TRUE(again.sseNamed("accepted", 5s));
   auto replayed = again.nextSse(5s);

@@ -403,6 +403,19 @@ std::optional<HttpClient::SseEvent> HttpClient::sseNamed(const std::string& name
       [&name](const SseEvent& e) { return e.event == name; });
 }
 
+bool HttpClient::sseHeartbeat(std::chrono::milliseconds timeout) {
+  return readUntil(
+             timeout, [this](std::chrono::milliseconds left) { return nextSse(left); },
+             [](const SseEvent& e) { return e.comment == " heartbeat"; })
+      .has_value();
+}
+
+void HttpClient::watchSse(const std::string& id, std::optional<uint64_t> last_event_id) {
+  std::vector<std::pair<std::string, std::string>> headers{{"Accept", "text/event-stream"}};
+  if (last_event_id) headers.emplace_back("Last-Event-ID", std::to_string(*last_event_id));
+  send("GET", "/v1/jobs/" + id + "/events", {}, std::move(headers));
+}
+
 std::optional<HttpResponse> httpRequest(uint16_t port, const std::string& method, const std::string& target,
                                         const std::string& body,
                                         std::vector<std::pair<std::string, std::string>> headers,

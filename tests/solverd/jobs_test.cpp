@@ -275,7 +275,7 @@ TEST_F(JobsTest, SseWatcherGetsNumberedEventsAndHeartbeatsAndResumesAfterLastEve
   ASSERT_EQ(r->status, 202) << r->body;
   std::string id = r->json()["id"];
   HttpClient w(d->port());
-  w.send("GET", "/v1/jobs/" + id + "/events", {}, {{"Accept", "text/event-stream"}});
+  w.watchSse(id);
   auto head = w.head(5s);
   ASSERT_TRUE(head);
   EXPECT_EQ(head->status, 200);
@@ -291,18 +291,12 @@ TEST_F(JobsTest, SseWatcherGetsNumberedEventsAndHeartbeatsAndResumesAfterLastEve
   const uint64_t seq = std::stoull(inc->id);
   EXPECT_TRUE(inc->json()["objective"].is_number()) << inc->data;
   // Heartbeats: an SSE comment every heartbeat_interval.
-  bool beat = false;
-  for (auto deadline = Clock::now() + 3s; !beat && Clock::now() < deadline;) {
-    auto e = w.nextSse(1s);
-    beat = e && e->comment == " heartbeat";
-  }
-  EXPECT_TRUE(beat);
+  EXPECT_TRUE(w.sseHeartbeat(3s));
   w.close();
 
   // A reconnecting EventSource sends the last id it saw: the events after it come again.
   HttpClient again(d->port());
-  again.send("GET", "/v1/jobs/" + id + "/events", {},
-             {{"Accept", "text/event-stream"}, {"Last-Event-ID", std::to_string(seq - 1)}});
+  again.watchSse(id, seq - 1);
   ASSERT_TRUE(again.head(5s));
   ASSERT_TRUE(again.sseNamed("accepted", 5s));
   auto replayed = again.nextSse(5s);
@@ -311,8 +305,7 @@ TEST_F(JobsTest, SseWatcherGetsNumberedEventsAndHeartbeatsAndResumesAfterLastEve
   EXPECT_EQ(replayed->data, inc->data);
   again.close();
   HttpClient after(d->port());
-  after.send("GET", "/v1/jobs/" + id + "/events", {},
-             {{"Accept", "text/event-stream"}, {"Last-Event-ID", std::to_string(seq)}});
+  after.watchSse(id, seq);
   ASSERT_TRUE(after.head(5s));
   ASSERT_TRUE(after.sseNamed("accepted", 5s));
   auto del = httpRequest(d->port(), "DELETE", "/v1/jobs/" + id + "?action=interrupt");

@@ -77,6 +77,19 @@ config::Schema makeSchema() {
        "(beyond DESIGN.md) a request head not complete in time gets 408", "DURATION"});
   row({"keepalive_timeout", kMainOnly, 1, 1, false, false, config::durationValue(), "75s",
        "(beyond DESIGN.md) an idle keep-alive connection is closed after this", "DURATION"});
+  row({"job_lease", kMainOnly, 1, 1, false, false, config::durationValue(), "30s",
+       "how long a detached job (POST /v1/jobs) lives after its submission or last GET with no watcher",
+       "DURATION"});
+  row({"max_lease", kMainOnly, 1, 1, false, false, config::durationValue(), "1h",
+       "the longest lease a POST /v1/jobs?lease= may ask for; beyond, 422", "DURATION"});
+  row({"result_ttl", kMainOnly, 1, 1, false, false, config::durationValue(), "10m",
+       "how long a finished job's result is kept; then its id answers 410 for an hour, then 404", "DURATION"});
+  row({"max_results", kMainOnly, 1, 1, false, false, config::integerValue(1, 1'000'000), "1000",
+       "finished jobs kept at most; beyond, the oldest are dropped (their ids answer 410)", "N"});
+  row({"heartbeat_interval", kMainOnly, 1, 1, false, false, config::durationValue(), "15s",
+       "event streams (NDJSON, SSE) send a heartbeat this often; a write pending twice as long is a "
+       "disconnect",
+       "DURATION"});
   config::Schema schema{std::string(kProgram), std::move(d)};
   // What only the system can tell (a control `group` that does not exist) is checked by
   // readSettings(); running it here makes -t, -T, start-up and SIGHUP report it alike, as

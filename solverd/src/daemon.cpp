@@ -8,6 +8,7 @@
 #include "tether/solverd/control_handler.hpp"
 
 #include "http_subscriber.hpp"
+#include "lease_timer.hpp"
 
 #include <fmt/format.h>
 #include <unistd.h>
@@ -79,6 +80,7 @@ Daemon::~Daemon() {
   admin_.reset();
   control_.reset();
   runner_.reset();
+  lease_timer_.reset();
   table_.reset();
 }
 
@@ -100,6 +102,9 @@ JobLimits Daemon::jobLimits() const {
   l.queue_size = settings_.queue_size;
   l.coalesce = settings_.coalesce;
   l.supersede_grace = settings_.graceFor(std::nullopt);
+  l.lease_grace = settings_.graceFor(std::nullopt);
+  l.finished_kept = settings_.max_results;
+  l.result_ttl = settings_.result_ttl;
   return l;
 }
 
@@ -164,8 +169,8 @@ void Daemon::countCancel(const CancelOrder& order, std::string_view state) {
 void Daemon::onJobCancelled(const Job& job, const CancelOrder& order, std::string_view state) {
   countCancel(order, state);
   if (state == "shared") {
-    log::get("job")->info("job={} one request cancelled ({}); {} request(s) keep it going", job.id, order.reason,
-                          job.liveRequests());
+    log::get("job")->info("job={} one request cancelled ({}); {} holder(s) keep it going", job.id, order.reason,
+                          job.holders(monotonicNs()));
     return;
   }
   // A queued job ends at once: its outcome line carries the cancel; one line per job is enough.
@@ -240,6 +245,7 @@ void Daemon::start() {
   table_ = std::make_unique<JobTable>(jobLimits(), *runner_, makeHooks());
   runner_->setTable(table_.get());
   runner_->setSparesChanged([this] { updateStatus(); });
+  lease_timer_ = std::make_unique<LeaseTimer>(loop_, *table_);
 
   reap_timer_ = std::make_unique<UvHandle<uv_timer_t>>();
   uv_timer_init(loop_, reap_timer_->get());
@@ -423,6 +429,7 @@ void Daemon::maybeStopped() {
   if (control_) control_->close();
   if (shutdown_timer_) shutdown_timer_->close();
   if (reap_timer_) reap_timer_->close();
+  if (lease_timer_) lease_timer_->close();
   if (notifier_) notifier_->stopWatchdog();
   if (signals_) signals_->close();
 }

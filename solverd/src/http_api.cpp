@@ -6,6 +6,7 @@
 #include "tether/common/log.hpp"
 #include "tether/solverd/daemon.hpp"
 #include "http_subscriber.hpp"
+#include "lease_timer.hpp"
 
 #include <string>
 
@@ -61,18 +62,18 @@ void Daemon::handleHealth(const std::shared_ptr<http::Exchange>& ex) {
   respondJson(*ex, stopping_ ? 503 : 200, body);
 }
 
-void Daemon::handleSolve(const std::shared_ptr<http::Exchange>& ex) {
+std::optional<SolveSpec> Daemon::readSolve(const std::shared_ptr<http::Exchange>& ex) {
   const http::Request& req = ex->request();
   const std::string& rid = ex->requestId();
   if (stopping_) {
     respondError(*ex, 503, "shutting_down", "solverd is shutting down", {{"Retry-After", "1"}});
-    return;
+    return std::nullopt;
   }
   if (tombstones_.contains(rid, monotonicNs())) {
     tombstoned_requests_->inc();
     log::get("http")->info("rid={} refused: a cancel for this id arrived before the request", rid);
     respondError(*ex, 409, "cancelled", "this request id was cancelled before the request arrived");
-    return;
+    return std::nullopt;
   }
   const std::string* content_type = req.header("Content-Type");
   SolveRequestInput input{content_type != nullptr ? std::string_view(*content_type) : std::string_view{}, req.query,
@@ -82,32 +83,44 @@ void Daemon::handleSolve(const std::shared_ptr<http::Exchange>& ex) {
   if (!spec) {
     log::get("http")->info("rid={} rejected {}: {}", rid, error.status, error.message);
     respondError(*ex, error.status, error.code, error.message);
-    return;
   }
-  const std::string* key_header = req.header("X-Solve-Key");
-  std::string key = key_header != nullptr ? *key_header : std::string{};
+  return spec;
+}
 
-  auto owned = std::make_unique<HttpSubscriber>(*this, ex, wantsStream(req));
-  HttpSubscriber* sub = owned.get();
-  subscribers_.emplace(sub, std::move(owned));
-  auto result = table_->submit(rid, key, std::move(*spec), sub);
-  switch (result.admission) {
+bool Daemon::refused(http::Exchange& ex, JobTable::Admission admission) {
+  switch (admission) {
     case JobTable::Admission::QueueFull:
-      respondError(*ex, 503, "queue_full", "every worker is busy and the queue is full", {{"Retry-After", "1"}});
-      retire(sub);
-      return;
+      respondError(ex, 503, "queue_full", "every worker is busy and the queue is full", {{"Retry-After", "1"}});
+      return true;
     case JobTable::Admission::DuplicateId:
-      respondError(*ex, 409, "duplicate_id", "a job with this request id is already running");
-      retire(sub);
-      return;
+      respondError(ex, 409, "duplicate_id", "a job with this request id is already running");
+      return true;
     case JobTable::Admission::Draining:
-      respondError(*ex, 503, "shutting_down", "solverd is shutting down", {{"Retry-After", "1"}});
-      retire(sub);
-      return;
+      respondError(ex, 503, "shutting_down", "solverd is shutting down", {{"Retry-After", "1"}});
+      return true;
     case JobTable::Admission::Started:
     case JobTable::Admission::Queued:
     case JobTable::Admission::Shared:
       break;
+  }
+  return false;
+}
+
+void Daemon::handleSolve(const std::shared_ptr<http::Exchange>& ex) {
+  const http::Request& req = ex->request();
+  const std::string& rid = ex->requestId();
+  auto spec = readSolve(ex);
+  if (!spec) return;
+  const std::string* key_header = req.header("X-Solve-Key");
+  std::string key = key_header != nullptr ? *key_header : std::string{};
+
+  auto owned = std::make_unique<HttpSubscriber>(*this, ex, streamFormat(req));
+  HttpSubscriber* sub = owned.get();
+  subscribers_.emplace(sub, std::move(owned));
+  auto result = table_->submit(rid, key, std::move(*spec), sub);
+  if (refused(*ex, result.admission)) {
+    retire(sub);
+    return;
   }
   log::get("http")->debug("rid={} job={} admitted: {} (queue position {})", rid, result.job->id,
                           result.admission == JobTable::Admission::Shared ? "shared" : "new", result.queue_position);
@@ -118,9 +131,11 @@ void Daemon::handleSolve(const std::shared_ptr<http::Exchange>& ex) {
 void Daemon::handleJobs(const std::shared_ptr<http::Exchange>& ex) {
   const http::Request& req = ex->request();
   uint64_t now = monotonicNs();
+  table_->sweep(now);
   if (req.path == "/v1/jobs") {
+    if (req.method == "POST") return handleSubmitJob(ex);
     if (req.method != "GET") {
-      respondError(*ex, 405, "method_not_allowed", "use GET", {{"Allow", "GET"}});
+      respondError(*ex, 405, "method_not_allowed", "use GET or POST", {{"Allow", "GET, POST"}});
       return;
     }
     auto jobs = nlohmann::json::array();
@@ -133,12 +148,12 @@ void Daemon::handleJobs(const std::shared_ptr<http::Exchange>& ex) {
     return;
   }
   std::string id = req.path.substr(std::string_view("/v1/jobs/").size());
+  if (id.ends_with("/events")) return handleJobEvents(ex, id.substr(0, id.size() - std::string_view("/events").size()));
   if (req.method == "GET") {
     const Job* job = table_->find(id);
-    if (job == nullptr) {
-      respondError(*ex, 404, "not_found", "no such job");
-      return;
-    }
+    if (job == nullptr) return respondMissingJob(*ex, id);
+    // Asking about a detached job is wanting it: its lease runs again.
+    if (table_->renewLease(id)) lease_timer_->leaseChanged(job->lease_expires_ns);
     respondJson(*ex, 200, job->describe(now));
     return;
   }
@@ -154,10 +169,7 @@ void Daemon::handleJobs(const std::shared_ptr<http::Exchange>& ex) {
   std::optional<uint32_t> grace_ms;
   if (auto g = req.queryParam("grace_ms")) grace_ms = static_cast<uint32_t>(std::strtoul(g->c_str(), nullptr, 10));
   const Job* job = table_->find(id);
-  if (job == nullptr) {
-    respondError(*ex, 404, "not_found", "no such job");
-    return;
-  }
+  if (job == nullptr) return respondMissingJob(*ex, id);
   std::string job_id = job->id;
   bool cancelled = table_->cancelJob(job_id, CancelOrder{*action, settings_.graceFor(grace_ms), "api", {}});
   const Job* after = table_->find(job_id);

@@ -2,7 +2,10 @@
 // One HTTP request waiting for its job, and the JSON response helpers of the API. Internal to
 // the daemon (http_api.cpp, daemon.cpp).
 #include "tether/common/http_server.hpp"
+#include "tether/common/log.hpp"
 #include "tether/solverd/daemon.hpp"
+
+#include "event_stream.hpp"
 
 #include <memory>
 #include <optional>
@@ -13,7 +16,6 @@ namespace tether::solverd {
 namespace http_detail {
 
 constexpr std::string_view kJson = "application/json";
-constexpr std::string_view kNdjson = "application/x-ndjson";
 // A stream whose client reads slower than the worker logs drops log lines beyond this backlog;
 // incumbents and the result are always written.
 constexpr size_t kStreamBacklog = 4 << 20;
@@ -33,29 +35,23 @@ inline bool respondError(http::Exchange& ex, int status, std::string_view code, 
   return respondJson(ex, status, {{"error", code}, {"message", message}, {"id", ex.requestId()}}, std::move(extra));
 }
 
-inline bool wantsStream(const http::Request& request) {
-  const std::string* accept = request.header("Accept");
-  return accept != nullptr && accept->find(kNdjson) != std::string::npos;
-}
-
-inline std::string line(const nlohmann::json& event) {
-  return event.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-}
-
 }  // namespace http_detail
 
-// One request waiting for its job. Owned by the Daemon (subscribers_); retired (destroyed on
-// the next loop turn, never inside the Exchange's own callback) after its answer or its
-// disconnect. Paths that end it: onJobDone, the disconnect callback, Daemon destruction.
+// One request waiting for its job (POST /v1/solve), or one watcher of a job's events (GET
+// /v1/jobs/ID/events). Owned by the Daemon (subscribers_); retired (destroyed on the next loop
+// turn, never inside the Exchange's own callback) after its answer or its disconnect. Paths that
+// end it: onJobDone, the disconnect callback, a stalled reader (StreamWatch), Daemon destruction.
 class HttpSubscriber final : public Subscriber {
  public:
-
-  HttpSubscriber(Daemon& daemon, std::shared_ptr<http::Exchange> exchange, bool stream)
-      : daemon_(daemon), exchange_(std::move(exchange)), stream_(stream), request_id_(exchange_->requestId()) {}
+  HttpSubscriber(Daemon& daemon, std::shared_ptr<http::Exchange> exchange, StreamFormat format)
+      : daemon_(daemon), exchange_(std::move(exchange)), format_(format), request_id_(exchange_->requestId()) {}
 
   // The exchange may outlive us (the server holds it while the connection lives): it must not
   // call back into a destroyed subscriber (the paths that destroy one early: Daemon destruction).
-  ~HttpSubscriber() { exchange_->onDisconnect(nullptr); }
+  ~HttpSubscriber() {
+    watch_.reset();
+    exchange_->onDisconnect(nullptr);
+  }
   HttpSubscriber(const HttpSubscriber&) = delete;
   HttpSubscriber& operator=(const HttpSubscriber&) = delete;
 
@@ -67,41 +63,78 @@ class HttpSubscriber final : public Subscriber {
   // arrived while submit() ran (a worker that could not start).
   void admitted(const JobTable::SubmitResult& admission) {
     submitting_ = false;
-    if (stream_ && !done_) {
-      exchange_->startStream(200, {{"Content-Type", std::string(http_detail::kNdjson)}, {"X-Request-Id", request_id_}});
+    if (format_ != StreamFormat::None && !done_) {
       nlohmann::json accepted{{"event", "accepted"},
                               {"id", request_id_},
                               {"job", admission.job->id},
                               {"queue_position", admission.queue_position}};
       if (admission.admission == JobTable::Admission::Shared) accepted["shared"] = true;
-      exchange_->write(http_detail::line(accepted));
+      startStream(accepted);
       // A request joining a running job hears the best incumbent found so far.
-      if (admission.admission == JobTable::Admission::Shared && !admission.job->last_incumbent.is_null()) {
-        exchange_->write(http_detail::line(admission.job->last_incumbent));
+      if (admission.admission == JobTable::Admission::Shared) {
+        for (auto it = admission.job->events.rbegin(); it != admission.job->events.rend(); ++it) {
+          if (it->event.value("event", std::string{}) != "incumbent") continue;
+          send(it->event, it->seq);
+          break;
+        }
       }
     }
-    if (pending_) deliver(*pending_);
+    if (pending_) deliver(*pending_, pending_seq_);
   }
 
-  void onJobEvent(const nlohmann::json& event) override {
-    if (!stream_ || done_) return;
+  // A watcher attached to `job` (JobTable::watch, or a finished job): the accepted event, the
+  // job's kept events after `after_seq` (Last-Event-ID), and for a finished job its result.
+  void watching(const Job& job, uint64_t after_seq) {
+    submitting_ = false;
+    watched_job_ = job.id;
+    startStream({{"event", "accepted"}, {"id", job.id}, {"job", job.id}, {"state", toString(job.state)}});
+    for (const auto& e : job.events) {
+      if (e.seq > after_seq) send(e.event, e.seq);
+    }
+    if (job.outcome) {
+      Outcome o = *job.outcome;
+      o.body["id"] = job.id;
+      o.body["job"] = job.id;
+      deliver(o, job.last_seq);
+    }
+  }
+
+  void onJobEvent(const nlohmann::json& event, uint64_t seq) override {
+    if (format_ == StreamFormat::None || done_ || submitting_) return;
     if (event.value("event", std::string{}) == "log" && exchange_->queuedBytes() > http_detail::kStreamBacklog) return;
-    exchange_->write(http_detail::line(event));
+    send(event, seq);
   }
 
-  void onJobDone(const Outcome& outcome) override {
+  void onJobDone(const Outcome& outcome, uint64_t seq) override {
     if (submitting_) {
       pending_ = outcome;
+      pending_seq_ = seq;
       return;
     }
-    deliver(outcome);
+    deliver(outcome, seq);
   }
 
  private:
-  void deliver(const Outcome& outcome) {
+  void startStream(const nlohmann::json& first) {
+    http::Headers headers{{"Content-Type", std::string(contentType(format_))}, {"X-Request-Id", request_id_}};
+    // SSE through caching or compressing intermediaries: no transformation, no store.
+    if (format_ == StreamFormat::Sse) headers.push_back({"Cache-Control", "no-cache"});
+    exchange_->startStream(200, headers);
+    send(first, 0);
+    watch_ = std::make_unique<StreamWatch>(daemon_.loop_, *exchange_, format_, daemon_.settings_.heartbeat_interval,
+                                           [this] { onStalled(); });
+  }
+
+  void send(const nlohmann::json& event, uint64_t seq) {
+    exchange_->write(formatEvent(format_, event, seq));
+    if (watch_) watch_->wrote();
+  }
+
+  void deliver(const Outcome& outcome, uint64_t seq) {
     if (done_) return;
     done_ = true;
-    if (!stream_) {
+    if (watch_) watch_->stop();
+    if (format_ == StreamFormat::None) {
       http::Headers extra;
       if (outcome.http_status == 503) extra.push_back({"Retry-After", "1"});
       http_detail::respondJson(*exchange_, outcome.http_status, outcome.body, std::move(extra));
@@ -113,15 +146,23 @@ class HttpSubscriber final : public Subscriber {
         event["event"] = "error";
         event["status"] = outcome.http_status;
       }
-      exchange_->write(http_detail::line(event));
+      send(event, seq);
       exchange_->finish();
     }
     daemon_.retire(this);
   }
 
+  void onStalled() {
+    if (done_) return;
+    log::get("http")->info("rid={} reader stalled: a write pending for more than twice heartbeat_interval ({}ms)",
+                           request_id_, daemon_.settings_.heartbeat_interval.count());
+    onDisconnect(http::DisconnectCause::Timeout);
+  }
+
   void onDisconnect(http::DisconnectCause cause) {
     if (done_) return;
     done_ = true;
+    if (watch_) watch_->stop();
     daemon_.disconnects_->inc();
     const Settings& s = daemon_.settings_;
     std::string phase = exchange_->started() ? "response_body" : "awaiting_response";
@@ -129,7 +170,13 @@ class HttpSubscriber final : public Subscriber {
     // must not cost three lines each.
     log::get("http")->debug("rid={} client gone ({}) in {}: {}", request_id_, http::toString(cause), phase,
                            s.on_disconnect ? toString(*s.on_disconnect) : "none (the job runs on)");
-    if (!s.on_disconnect) {
+    if (!watched_job_.empty()) {
+      // A watcher always lets go of its job: with `on_disconnect none` a departed watcher would
+      // otherwise hold it for ever. The lease and any other holder may keep it going.
+      CancelOrder order{s.on_disconnect.value_or(CancelAction::Interrupt), s.graceFor(std::nullopt),
+                        "client_disconnect", phase};
+      daemon_.table_->unwatch(watched_job_, this, order);
+    } else if (!s.on_disconnect) {
       daemon_.table_->detach(request_id_);
     } else {
       CancelOrder order{*s.on_disconnect, s.graceFor(std::nullopt), "client_disconnect", phase};
@@ -140,11 +187,14 @@ class HttpSubscriber final : public Subscriber {
 
   Daemon& daemon_;
   std::shared_ptr<http::Exchange> exchange_;
-  bool stream_;
+  StreamFormat format_;
   std::string request_id_;
+  std::string watched_job_;  // a watcher's job id; empty for a /v1/solve request
+  std::unique_ptr<StreamWatch> watch_;
   bool submitting_ = true;
   bool done_ = false;
   std::optional<Outcome> pending_;
+  uint64_t pending_seq_ = 0;
 };
 
 }  // namespace tether::solverd

@@ -39,8 +39,12 @@ std::optional<CoalesceMode> parseCoalesceMode(std::string_view text) {
 
 size_t Job::liveRequests() const {
   size_t n = 0;
-  for (const auto& r : requests) n += r.live ? 1 : 0;
+  for (const auto& r : requests) n += r.live && r.kind != Attachment::Kind::Submitter ? 1 : 0;
   return n;
+}
+
+size_t Job::holders(uint64_t now_ns) const {
+  return liveRequests() + (lease_expires_ns > now_ns ? 1 : 0);
 }
 
 std::string Job::status() const {
@@ -72,8 +76,21 @@ nlohmann::json Job::describe(uint64_t now_ns) const {
   j["queued_ms"] = ms(created_ns, started_ns);
   j["run_ms"] = ms(started_ns, finished_ns != 0 ? finished_ns : (started_ns != 0 ? now_ns : 0));
   auto reqs = nlohmann::json::array();
-  for (const auto& r : requests) reqs.push_back({{"id", r.request_id}, {"live", r.live}});
+  size_t watchers = 0;
+  for (const auto& r : requests) {
+    if (r.kind == Attachment::Kind::Watcher) {
+      watchers += r.live ? 1 : 0;
+      continue;  // watchers come and go; their count is enough
+    }
+    reqs.push_back({{"id", r.request_id}, {"live", r.live}});
+  }
   j["requests"] = std::move(reqs);
+  j["watchers"] = watchers;
+  j["holders"] = holders(now_ns);
+  if (detached()) {
+    j["lease_ms"] = lease.count();
+    j["lease_expires_in_ms"] = lease_expires_ns > now_ns ? static_cast<double>(lease_expires_ns - now_ns) / 1e6 : 0.0;
+  }
   if (!last_incumbent.is_null()) j["incumbent"] = last_incumbent;
   if (worker_pid != 0) {
     j["worker_pid"] = worker_pid;

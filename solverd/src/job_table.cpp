@@ -8,6 +8,15 @@
 namespace tether::solverd {
 namespace {
 
+// Events kept per job for late watchers and Last-Event-ID: the newest of a running job, and of
+// a finished job only its last incumbents (its log lines are dropped with its model).
+constexpr size_t kKeptEvents = 256;
+constexpr size_t kKeptEventsFinished = 64;
+// Ids answering 410 after their result was dropped; beyond, the oldest answer 404 early.
+constexpr size_t kGoneKept = 50'000;
+
+uint64_t toNs(std::chrono::milliseconds d) { return static_cast<uint64_t>(d.count()) * 1'000'000ULL; }
+
 Outcome droppedOutcome(const Job& job, const CancelOrder& order) {
   return Outcome{200, nlohmann::json{{"status", "interrupted"},
                                      {"status_code", 7},
@@ -109,9 +118,111 @@ void JobTable::supersede(const std::string& key) {
       Outcome o = superseded;
       o.body["id"] = rid;
       o.body["job"] = job->id;
-      sub->onJobDone(o);
+      sub->onJobDone(o, 0);  // not one of the job's numbered events
     }
     cancelWholeJob(*job, CancelOrder{CancelAction::Interrupt, limits_.supersede_grace, "superseded", {}});
+  }
+}
+
+JobTable::SubmitResult JobTable::submitDetached(const std::string& request_id, const std::string& key,
+                                                SolveSpec spec, std::chrono::milliseconds lease) {
+  SubmitResult result = submit(request_id, key, std::move(spec), nullptr);
+  if (result.job == nullptr) return result;
+  Job& job = *result.job;
+  for (auto& r : job.requests) {
+    if (r.request_id != request_id) continue;
+    // The submitter's answer is the 202: from now on the lease stands for it.
+    r.kind = Attachment::Kind::Submitter;
+    r.live = false;
+  }
+  if (job.state != JobState::Finished) {
+    job.lease = std::max(job.lease, lease);
+    job.lease_expires_ns = std::max(job.lease_expires_ns, monotonicNs() + toNs(lease));
+  }
+  return result;
+}
+
+bool JobTable::renewLease(std::string_view id) {
+  Job* job = activeByRequest(id);
+  if (job == nullptr || !job->detached() || job->cancel) return false;
+  job->lease_expires_ns = std::max(job->lease_expires_ns, monotonicNs() + toNs(job->lease));
+  return true;
+}
+
+uint64_t JobTable::expireLeases(uint64_t now_ns) {
+  std::vector<Job*> due;
+  uint64_t next = 0;
+  for (const auto& [id, job] : active_) {
+    uint64_t end = job->lease_expires_ns;
+    if (end == 0 || end <= leases_checked_ns_) continue;  // no lease, or its end was handled
+    if (end <= now_ns) {
+      due.push_back(job.get());
+    } else if (next == 0 || end < next) {
+      next = end;
+    }
+  }
+  leases_checked_ns_ = now_ns;
+  // Collected first: a queued job's cancel finishes it and changes active_.
+  for (Job* job : due) {
+    if (job->state != JobState::Finished) {
+      release(*job, CancelOrder{CancelAction::Interrupt, limits_.lease_grace, "lease_expired", {}}, now_ns);
+    }
+  }
+  return next;
+}
+
+const Job* JobTable::watch(std::string_view id, const std::string& watcher_id, Subscriber* subscriber) {
+  Job* job = activeByRequest(id);
+  if (job == nullptr) return nullptr;
+  job->requests.push_back(Attachment{watcher_id, subscriber, true, Attachment::Kind::Watcher});
+  return job;
+}
+
+void JobTable::unwatch(std::string_view job_id, Subscriber* subscriber, const CancelOrder& order) {
+  auto it = active_.find(std::string(job_id));
+  if (it == active_.end()) return;
+  Job& job = *it->second;
+  size_t before = job.requests.size();
+  std::erase_if(job.requests, [subscriber](const Attachment& r) {
+    return r.kind == Attachment::Kind::Watcher && r.subscriber == subscriber;
+  });
+  // A job already being cancelled goes its way; a watcher leaving does not cancel it again.
+  if (job.requests.size() != before && !job.cancel) release(job, order, monotonicNs());
+}
+
+bool JobTable::release(Job& job, CancelOrder order, uint64_t now_ns) {
+  if (job.holders(now_ns) != 0) return false;
+  // A detached job lives by its lease: when the lease has run out, that is why it stops, whichever
+  // holder (a watcher, a waiting request) happened to go last.
+  if (job.detached() && job.lease_expires_ns <= now_ns) order.reason = "lease_expired";
+  cancelWholeJob(job, order);
+  return true;
+}
+
+void JobTable::sweep(uint64_t now_ns) {
+  while (!finished_.empty() && finished_.front()->finished_ns + toNs(limits_.result_ttl) <= now_ns) {
+    forget(*finished_.front(), now_ns);
+    finished_.pop_front();
+  }
+  while (!gone_.empty() && gone_.front().second <= now_ns) {
+    gone_ids_.erase(gone_.front().first);
+    gone_.pop_front();
+  }
+}
+
+void JobTable::forget(Job& job, uint64_t now_ns) {
+  auto remember = [&](const std::string& id) {
+    if (gone_ids_.insert(id).second) gone_.emplace_back(id, now_ns + toNs(limits_.gone_ttl));
+  };
+  remember(job.id);
+  for (const auto& r : job.requests) {
+    auto it = finished_by_request_.find(r.request_id);
+    if (it != finished_by_request_.end() && it->second == &job) finished_by_request_.erase(it);
+    remember(r.request_id);
+  }
+  while (gone_.size() > kGoneKept) {
+    gone_ids_.erase(gone_.front().first);
+    gone_.pop_front();
   }
 }
 
@@ -129,8 +240,8 @@ std::string_view JobTable::cancelRequest(std::string_view request_id, const Canc
     r.live = false;
     if (subscriber_gone) r.subscriber = nullptr;
   }
-  if (job->liveRequests() == 0) {
-    cancelWholeJob(*job, order);
+  if (release(*job, order, monotonicNs())) {
+    // cancelled: nothing holds the job any more
   } else if (was_live && hooks_.cancelled) {
     // Only the first cancel of a shared request counts: the proxy's frame and solverd's own
     // watch usually both report the same disconnect.
@@ -233,12 +344,15 @@ void JobTable::workerEvent(Job& job, const nlohmann::json& frame) {
   } else {
     return;
   }
+  uint64_t seq = ++job.last_seq;
+  job.events.push_back(KeptEvent{seq, event});
+  if (job.events.size() > kKeptEvents) job.events.pop_front();
   // Collected first: a subscriber's write may fail and cancel its request while we iterate.
   std::vector<Subscriber*> subs;
   for (auto& r : job.requests) {
     if (r.subscriber != nullptr) subs.push_back(r.subscriber);
   }
-  for (Subscriber* s : subs) s->onJobEvent(event);
+  for (Subscriber* s : subs) s->onJobEvent(event, seq);
 }
 
 void JobTable::workerDone(Job& job, Outcome outcome) { finish(job, std::move(outcome)); }
@@ -257,7 +371,11 @@ void JobTable::finish(Job& job, Outcome outcome) {
   // client_max_body_size) is not, or a thousand kept jobs could hold gigabytes.
   std::string().swap(job.spec.model);
 
+  uint64_t result_seq = ++job.last_seq;
+  std::erase_if(job.events, [](const KeptEvent& e) { return e.event.value("event", std::string{}) == "log"; });
+  while (job.events.size() > kKeptEventsFinished) job.events.pop_front();
   for (const auto& r : job.requests) {
+    if (r.kind == Attachment::Kind::Watcher) continue;  // never in by_request_
     auto it = by_request_.find(r.request_id);
     if (it != by_request_.end() && it->second == &job) by_request_.erase(it);
     finished_by_request_[r.request_id] = &job;
@@ -279,23 +397,25 @@ void JobTable::finish(Job& job, Outcome outcome) {
 
   std::vector<std::pair<std::string, Subscriber*>> waiting;
   for (auto& r : job.requests) {
-    if (r.subscriber != nullptr) waiting.emplace_back(r.request_id, std::exchange(r.subscriber, nullptr));
+    // A watcher's result names the job: the watcher's own request id is nobody's handle.
+    const std::string& id = r.kind == Attachment::Kind::Watcher ? job.id : r.request_id;
+    if (r.subscriber != nullptr) waiting.emplace_back(id, std::exchange(r.subscriber, nullptr));
   }
+  // Watchers leave with the result: a finished job keeps only its requests.
+  std::erase_if(job.requests, [](const Attachment& r) { return r.kind == Attachment::Kind::Watcher; });
   for (auto& [rid, sub] : waiting) {
     Outcome o = *job.outcome;
     o.body["id"] = rid;
     o.body["job"] = job.id;
-    sub->onJobDone(o);
+    sub->onJobDone(o, result_seq);
   }
 
+  uint64_t now = monotonicNs();
   while (finished_.size() > limits_.finished_kept) {
-    Job* old = finished_.front().get();
-    for (const auto& r : old->requests) {
-      auto it = finished_by_request_.find(r.request_id);
-      if (it != finished_by_request_.end() && it->second == old) finished_by_request_.erase(it);
-    }
+    forget(*finished_.front(), now);
     finished_.pop_front();
   }
+  sweep(now);
   pump();
 }
 

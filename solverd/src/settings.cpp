@@ -78,6 +78,15 @@ std::optional<Settings> readSettings(const config::Config& config, const std::st
   if (root.has("job_memory_max")) s.job_memory_max = root.size("job_memory_max");
   if (root.has("job_cpu_max")) s.job_cpu_max = std::strtod(std::string(root.str("job_cpu_max")).c_str(), nullptr);
   if (root.has("job_pids_max")) s.job_pids_max = static_cast<uint64_t>(root.integer("job_pids_max"));
+  s.job_lease = root.duration("job_lease");
+  s.max_lease = root.duration("max_lease");
+  s.result_ttl = root.duration("result_ttl");
+  s.max_results = static_cast<size_t>(root.integer("max_results"));
+  s.heartbeat_interval = root.duration("heartbeat_interval");
+  if (s.job_lease > s.max_lease) {
+    return fail(root.find("job_lease"), "job_lease is longer than max_lease");
+  }
+  if (s.heartbeat_interval.count() <= 0) return fail(root.find("heartbeat_interval"), "heartbeat_interval must be positive");
   return s;
 }
 

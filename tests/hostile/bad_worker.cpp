@@ -8,6 +8,8 @@
 //   badjson   writes a frame of the right length whose payload is not JSON, then waits
 //   hog [MB]  allocates and touches memory, 16 MiB at a time, up to MB (default 512), then
 //             waits: where job_memory_max is enforced the kernel stops it first
+//   chatty    writes a 16 KiB log frame every millisecond and ignores the interrupt: a stream
+//             reader that stops reading soon has writes pending (the heartbeat's stall watch)
 // The worker prints "bad_worker pid=N" (and "child=N") on stderr, which solverd logs with the
 // job id. It never exits on its own: only solverd's cancel ladder (cgroup.kill) ends it.
 #include <signal.h>
@@ -83,6 +85,13 @@ int main(int argc, char** argv) {
     }
     std::fprintf(stderr, "bad_worker holds %zu MiB\n", blocks.size() * 16);
     std::fflush(stderr);
+  } else if (mode == "chatty") {
+    const std::string payload = R"({"type":"log","line":")" + std::string(16 * 1024, 'x') + "\"}";
+    const std::string frame = lengthPrefix(static_cast<uint32_t>(payload.size())) + payload;
+    for (;;) {
+      writeAll(frame);
+      ::usleep(1000);
+    }
   }
   ignoreEverything();
 }

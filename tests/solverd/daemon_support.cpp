@@ -373,15 +373,73 @@ std::optional<nlohmann::json> HttpClient::nextEvent(std::chrono::milliseconds ti
   }
 }
 
-std::optional<nlohmann::json> HttpClient::eventNamed(const std::string& name, std::chrono::milliseconds timeout) {
+namespace {
+
+// Reads with `next(time left)` until `wanted` holds for what it returns, up to `timeout`.
+template <typename Next, typename Wanted>
+auto readUntil(std::chrono::milliseconds timeout, Next next, Wanted wanted) -> decltype(next(timeout)) {
   auto deadline = Clock::now() + timeout;
   for (;;) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     if (left.count() <= 0) return std::nullopt;
-    auto e = nextEvent(left);
-    if (!e) return std::nullopt;
-    if (e->value("event", std::string{}) == name) return e;
+    auto e = next(left);
+    if (!e || wanted(*e)) return e;
   }
+}
+
+}  // namespace
+
+std::optional<nlohmann::json> HttpClient::eventNamed(const std::string& name, std::chrono::milliseconds timeout) {
+  return readUntil(
+      timeout, [this](std::chrono::milliseconds left) { return nextEvent(left); },
+      [&name](const nlohmann::json& e) { return e.value("event", std::string{}) == name; });
+}
+
+std::optional<HttpClient::SseEvent> HttpClient::nextSse(std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  for (;;) {
+    size_t end = payload_.find("\n\n");
+    if (end != std::string::npos) {
+      SseEvent e;
+      std::istringstream in(payload_.substr(0, end));
+      payload_.erase(0, end + 2);
+      std::string line;
+      while (std::getline(in, line)) {
+        if (line.starts_with(":")) {
+          e.comment = line.substr(1);
+          continue;
+        }
+        auto colon = line.find(':');
+        std::string field = line.substr(0, colon);
+        std::string value = colon == std::string::npos ? "" : line.substr(colon + 1);
+        if (!value.empty() && value.front() == ' ') value.erase(0, 1);
+        if (field == "id") e.id = value;
+        if (field == "event") e.event = value;
+        if (field == "data") e.data += (e.data.empty() ? "" : "\n") + value;
+      }
+      return e;
+    }
+    if (!readChunkedPayload(deadline)) return std::nullopt;
+  }
+}
+
+std::optional<HttpClient::SseEvent> HttpClient::sseNamed(const std::string& name, std::chrono::milliseconds timeout) {
+  return readUntil(
+      timeout, [this](std::chrono::milliseconds left) { return nextSse(left); },
+      [&name](const SseEvent& e) { return e.event == name; });
+}
+
+bool HttpClient::sseHeartbeat(std::chrono::milliseconds timeout) {
+  return readUntil(
+             timeout, [this](std::chrono::milliseconds left) { return nextSse(left); },
+             [](const SseEvent& e) { return e.comment == " heartbeat"; })
+      .has_value();
+}
+
+void HttpClient::watchSse(const std::string& id, std::optional<uint64_t> last_event_id) {
+  std::vector<std::pair<std::string, std::string>> headers{{"Accept", "text/event-stream"}};
+  if (last_event_id) headers.emplace_back("Last-Event-ID", std::to_string(*last_event_id));
+  send("GET", "/v1/jobs/" + id + "/events", {}, std::move(headers));
 }
 
 std::optional<HttpResponse> httpRequest(uint16_t port, const std::string& method, const std::string& target,

@@ -97,6 +97,22 @@ class HttpClient {
   std::optional<nlohmann::json> nextEvent(std::chrono::milliseconds timeout = 30s);
   // Reads events until one with "event" == `name`.
   std::optional<nlohmann::json> eventNamed(const std::string& name, std::chrono::milliseconds timeout = 30s);
+  // Server-Sent Events: the next block up to its blank line. A comment block (": heartbeat") has
+  // `comment` set and no fields.
+  struct SseEvent {
+    std::string id;
+    std::string event;
+    std::string data;
+    std::string comment;
+    nlohmann::json json() const { return nlohmann::json::parse(data, nullptr, false); }
+  };
+  std::optional<SseEvent> nextSse(std::chrono::milliseconds timeout = 30s);
+  // Reads SSE blocks until an event named `name` (comments skipped).
+  std::optional<SseEvent> sseNamed(const std::string& name, std::chrono::milliseconds timeout = 30s);
+  // Reads SSE blocks until a heartbeat comment; false when none came in time.
+  bool sseHeartbeat(std::chrono::milliseconds timeout);
+  // Sends GET /v1/jobs/ID/events asking for SSE, resuming after `last_event_id` when given.
+  void watchSse(const std::string& id, std::optional<uint64_t> last_event_id = std::nullopt);
   void close();
   void reset();  // SO_LINGER 0: RST
 

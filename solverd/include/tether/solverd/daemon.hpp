@@ -35,6 +35,7 @@ struct StartupError : std::runtime_error {
 };
 
 class HttpSubscriber;
+class LeaseTimer;
 
 class Daemon {
  public:
@@ -69,6 +70,16 @@ class Daemon {
   void handleSolve(const std::shared_ptr<http::Exchange>& exchange);
   void handleJobs(const std::shared_ptr<http::Exchange>& exchange);
   void handleHealth(const std::shared_ptr<http::Exchange>& exchange);
+  // Checks shared by /v1/solve and POST /v1/jobs (draining, tombstones, the request itself):
+  // the spec, or nullopt once the error is answered.
+  std::optional<SolveSpec> readSolve(const std::shared_ptr<http::Exchange>& exchange);
+  // Answers a refused admission (queue full, duplicate id, draining); false when admitted.
+  bool refused(http::Exchange& exchange, JobTable::Admission admission);
+  // jobs_api.cpp: detached jobs and watchers (DESIGN.md "Jobs that outlive a connection").
+  void handleSubmitJob(const std::shared_ptr<http::Exchange>& exchange);
+  void handleJobEvents(const std::shared_ptr<http::Exchange>& exchange, const std::string& id);
+  // A job that is neither kept nor gone: 410 for a dropped result, else 404.
+  void respondMissingJob(http::Exchange& exchange, const std::string& id);
   void retire(HttpSubscriber* subscriber);
   void reapRetired();
 
@@ -113,6 +124,7 @@ class Daemon {
   std::unique_ptr<SignalWatcher> signals_;
   std::unique_ptr<UvHandle<uv_timer_t>> shutdown_timer_;
   std::unique_ptr<UvHandle<uv_timer_t>> reap_timer_;
+  std::unique_ptr<LeaseTimer> lease_timer_;
   std::unordered_map<HttpSubscriber*, std::unique_ptr<HttpSubscriber>> subscribers_;
   std::vector<std::unique_ptr<HttpSubscriber>> retired_;
   bool stopping_ = false;

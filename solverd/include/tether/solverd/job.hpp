@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <list>
 #include <memory>
 #include <optional>
@@ -28,7 +29,8 @@ std::optional<CancelAction> parseCancelAction(std::string_view text);
 std::optional<CoalesceMode> parseCoalesceMode(std::string_view text);
 
 // What to do to a job: the cancel frame's fields, or solverd's own reasons
-// (client_disconnect from its own watch, superseded, shutdown, api for DELETE, time_limit).
+// (client_disconnect from its own watch, superseded, shutdown, api for DELETE, time_limit,
+// lease_expired for a detached job nothing holds any more).
 struct CancelOrder {
   CancelAction action = CancelAction::Interrupt;
   std::chrono::milliseconds grace{5000};
@@ -58,21 +60,32 @@ struct Outcome {
   nlohmann::json body = nlohmann::json::object();
 };
 
-// One waiting HTTP request. The job table calls it on the event loop; onJobDone is the last call
-// and may destroy the subscriber.
+// One waiting HTTP request or watcher. The job table calls it on the event loop; onJobDone is the
+// last call and may destroy the subscriber. `seq` numbers the job's events from 1 (the SSE `id:`).
 class Subscriber {
  public:
-  virtual void onJobEvent(const nlohmann::json& event) = 0;  // log and incumbent events
-  virtual void onJobDone(const Outcome& outcome) = 0;
+  virtual void onJobEvent(const nlohmann::json& event, uint64_t seq) = 0;  // log and incumbent events
+  virtual void onJobDone(const Outcome& outcome, uint64_t seq) = 0;
 
  protected:
   ~Subscriber() = default;
 };
 
+// Who is attached to a job. A waiting /v1/solve request and a watcher of /v1/jobs/ID/events are
+// holders while `live`; the request that submitted a detached job (POST /v1/jobs) is not: the
+// job's lease holds it instead (Job::holders).
 struct Attachment {
+  enum class Kind { Request, Watcher, Submitter };
   std::string request_id;
   Subscriber* subscriber = nullptr;  // null once the request's connection is gone or answered
   bool live = true;                  // false once cancelled: it no longer keeps the job going
+  Kind kind = Kind::Request;
+};
+
+// One event of a job kept for watchers that attach late or resume (Last-Event-ID).
+struct KeptEvent {
+  uint64_t seq = 0;
+  nlohmann::json event;
 };
 
 struct Job {
@@ -96,7 +109,19 @@ struct Job {
   std::string cgroup;
   bool spare = false;  // the worker was a warm spare (spare_pool.hpp), not started for this job
 
+  // Detached jobs (POST /v1/jobs): the lease's length and its end (CLOCK_MONOTONIC; 0: no lease).
+  std::chrono::milliseconds lease{0};
+  uint64_t lease_expires_ns = 0;
+  // Log and incumbent events, numbered from 1, the oldest dropped beyond a bound (job_table.cpp);
+  // the result takes the number after the last event.
+  std::deque<KeptEvent> events;
+  uint64_t last_seq = 0;
+
   size_t liveRequests() const;
+  // What keeps the job going (DESIGN.md "Holders"): live waiting requests and watchers, plus one
+  // for a lease not yet run out. The job is cancelled when this reaches 0 (JobTable::release).
+  size_t holders(uint64_t now_ns) const;
+  bool detached() const { return lease.count() > 0; }
   // The status word of the outcome ("optimal", ..., "crashed"), or the state while unfinished.
   std::string status() const;
   // The job as GET /v1/jobs/ID shows it, with the cancel timestamps relative to `received`.

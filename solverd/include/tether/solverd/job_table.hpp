@@ -4,6 +4,7 @@
 // worker process per job, see worker_runner.hpp). Single-threaded: everything runs on the loop.
 #include "tether/solverd/job.hpp"
 
+#include <chrono>
 #include <cstddef>
 #include <deque>
 #include <functional>
@@ -12,6 +13,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace tether::solverd {
@@ -35,7 +37,12 @@ struct JobLimits {
   CoalesceMode coalesce = CoalesceMode::Share;
   // The superseding request's predecessor is interrupted with this grace.
   std::chrono::milliseconds supersede_grace{5000};
-  size_t finished_kept = 1000;  // finished jobs kept for GET /v1/jobs/ID and cancel acks
+  // A detached job whose lease ran out is interrupted with this grace.
+  std::chrono::milliseconds lease_grace{5000};
+  size_t finished_kept = 1000;  // max_results: finished jobs kept for GET /v1/jobs/ID and cancel acks
+  // result_ttl: a finished job is kept this long; then its ids answer 410 for gone_ttl, then 404.
+  std::chrono::milliseconds result_ttl{600'000};
+  std::chrono::milliseconds gone_ttl{3'600'000};
 };
 
 // Life-cycle events for logs and metrics; the table itself neither logs nor counts.
@@ -64,6 +71,32 @@ class JobTable {
   // with 409 before this returns.
   SubmitResult submit(const std::string& request_id, const std::string& key, SolveSpec spec,
                       Subscriber* subscriber);
+
+  // POST /v1/jobs: admits a detached job, held by a lease of `lease` from now (and by watchers,
+  // and by waiting requests that share it through its X-Solve-Key). A keyed job already running
+  // is shared as submit() shares it and gains the lease (the later of the two ends).
+  SubmitResult submitDetached(const std::string& request_id, const std::string& key, SolveSpec spec,
+                              std::chrono::milliseconds lease);
+  // GET /v1/jobs/ID: a detached job's lease runs again for its length from now. False when the
+  // job is unknown, finished, not detached or already cancelled.
+  bool renewLease(std::string_view id);
+  // Cancels, with reason lease_expired, the detached jobs whose lease ran out since the last call
+  // and that nothing else holds. Returns the next lease end to call again at (0: none).
+  uint64_t expireLeases(uint64_t now_ns);
+
+  // GET /v1/jobs/ID/events: attaches a watcher to an active job, which holds the job while it is
+  // attached. Returns the job, or nullptr when it is not active (the caller replays a finished
+  // job's kept events and result itself).
+  const Job* watch(std::string_view id, const std::string& watcher_id, Subscriber* subscriber);
+  // The watcher's connection went away: it no longer holds the job, which is cancelled with
+  // `order` if nothing else holds it. Unknown watchers and finished jobs are ignored.
+  void unwatch(std::string_view job_id, Subscriber* subscriber, const CancelOrder& order);
+
+  // Drops finished jobs older than result_ttl (their ids then answer gone) and forgets gone ids
+  // older than gone_ttl. Called before lookups and by the lease timer.
+  void sweep(uint64_t now_ns);
+  // True for the id of a job (or of one of its requests) whose result was dropped recently.
+  bool gone(std::string_view id) const { return gone_ids_.contains(std::string(id)); }
 
   // Cancels one request: by a control frame (the subscriber stays attached and still gets the
   // outcome if its connection lives) or because its connection closed (`subscriber_gone`: never
@@ -103,6 +136,11 @@ class JobTable {
  private:
   void pump();
   void cancelWholeJob(Job& job, const CancelOrder& order);
+  // The one rule of DESIGN.md "Holders": a job nothing holds any more is cancelled. Every path
+  // that takes a holder away ends here: cancelRequest, unwatch, expireLeases.
+  // Returns true when the job is no longer held (and so was cancelled).
+  bool release(Job& job, CancelOrder order, uint64_t now_ns);
+  void forget(Job& job, uint64_t now_ns);
   void finish(Job& job, Outcome outcome);
   void supersede(const std::string& key);
   Job* activeByRequest(std::string_view request_id) const;
@@ -120,6 +158,10 @@ class JobTable {
   std::list<Job*> queue_;
   std::deque<std::unique_ptr<Job>> finished_;                      // newest at the back
   std::unordered_map<std::string, Job*> finished_by_request_;
+  uint64_t leases_checked_ns_ = 0;  // expireLeases() has handled lease ends up to here
+  // Ids of dropped results, oldest first, until when they answer 410 (bounded: kGoneKept).
+  std::deque<std::pair<std::string, uint64_t>> gone_;
+  std::unordered_set<std::string> gone_ids_;
 };
 
 }  // namespace tether::solverd

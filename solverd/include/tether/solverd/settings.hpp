@@ -49,6 +49,12 @@ struct Settings {
   std::optional<uint64_t> job_memory_max;
   std::optional<double> job_cpu_max;  // CPUs
   std::optional<uint64_t> job_pids_max;
+  // Detached jobs and event streams (DESIGN.md "Jobs that outlive a connection").
+  std::chrono::milliseconds job_lease{30'000};
+  std::chrono::milliseconds max_lease{3'600'000};
+  std::chrono::milliseconds result_ttl{600'000};
+  size_t max_results = 1000;
+  std::chrono::milliseconds heartbeat_interval{15'000};
 
   // The grace of a cancel: the frame's grace_ms (or kill_after when absent), capped by max_grace.
   std::chrono::milliseconds graceFor(std::optional<uint32_t> grace_ms) const;

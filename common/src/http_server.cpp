@@ -52,9 +52,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (handle_->handle.type == UV_TCP) {
       // Small responses and stream events go out at once rather than waiting for Nagle.
       uv_tcp_nodelay(&handle_->tcp, 1);
-      if (server_->options_.tcp_keepalive_s > 0) {
-        uv_tcp_keepalive(&handle_->tcp, 1, server_->options_.tcp_keepalive_s);
-      }
+      // A failure leaves the connection without probes; it still works, and the owner's
+      // client timeouts still apply.
+      (void)applyTcpKeepalive(&handle_->tcp, server_->options_.tcp_keepalive);
     }
     if (uv_timer_init(server_->loop_, timer_.get()) == 0) {
       timer_.markInitialized();

@@ -93,4 +93,15 @@ Checker sequence(std::vector<Checker> per_argument) {
   };
 }
 
+Checker tcpKeepaliveValue() {
+  auto triple = sequence({durationValue(), durationValue(), integerValue(1, 127)});
+  return [triple](std::span<const std::string_view> args) -> std::optional<Problem> {
+    if (args.size() == 1 && args[0] == "off") return std::nullopt;
+    if (args.size() != 3) {
+      return Problem{"invalid value \"" + std::string(args[0]) + "\"", "it must be \"off\" or IDLE INTERVAL COUNT", 0};
+    }
+    return triple(args);
+  };
+}
+
 }  // namespace tether::config

@@ -2,7 +2,6 @@
 // streams the response back, and turns a client that leaves into a disconnect (DESIGN.md
 // "Disconnect semantics"): 499 in the access log, the upstream closed, one cancel frame.
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -72,24 +71,6 @@ std::string peerText(uv_stream_t* s, bool unix_socket, std::string& ip) {
   return "[" + ip + "]:" + std::to_string(port);
 }
 
-// TCP keepalive with all three knobs (uv_tcp_keepalive sets only the idle time), plus
-// TCP_USER_TIMEOUT so that a vanished client with unacknowledged response bytes is found in the
-// same time (tcp(7): the user timeout also bounds keepalive when both are set).
-void setKeepalive(uv_stream_t* s, const TcpKeepalive& ka) {
-  uv_os_fd_t fd;
-  if (uv_fileno(reinterpret_cast<uv_handle_t*>(s), &fd) != 0) return;
-  int on = 1;
-  int idle = static_cast<int>(std::max<int64_t>(1, ka.idle.count() / 1000));
-  int intvl = static_cast<int>(std::max<int64_t>(1, ka.interval.count() / 1000));
-  int cnt = static_cast<int>(ka.count);
-  unsigned user_timeout = static_cast<unsigned>(ka.idle.count() + ka.interval.count() * ka.count);
-  setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
-  setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
-  setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
-  setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
-  setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof user_timeout);
-}
-
 ClientConn* self(llhttp_t* p) { return static_cast<ClientConn*>(p->data); }
 
 // One chunk of a chunked body (RFC 9112 section 7.1) around bytes that stay where they are.
@@ -142,7 +123,9 @@ void ClientConn::accept(Context& ctx, uv_stream_t* listener, std::shared_ptr<con
   }
   if (!unix_socket) {
     uv_tcp_nodelay(reinterpret_cast<uv_tcp_t*>(conn->stream()), 1);
-    if (conn->settings_->tcp_keepalive.enabled) setKeepalive(conn->stream(), conn->settings_->tcp_keepalive);
+    if (int r = applyTcpKeepalive(reinterpret_cast<uv_tcp_t*>(conn->stream()), conn->settings_->tcp_keepalive); r != 0) {
+      ctx.log->warn("cannot set TCP keepalive on a client connection: {}", uv_strerror(r));
+    }
   }
   conn->peer_ = peerText(conn->stream(), unix_socket, conn->peer_ip_);
   conn->readStart();

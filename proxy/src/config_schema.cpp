@@ -12,20 +12,6 @@ std::vector<std::string> ctx(std::initializer_list<const char*> names) {
   return {names.begin(), names.end()};
 }
 
-// `off`, or exactly IDLE INTERVAL COUNT.
-config::Checker tcpKeepaliveValue() {
-  auto triple = config::sequence(
-      {config::durationValue(), config::durationValue(), config::integerValue(1, 127)});
-  return [triple](std::span<const std::string_view> args) -> std::optional<config::Problem> {
-    if (args.size() == 1 && args[0] == "off") return std::nullopt;
-    if (args.size() != 3) {
-      return config::Problem{"invalid value \"" + std::string(args[0]) + "\"",
-                             "it must be \"off\" or IDLE INTERVAL COUNT", 0};
-    }
-    return triple(args);
-  };
-}
-
 config::Schema makeSchema() {
   using namespace config;
   config::Schema s;
@@ -72,7 +58,7 @@ config::Schema makeSchema() {
   d.push_back({"keepalive_timeout", ctx({"server"}), 1, 1, false, false, durationValue(), "75s",
                "idle time of a keep-alive client connection", "TIME"});
   d.push_back({"tcp_keepalive", ctx({"server"}), 1, 3, false, false,
-               tcpKeepaliveValue(), "off",
+               config::tcpKeepaliveValue(), "off",
                "TCP keepalive probes: finds clients that vanished without FIN or RST",
                "off | IDLE INTERVAL COUNT"});
   d.push_back({"location", ctx({"server"}), 1, 2, true, true, {}, "",

@@ -90,6 +90,9 @@ config::Schema makeSchema() {
        "event streams (NDJSON, SSE) send a heartbeat this often; a write pending twice as long is a "
        "disconnect",
        "DURATION"});
+  row({"tcp_keepalive", kMainOnly, 1, 3, false, false, config::tcpKeepaliveValue(), "10s 5s 3",
+       "TCP keepalive probes and TCP_USER_TIMEOUT on API connections: the own watch finds clients "
+       "that vanished without FIN or RST (as the proxy's)", "off | IDLE INTERVAL COUNT"});
   config::Schema schema{std::string(kProgram), std::move(d)};
   // What only the system can tell (a control `group` that does not exist) is checked by
   // readSettings(); running it here makes -t, -T, start-up and SIGHUP report it alike, as

@@ -257,6 +257,7 @@ void Daemon::start() {
   options.limits.max_body_size = settings_.client_max_body_size;
   options.header_timeout_ms = static_cast<uint64_t>(settings_.client_header_timeout.count());
   options.keepalive_timeout_ms = static_cast<uint64_t>(settings_.keepalive_timeout.count());
+  options.tcp_keepalive = settings_.tcp_keepalive;
   options.server_name = "solverd";
   api_ = std::make_unique<http::Server>(loop_, options,
                                         [this](std::shared_ptr<http::Exchange> ex) { onRequest(std::move(ex), false); });

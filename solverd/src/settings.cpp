@@ -70,6 +70,12 @@ std::optional<Settings> readSettings(const config::Config& config, const std::st
   s.shutdown_timeout = root.duration("shutdown_timeout");
   s.client_header_timeout = root.duration("client_header_timeout");
   s.keepalive_timeout = root.duration("keepalive_timeout");
+  s.tcp_keepalive.enabled = root.args("tcp_keepalive").size() == 3;
+  if (s.tcp_keepalive.enabled) {
+    s.tcp_keepalive.idle = root.duration("tcp_keepalive", 0);
+    s.tcp_keepalive.interval = root.duration("tcp_keepalive", 1);
+    s.tcp_keepalive.count = static_cast<uint32_t>(root.integer("tcp_keepalive", 2));
+  }
   s.client_max_body_size = root.size("client_max_body_size");
   s.coalesce = parseCoalesceMode(root.str("coalesce")).value_or(CoalesceMode::Share);
   std::string_view on_disconnect = root.str("on_disconnect");

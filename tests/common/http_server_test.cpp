@@ -79,6 +79,33 @@ class HttpServerTest : public ::testing::Test {
   std::function<void(std::shared_ptr<Exchange>)> handler_;
 };
 
+// tcp_keepalive IDLE INTERVAL COUNT (solverd's API): every knob and TCP_USER_TIMEOUT reach the
+// accepted socket, read back from the kernel.
+TEST_F(HttpServerTest, TcpKeepaliveSetsAllThreeKnobsAndTheUserTimeout) {
+  ServerOptions options;
+  options.tcp_keepalive = {true, std::chrono::seconds(7), std::chrono::seconds(3), 4};
+  start(options);
+  auto c = connect();
+  std::vector<int> fds;
+  ASSERT_TRUE(pumpUntil(loop_.get(), [&] { return !(fds = testing::connectedTcpFds(loop_.get())).empty(); }));
+  ASSERT_EQ(fds.size(), 1u);
+  auto k = testing::readKeepalive(fds[0]);
+  EXPECT_EQ(k.on, 1);
+  EXPECT_EQ(k.idle, 7);
+  EXPECT_EQ(k.interval, 3);
+  EXPECT_EQ(k.count, 4);
+  EXPECT_EQ(k.user_timeout_ms, 7000u + 3000u * 4);
+}
+
+TEST_F(HttpServerTest, TcpKeepaliveOffLeavesTheSocketAlone) {
+  start();
+  auto c = connect();
+  std::vector<int> fds;
+  ASSERT_TRUE(pumpUntil(loop_.get(), [&] { return !(fds = testing::connectedTcpFds(loop_.get())).empty(); }));
+  EXPECT_EQ(testing::readKeepalive(fds[0]).on, 0);
+  EXPECT_EQ(testing::readKeepalive(fds[0]).user_timeout_ms, 0u);
+}
+
 TEST_F(HttpServerTest, SimpleGetAnsweredWithContentLength) {
   start();
   auto c = connect();

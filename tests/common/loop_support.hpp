@@ -287,4 +287,42 @@ inline std::vector<ParsedResponse> parseResponses(const std::string& data, bool 
   return out;
 }
 
+// The keepalive options of a socket, as the kernel reports them (getsockopt), to check what a
+// server set on the connections it accepted.
+struct KeepaliveReadBack {
+  int on = -1, idle = -1, interval = -1, count = -1;
+  unsigned user_timeout_ms = 0;
+};
+inline KeepaliveReadBack readKeepalive(int fd) {
+  KeepaliveReadBack k;
+  socklen_t len = sizeof(int);
+  getsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &k.on, &len);
+  len = sizeof(int);
+  getsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &k.idle, &len);
+  len = sizeof(int);
+  getsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &k.interval, &len);
+  len = sizeof(int);
+  getsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &k.count, &len);
+  len = sizeof k.user_timeout_ms;
+  getsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &k.user_timeout_ms, &len);
+  return k;
+}
+
+// The fds of the connected TCP handles on `loop` (accepted connections: listeners have no peer).
+inline std::vector<int> connectedTcpFds(uv_loop_t* loop) {
+  std::vector<int> fds;
+  uv_walk(
+      loop,
+      [](uv_handle_t* h, void* out) {
+        if (h->type != UV_TCP || uv_is_closing(h)) return;
+        sockaddr_storage ss{};
+        int len = sizeof ss;
+        if (uv_tcp_getpeername(reinterpret_cast<uv_tcp_t*>(h), reinterpret_cast<sockaddr*>(&ss), &len) != 0) return;
+        uv_os_fd_t fd;
+        if (uv_fileno(h, &fd) == 0) static_cast<std::vector<int>*>(out)->push_back(fd);
+      },
+      &fds);
+  return fds;
+}
+
 }  // namespace tether::testing

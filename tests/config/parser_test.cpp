@@ -307,6 +307,19 @@ TEST(Schema, DefaultThatFailsItsOwnCheckIsReportedOnLoad) {
             "the default \"many\" of \"workers\" directive fails its check: invalid value \"many\"");
 }
 
+// `tcp_keepalive` of the proxy and solverd: `off`, or exactly IDLE INTERVAL COUNT.
+TEST(Schema, TcpKeepaliveTakesOffOrIdleIntervalCount) {
+  Schema schema{"ka", {{"tcp_keepalive", {"main"}, 1, 3, false, false, tcpKeepaliveValue(), "off", "", ""}}};
+  EXPECT_TRUE(loadString("tcp_keepalive off;", "x", schema));
+  EXPECT_TRUE(loadString("tcp_keepalive 10s 5s 3;", "x", schema));
+  const LoadResult two = loadString("tcp_keepalive 10s 5s;", "x", schema);
+  ASSERT_FALSE(two);
+  EXPECT_NE(two.error().message.find("it must be \"off\" or IDLE INTERVAL COUNT"), std::string::npos)
+      << two.error().message;
+  EXPECT_FALSE(loadString("tcp_keepalive 10s 5s 0;", "x", schema));
+  EXPECT_FALSE(loadString("tcp_keepalive soon 5s 3;", "x", schema));
+}
+
 Schema withUpstreamCheck() {
   // A daemon's check across directives: every proxy_pass names a declared upstream.
   Schema schema = proxySchema();

@@ -277,6 +277,26 @@ class ProxyTeardown : public ::testing::Test {
   uint16_t port_ = 0;
 };
 
+// The proxy's tcp_keepalive goes through the same code as solverd's (common/tcp_keepalive.hpp):
+// read back from the kernel on the accepted socket.
+TEST_F(ProxyTeardown, TcpKeepaliveReachesTheAcceptedSocket) {
+  start([](ServerSettings& srv, LocationSettings&) {
+    srv.tcp_keepalive = {true, std::chrono::seconds(9), std::chrono::seconds(2), 5};
+  });
+  RawClient c(port_);
+  std::vector<int> fds;
+  ASSERT_TRUE(pump([&] { return !(fds = tether::testing::connectedTcpFds(&loop_)).empty(); }));
+  ASSERT_EQ(fds.size(), 1u);
+  auto k = tether::testing::readKeepalive(fds[0]);
+  EXPECT_EQ(k.on, 1);
+  EXPECT_EQ(k.idle, 9);
+  EXPECT_EQ(k.interval, 2);
+  EXPECT_EQ(k.count, 5);
+  EXPECT_EQ(k.user_timeout_ms, 9000u + 2000u * 5);
+  c.close();
+  ASSERT_TRUE(pump([&] { return proxy_->openConnections() == 0; }));
+}
+
 TEST_F(ProxyTeardown, ClientEndOfFileWhileAwaitingResponse) {
   start();
   RawClient c(port_);

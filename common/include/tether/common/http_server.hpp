@@ -29,6 +29,7 @@
 
 #include "tether/common/http_parser.hpp"
 #include "tether/common/http_request.hpp"
+#include "tether/common/tcp_keepalive.hpp"
 #include "tether/common/listener.hpp"
 
 namespace tether::http {
@@ -110,8 +111,9 @@ struct ServerOptions {
   uint64_t linger_ms = 1'000;             // reading (and dropping) after an error response
   uint64_t send_timeout_ms = 60'000;      // response bytes queued with no progress for this long:
                                           // the client is gone (disconnect cause Timeout)
-  unsigned tcp_keepalive_s = 0;           // TCP clients: keep-alive probes after this idle time
-                                          // (0: off), to notice peers that vanished without FIN
+  TcpKeepalive tcp_keepalive;             // TCP clients: keepalive probes and TCP_USER_TIMEOUT
+                                          // (off by default), to notice peers that vanished
+                                          // without FIN or RST
   size_t max_pending_bytes = 64 * 1024;   // pipelined bytes kept while a response is pending;
                                           // beyond, reading pauses (and so EOF is seen late)
   std::string server_name;                // a Server: header when not empty

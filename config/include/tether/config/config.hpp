@@ -71,6 +71,9 @@ Checker oneOf(std::vector<std::string> allowed);
 // Checker i applies to argument i alone (an absent optional argument is not checked); for
 // directives like `tcp_keepalive 10s 5s 3;` = sequence({durationValue(), durationValue(), integerValue(1, 127)}).
 Checker sequence(std::vector<Checker> per_argument);
+// `off`, or exactly IDLE INTERVAL COUNT (durations, then 1..127): `tcp_keepalive` of the proxy
+// and solverd.
+Checker tcpKeepaliveValue();
 
 inline constexpr uint32_t kAnyArgs = UINT32_MAX;
 inline constexpr std::string_view kMain = "main";  // the context of the top level

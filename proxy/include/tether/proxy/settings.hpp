@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "tether/common/tcp_keepalive.hpp"
 #include "tether/config/address.hpp"
 
 namespace tether::proxy {
@@ -38,12 +39,7 @@ struct LocationSettings {
   Millis send_timeout{60000};
 };
 
-struct TcpKeepalive {
-  bool enabled = false;
-  Millis idle{0};
-  Millis interval{0};
-  uint32_t count = 0;
-};
+using TcpKeepalive = ::tether::TcpKeepalive;  // `tcp_keepalive IDLE INTERVAL COUNT`, shared with solverd
 
 struct ServerSettings {
   std::vector<config::Address> listens;

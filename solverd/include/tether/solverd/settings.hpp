@@ -4,6 +4,7 @@
 // "solverd.conf" name the directives; the ones beyond DESIGN.md are marked there.
 #include "tether/agent/control/config.hpp"
 #include "tether/common/log.hpp"
+#include "tether/common/tcp_keepalive.hpp"
 #include "tether/config/address.hpp"
 #include "tether/config/config.hpp"
 #include "tether/solverd/job.hpp"
@@ -42,6 +43,7 @@ struct Settings {
   std::chrono::milliseconds shutdown_timeout{30'000};
   std::chrono::milliseconds client_header_timeout{10'000};
   std::chrono::milliseconds keepalive_timeout{75'000};
+  TcpKeepalive tcp_keepalive{true, std::chrono::seconds(10), std::chrono::seconds(5), 3};
   uint64_t client_max_body_size = 64ULL << 20;
   CoalesceMode coalesce = CoalesceMode::Share;
   std::optional<CancelAction> on_disconnect = CancelAction::Interrupt;  // nullopt: none

@@ -245,11 +245,17 @@ void SparePool::failed(const std::string& what, uint64_t lived_ns) {
 }
 
 void SparePool::onSpareDone(Spare* spare, const sv::Outcome& outcome) {
-  SpareList& list = spare->retiring ? retiring_ : ready_;
-  auto it = std::find_if(list.begin(), list.end(), [spare](const auto& s) { return s.get() == spare; });
-  if (it == list.end()) return;  // cannot happen: a spare is in one of the lists until its end
+  // Looked up in both lists: retireAll() marks a spare before it moves it.
+  auto same = [spare](const auto& s) { return s.get() == spare; };
+  SpareList* list = &ready_;
+  auto it = std::find_if(ready_.begin(), ready_.end(), same);
+  if (it == ready_.end()) {
+    list = &retiring_;
+    it = std::find_if(retiring_.begin(), retiring_.end(), same);
+    if (it == retiring_.end()) return;  // cannot happen: a spare is in one list until its end
+  }
   std::unique_ptr<Spare> owned = std::move(*it);
-  list.erase(it);
+  list->erase(it);
   // Its last words first, then the Target goes (allowed inside on_done).
   if (spare->process.stderr_pipe && spare->process.stderr_pipe->active()) {
     uv_read_stop(spare->process.stderr_pipe->stream());

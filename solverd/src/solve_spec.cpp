@@ -184,24 +184,31 @@ std::string solveFrameBytes(const SolveSpec& spec) {
   out.append(head_text, 0, head_text.size() - 1);  // without its closing brace
   out += ",\"model\":\"";
   static constexpr char kHex[] = "0123456789abcdef";
-  for (char c : spec.model) {
-    auto u = static_cast<unsigned char>(c);
+  const char* p = spec.model.data();
+  const char* end = p + spec.model.size();
+  while (p < end) {
+    // The run of bytes that need no escape goes in with one append (memcpy, not byte by byte).
+    const char* run = p;
+    while (p < end && static_cast<unsigned char>(*p) >= 0x20 && static_cast<unsigned char>(*p) < 0x80 && *p != '"' &&
+           *p != '\\') {
+      ++p;
+    }
+    out.append(run, static_cast<size_t>(p - run));
+    if (p == end) break;
+    auto u = static_cast<unsigned char>(*p);
     if (u >= 0x80) return viaJson();  // UTF-8 to check: the json dump does it
-    switch (c) {
+    switch (*p) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
       case '\n': out += "\\n"; break;
       case '\r': out += "\\r"; break;
       case '\t': out += "\\t"; break;
       default:
-        if (u < 0x20) {
-          out += "\\u00";
-          out += kHex[u >> 4];
-          out += kHex[u & 0xf];
-        } else {
-          out += c;
-        }
+        out += "\\u00";
+        out += kHex[u >> 4];
+        out += kHex[u & 0xf];
     }
+    ++p;
   }
   out += "\"}";
   auto length = static_cast<uint32_t>(out.size() - 4);

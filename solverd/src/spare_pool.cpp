@@ -21,6 +21,13 @@ constexpr uint64_t kQuickDeathNs = 1'000'000'000;
 constexpr std::chrono::milliseconds kBackoffFirst{100};
 constexpr std::chrono::milliseconds kBackoffMax{10'000};
 constexpr size_t kMaxStderrLine = 4096;
+// Target::spawn blocks the event loop until the child has exec'd: about 1 ms on an idle machine,
+// nearer 5 ms beside a running solve on 2 cores; and an exec'd spare then needs some ms of CPU
+// to load its libraries before it is warm. While other spares are ready, a spare handed to a job
+// is replaced when that job ends (jobEnded) or this long after it began, whichever comes first,
+// so that a small solve does not wait behind the spawn of its replacement (a long one does not
+// notice it). The last ready spare is replaced at once: the next job needs it warm.
+constexpr std::chrono::milliseconds kRefillDelay{20};
 
 }  // namespace
 
@@ -92,8 +99,10 @@ SparePool::~SparePool() = default;
 
 void SparePool::schedule(std::chrono::milliseconds delay) {
   if (stopped_ || !refill_timer_->active() || ready_.size() >= options_.spare_workers) return;
-  // A back-off in progress stands: only a spare handed a job (take) ends it.
-  if (timer_armed_ && failures_ > 1) return;
+  // An earlier start stands, and so does a back-off in progress (failed() re-arms it itself).
+  if (timer_armed_ && (failures_ > 1 || uv_timer_get_due_in(refill_timer_->get()) <= static_cast<uint64_t>(delay.count()))) {
+    return;
+  }
   timer_armed_ = true;
   uv_timer_start(
       refill_timer_->get(), [](uv_timer_t* t) { static_cast<SparePool*>(t->data)->onRefillTimer(); },
@@ -111,6 +120,7 @@ void SparePool::startOne() {
   if (stopped_ || ready_.size() >= options_.spare_workers) return;
   auto spare = std::make_unique<Spare>();
   spare->number = next_number_++;
+  uint64_t spawn_ns = monotonicNs();
   auto spawned = spawnWorker(loop_, tree_, options_, spare->name());
   if (!spawned) {
     ++stats_.died;
@@ -147,8 +157,9 @@ void SparePool::startOne() {
         }
       });
   ++stats_.started;
-  log::get("worker")->debug("{} pid={} started in {}", raw->name(), raw->process.target->pid(),
-                            raw->process.target->inCgroup() ? raw->process.target->cgroupPath() : "no cgroup");
+  log::get("worker")->debug("{} pid={} started in {} (spawn {:.3f} ms)", raw->name(), raw->process.target->pid(),
+                            raw->process.target->inCgroup() ? raw->process.target->cgroupPath() : "no cgroup",
+                            static_cast<double>(raw->process.started_ns - spawn_ns) / 1e6);
   ready_.push_back(std::move(spare));
   changed();
 }
@@ -163,8 +174,13 @@ std::optional<WorkerProcess> SparePool::take() {
   process.hooks->on_done = nullptr;  // the taker sets its own
   ++stats_.taken;
   failures_ = 0;
-  schedule(std::chrono::milliseconds(0));
+  schedule(ready_.empty() ? std::chrono::milliseconds(0) : kRefillDelay);
   return process;
+}
+
+void SparePool::jobEnded() {
+  // Sooner than kRefillDelay, if a replacement is pending.
+  if (timer_armed_) schedule(std::chrono::milliseconds(0));
 }
 
 void SparePool::retireAll(const char* why) {
@@ -229,11 +245,17 @@ void SparePool::failed(const std::string& what, uint64_t lived_ns) {
 }
 
 void SparePool::onSpareDone(Spare* spare, const sv::Outcome& outcome) {
-  SpareList& list = spare->retiring ? retiring_ : ready_;
-  auto it = std::find_if(list.begin(), list.end(), [spare](const auto& s) { return s.get() == spare; });
-  if (it == list.end()) return;  // cannot happen: a spare is in one of the lists until its end
+  // Looked up in both lists: retireAll() marks a spare before it moves it.
+  auto same = [spare](const auto& s) { return s.get() == spare; };
+  SpareList* list = &ready_;
+  auto it = std::find_if(ready_.begin(), ready_.end(), same);
+  if (it == ready_.end()) {
+    list = &retiring_;
+    it = std::find_if(retiring_.begin(), retiring_.end(), same);
+    if (it == retiring_.end()) return;  // cannot happen: a spare is in one list until its end
+  }
   std::unique_ptr<Spare> owned = std::move(*it);
-  list.erase(it);
+  list->erase(it);
   // Its last words first, then the Target goes (allowed inside on_done).
   if (spare->process.stderr_pipe && spare->process.stderr_pipe->active()) {
     uv_read_stop(spare->process.stderr_pipe->stream());

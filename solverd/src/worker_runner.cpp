@@ -342,6 +342,7 @@ void WorkerRunner::sessionDone(Session& session) {
   Job& job = session.job();
   Outcome outcome = session.takeOutcome();
   if (session.crashed()) ++crashes_;
+  spares_.jobEnded();
   // Destroys the session, its pipes and its Target (we are inside the Target's on_done or a
   // pipe's read callback; both allow it).
   sessions_.erase(job.id);

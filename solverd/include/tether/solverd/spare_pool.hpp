@@ -85,9 +85,11 @@ class SparePool {
   SparePool(const SparePool&) = delete;
   SparePool& operator=(const SparePool&) = delete;
 
-  // A ready spare for a job, or nullopt (none ready, or the pool was stopped); a replacement is
-  // started on a later turn of the loop, not inside the caller.
+  // A ready spare for a job, or nullopt (none ready, or the pool was stopped). Its replacement
+  // starts when a job ends (jobEnded) or shortly after, never inside the caller.
   std::optional<WorkerProcess> take();
+  // A job's worker has ended: the loop is free for a pending replacement's spawn now.
+  void jobEnded();
   // SIGHUP: retires every spare and starts `options.spare_workers` new ones with these options.
   void setOptions(WorkerOptions options);
   // Drain: retires every spare and starts no more; take() answers nullopt from now on.

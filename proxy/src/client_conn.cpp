@@ -12,7 +12,7 @@
 
 #include "context.hpp"
 #include "tether/common/clock.hpp"
-#include "tether/common/request_id.hpp"
+#include "tether/agent/control/request_id.hpp"
 
 namespace tether::proxy {
 namespace {
@@ -108,29 +108,6 @@ struct ChunkFrame {
 };
 
 }  // namespace
-
-std::string_view phaseName(Phase phase) {
-  switch (phase) {
-    case Phase::Idle: return "idle";
-    case Phase::RequestHeaders: return "request_headers";
-    case Phase::RequestBody: return "request_body";
-    case Phase::AwaitingResponse: return "awaiting_response";
-    case Phase::ResponseBody: return "response_body";
-  }
-  return "idle";
-}
-
-std::string_view causeName(Cause cause) {
-  switch (cause) {
-    case Cause::Eof: return "eof";
-    case Cause::Reset: return "reset";
-    case Cause::WriteError: return "write_error";
-    case Cause::Timeout: return "timeout";
-    case Cause::Keepalive: return "keepalive";
-    case Cause::Shutdown: return "shutdown";
-  }
-  return "eof";
-}
 
 void ClientConn::accept(Context& ctx, uv_stream_t* listener, std::shared_ptr<const ServerRef> server,
                         bool unix_socket) {
@@ -282,6 +259,7 @@ void ClientConn::startHeaders() {
   url_.clear();
   head_.clear();
   request_id_.clear();
+  request_id_replaced_ = false;
   loc_ = nullptr;
   group_ = nullptr;
   upstream_text_.clear();
@@ -358,14 +336,13 @@ int ClientConn::headersComplete() {
   request_chunked_ = (parser_.flags & F_CHUNKED) != 0;
 
   // The request id (DESIGN.md "Request identity"): a client's own is kept only behind a
-  // trusted balancer, and only if it has our form, since the id is the handle on the job.
+  // trusted balancer, and only if it follows the protocol's rule; else a generated one, and the
+  // access log says that a given id was replaced.
   std::string_view given;
-  if (settings_->trust_request_id && head_.find(settings_->request_id_header, given) &&
-      given.size() <= 128 && !given.empty()) {
-    request_id_ = std::string(given);
-  } else {
-    request_id_ = newRequestId();
-  }
+  const bool has_given = settings_->trust_request_id && head_.find(settings_->request_id_header, given);
+  auto id = agent::control::acceptRequestId(has_given ? &given : nullptr);
+  request_id_ = std::move(id.id);
+  request_id_replaced_ = id.replaced;
 
   // Ambiguities that make request smuggling possible are refused (RFC 9112 section 6.3).
   size_t hosts = head_.countOf("host");
@@ -739,7 +716,8 @@ void ClientConn::onTimer() {
       if (any_bytes_) {  // a request began but did not reach its first header callback
         in_request_ = true;
         start_ns_ = monotonicNs();
-        ctx_.disconnects->with({"request_headers", "timeout"}).inc();
+        ctx_.disconnects->with({std::string(phaseName(Phase::RequestHeaders)), std::string(causeName(Cause::Timeout))})
+            .inc();
         respondLocal(408, "Request Time-out\n", true);
         return;
       }
@@ -747,7 +725,8 @@ void ClientConn::onTimer() {
       return;
     case Phase::RequestHeaders:
       // Slowloris: 408, as nginx's client_header_timeout.
-      ctx_.disconnects->with({"request_headers", "timeout"}).inc();
+      ctx_.disconnects->with({std::string(phaseName(Phase::RequestHeaders)), std::string(causeName(Cause::Timeout))})
+          .inc();
       respondLocal(408, "Request Time-out\n", true);
       return;
     default:
@@ -821,13 +800,16 @@ void ClientConn::disconnect(Cause cause) {
   disconnect_cause_ = cause;
   status_ = 499;
   OnDisconnect action = loc_ != nullptr ? loc_->on_disconnect : OnDisconnect::Close;
+  // The frame goes first, then the upstream is closed: the upstream's own connection watch
+  // (solverd's) then usually finds the frame's grace already set, and defers to it when it does
+  // not (DESIGN.md "Disconnect semantics": the location's kill_after governs).
+  if ((action == OnDisconnect::Interrupt || action == OnDisconnect::Kill) && group_ != nullptr) {
+    group_->sendCancel(request_id_, action, loc_->kill_after, ph, event_ns);
+  }
   if (UpstreamConn* up = std::exchange(upstream_, nullptr)) {
     // on_disconnect none lets a fully sent request run to its end (its response is discarded);
     // every other case closes the upstream connection, never to be reused.
     up->detach(action == OnDisconnect::None && request_done_);
-  }
-  if ((action == OnDisconnect::Interrupt || action == OnDisconnect::Kill) && group_ != nullptr) {
-    group_->sendCancel(request_id_, action, loc_->kill_after, ph, event_ns);
   }
   ctx_.log->info("rid={} client={} disconnected in {} ({}), on_disconnect {}", request_id_, peer_,
                  phaseName(ph), causeName(cause),
@@ -854,7 +836,8 @@ void ClientConn::forceClose() {
   if (closing_) return;
   if (upstream_ != nullptr && group_ != nullptr && loc_ != nullptr &&
       (loc_->on_disconnect == OnDisconnect::Interrupt || loc_->on_disconnect == OnDisconnect::Kill)) {
-    group_->sendCancel(request_id_, loc_->on_disconnect, loc_->kill_after, phase(), monotonicNs(), "shutdown");
+    group_->sendCancel(request_id_, loc_->on_disconnect, loc_->kill_after, phase(), monotonicNs(),
+                       agent::control::Reason::Shutdown);
   }
   if (UpstreamConn* up = std::exchange(upstream_, nullptr)) up->abort();
   if (in_request_ && !response_complete_logged_) {
@@ -923,6 +906,8 @@ void ClientConn::accessLog() {
   appendNumber(line, sent_body_bytes_);
   line.append(" \"").append(referer).append("\" \"").append(agent).append("\" rid=");
   line.append(request_id_.empty() ? "-" : request_id_);
+  // A trusted balancer's id that broke the rule: the generated id above stands in for it.
+  if (request_id_replaced_) line.append(" rid_replaced=invalid");
   uint64_t end = monotonicNs();
   char num[32];
   snprintf(num, sizeof num, " rt=%.3f", secondsBetween(start_ns_, end));

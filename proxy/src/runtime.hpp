@@ -18,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include "tether/agent/control/vocabulary.hpp"
 #include "tether/common/uv_handle.hpp"
 #include "tether/proxy/settings.hpp"
 
@@ -32,12 +33,11 @@ struct Generation;
 class ClientConn;
 class UpstreamConn;
 
-enum class Phase { Idle, RequestHeaders, RequestBody, AwaitingResponse, ResponseBody };
-// DESIGN.md's causes, plus Shutdown for requests cut by shutdown_timeout (access log only).
-enum class Cause { Eof, Reset, WriteError, Timeout, Keepalive, Shutdown };
-
-std::string_view phaseName(Phase phase);
-std::string_view causeName(Cause cause);
+// The protocol's phases and causes (Shutdown: requests cut by shutdown_timeout, access log only).
+using Phase = agent::control::Phase;
+using Cause = agent::control::Cause;
+using agent::control::causeName;
+using agent::control::phaseName;
 
 // Above this many bytes queued towards a peer we stop reading the side that feeds it.
 inline constexpr size_t kHighWater = 256 * 1024;
@@ -209,7 +209,7 @@ class UpstreamGroup {
   void closeIdle();
   // One cancel frame to this upstream's control socket; false if it has none or dropped it.
   bool sendCancel(const std::string& id, OnDisconnect action, Millis grace, Phase phase,
-                  uint64_t event_ns, std::string_view reason = "client_disconnect");
+                  uint64_t event_ns, agent::control::Reason reason = agent::control::Reason::ClientDisconnect);
   const UpstreamSettings& settings() const { return settings_; }
   const agent::control::Client* control() const { return control_.get(); }
   std::string resolve();  // start-up: resolves TCP server names; "" or why not
@@ -330,6 +330,7 @@ class ClientConn final : public StreamConn {
   uint8_t http_minor_ = 1;
   HeadBuffer head_;
   std::string request_id_;
+  bool request_id_replaced_ = false;  // a trusted id broke the rule (access log)
   std::string out_;  // scratch for building heads
   std::string pipelined_;
   const char* exec_begin_ = nullptr;  // the buffer llhttp_execute() is parsing (obs-fold check)

@@ -18,12 +18,12 @@ constexpr std::string_view kNdjson = "application/x-ndjson";
 // incumbents and the result are always written.
 constexpr size_t kStreamBacklog = 4 << 20;
 
-inline http::Headers jsonHeaders(const std::string& request_id) {
-  return {{"Content-Type", std::string(kJson)}, {"X-Request-Id", request_id}};
+inline http::Headers jsonHeaders(http::Exchange& ex) {
+  return {{"Content-Type", std::string(kJson)}, {ex.requestIdHeader(), ex.requestId()}};
 }
 
 inline bool respondJson(http::Exchange& ex, int status, const nlohmann::json& body, http::Headers extra = {}) {
-  http::Headers headers = jsonHeaders(ex.requestId());
+  http::Headers headers = jsonHeaders(ex);
   for (auto& h : extra) headers.push_back(std::move(h));
   return ex.respond(status, headers, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
 }
@@ -68,7 +68,7 @@ class HttpSubscriber final : public Subscriber {
   void admitted(const JobTable::SubmitResult& admission) {
     submitting_ = false;
     if (stream_ && !done_) {
-      exchange_->startStream(200, {{"Content-Type", std::string(http_detail::kNdjson)}, {"X-Request-Id", request_id_}});
+      exchange_->startStream(200, {{"Content-Type", std::string(http_detail::kNdjson)}, {exchange_->requestIdHeader(), request_id_}});
       nlohmann::json accepted{{"event", "accepted"},
                               {"id", request_id_},
                               {"job", admission.job->id},
@@ -124,7 +124,9 @@ class HttpSubscriber final : public Subscriber {
     done_ = true;
     daemon_.disconnects_->inc();
     const Settings& s = daemon_.settings_;
-    std::string phase = exchange_->started() ? "response_body" : "awaiting_response";
+    std::string_view phase =
+        agent::control::phaseName(exchange_->started() ? agent::control::Phase::ResponseBody
+                                                       : agent::control::Phase::AwaitingResponse);
     // The job's own lines (cancel, outcome) say the rest at info; a flood of leaving clients
     // must not cost three lines each.
     log::get("http")->debug("rid={} client gone ({}) in {}: {}", request_id_, http::toString(cause), phase,
@@ -132,7 +134,11 @@ class HttpSubscriber final : public Subscriber {
     if (!s.on_disconnect) {
       daemon_.table_->detach(request_id_);
     } else {
-      CancelOrder order{*s.on_disconnect, s.graceFor(std::nullopt), "client_disconnect", phase};
+      CancelOrder order;
+      order.action = *s.on_disconnect;
+      order.grace = s.graceFor(std::nullopt);
+      order.phase = std::string(phase);
+      order.source = CancelSource::Watch;
       daemon_.table_->cancelRequest(request_id_, order, true);
     }
     daemon_.retire(this);

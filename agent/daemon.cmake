@@ -8,7 +8,7 @@ add_library(tether_agent_daemon STATIC
   ${CMAKE_CURRENT_LIST_DIR}/src/daemon/agent_main.cpp
   ${CMAKE_CURRENT_LIST_DIR}/src/daemon/tether_run.cpp)
 target_include_directories(tether_agent_daemon PUBLIC ${CMAKE_CURRENT_LIST_DIR}/src)
-target_link_libraries(tether_agent_daemon PUBLIC tether_agent tether_common PRIVATE tether_warnings)
+target_link_libraries(tether_agent_daemon PUBLIC tether_control tether_supervise tether_common PRIVATE tether_warnings)
 if(TARGET tether_config)
   target_link_libraries(tether_agent_daemon PUBLIC tether_config)
 endif()

@@ -1,6 +1,5 @@
 #include "tether/common/http_request.hpp"
 
-#include "tether/common/request_id.hpp"
 
 namespace tether::http {
 namespace {
@@ -120,13 +119,11 @@ std::optional<std::string> Request::queryParam(std::string_view name) const {
   return std::nullopt;
 }
 
-std::string Request::requestId(std::string_view header_name, bool trust) const {
-  if (trust) {
-    if (const std::string* given = header(header_name); given && isValidRequestId(*given)) {
-      return *given;
-    }
-  }
-  return newRequestId();
+agent::control::RequestId Request::requestId(std::string_view header_name, bool trust) const {
+  const std::string* given = trust ? header(header_name) : nullptr;
+  if (given == nullptr) return agent::control::acceptRequestId(nullptr);
+  const std::string_view value(*given);
+  return agent::control::acceptRequestId(&value);
 }
 
 }  // namespace tether::http

@@ -5,17 +5,6 @@
 
 namespace tether::http {
 
-std::string_view toString(DisconnectCause cause) {
-  switch (cause) {
-    case DisconnectCause::Eof: return "eof";
-    case DisconnectCause::Reset: return "reset";
-    case DisconnectCause::WriteError: return "write_error";
-    case DisconnectCause::Timeout: return "timeout";
-    case DisconnectCause::Shutdown: return "shutdown";
-  }
-  return "unknown";
-}
-
 std::string errorResponse(int status, std::string_view reason) {
   std::string body = std::to_string(status) + " " + std::string(statusReason(status));
   if (!reason.empty()) {
@@ -283,6 +272,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     state_ = State::Answering;
     armTimer(Timer::None);
     std::shared_ptr<Exchange> ex(new Exchange(this, std::move(request)));
+    ex->id_header_ = server_->options_.request_id_header;
+    ex->trust_id_ = server_->options_.trust_request_id;
     exchange_ = ex.get();
     ++server_->stats_.in_flight;
     ++server_->stats_.requests;
@@ -385,8 +376,22 @@ Exchange::~Exchange() {
 }
 
 const std::string& Exchange::requestId() {
-  if (request_id_.empty()) request_id_ = request_.requestId();
+  if (request_id_.empty()) {
+    auto id = request_.requestId(id_header_, trust_id_);
+    request_id_ = std::move(id.id);
+    request_id_replaced_ = id.replaced;
+  }
   return request_id_;
+}
+
+bool Exchange::requestIdReplaced() {
+  requestId();
+  return request_id_replaced_;
+}
+
+void Exchange::replaceRequestId(std::string id) {
+  requestId();
+  request_id_ = std::move(id);
 }
 
 namespace {

@@ -11,7 +11,7 @@
 
 #include "context.hpp"
 #include "tether/common/clock.hpp"
-#include "tether/common/request_id.hpp"
+#include "tether/agent/control/request_id.hpp"
 
 namespace tether::proxy {
 namespace {
@@ -89,30 +89,6 @@ struct ChunkFrame {
 };
 
 }  // namespace
-
-std::string_view phaseName(Phase phase) {
-  switch (phase) {
-    case Phase::Idle: return "idle";
-    case Phase::RequestHeaders: return "request_headers";
-    case Phase::RequestBody: return "request_body";
-    case Phase::AwaitingResponse: return "awaiting_response";
-    case Phase::ResponseBody: return "response_body";
-  }
-  return "idle";
-}
-
-std::string_view causeName(Cause cause) {
-  switch (cause) {
-    case Cause::Eof: return "eof";
-    case Cause::Reset: return "reset";
-    case Cause::WriteError: return "write_error";
-    case Cause::Timeout: return "timeout";
-    case Cause::Keepalive: return "keepalive";
-    case Cause::Shutdown: return "shutdown";
-    case Cause::UpstreamTimeout: return "upstream_timeout";
-  }
-  return "eof";
-}
 
 void ClientConn::accept(Context& ctx, uv_stream_t* listener, std::shared_ptr<const ServerRef> server,
                         bool unix_socket) {
@@ -355,14 +331,13 @@ int ClientConn::headersComplete() {
   r.head_request_ = parser_.method == HTTP_HEAD;
 
   // The request id (DESIGN.md "Request identity"): a client's own is kept only behind a
-  // trusted balancer, and only if it has our form, since the id is the handle on the job.
+  // trusted balancer, and only if it follows the protocol's rule; else a generated one, and the
+  // access log says that a given id was replaced.
   std::string_view given;
-  if (settings_->trust_request_id && r.head_.find(settings_->request_id_header, given) &&
-      given.size() <= 128 && !given.empty()) {
-    r.request_id_ = std::string(given);
-  } else {
-    r.request_id_ = newRequestId();
-  }
+  const bool has_given = settings_->trust_request_id && r.head_.find(settings_->request_id_header, given);
+  auto id = agent::control::acceptRequestId(has_given ? &given : nullptr);
+  r.request_id_ = std::move(id.id);
+  r.request_id_replaced_ = id.replaced;
   if (uint16_t status = validate(); status != 0) {
     r.user_error_ = status;
     return -1;
@@ -651,10 +626,10 @@ void Request::onUpstreamDeadline() {
   upstream_timed_out_ = true;
   disconnect_phase_ = ph;
   disconnect_cause_ = Cause::UpstreamTimeout;
-  sendCancel(ph, monotonicNs(), "upstream_timeout");
+  sendCancel(ph, monotonicNs(), agent::control::Reason::UpstreamTimeout);
 }
 
-void Request::sendCancel(Phase phase, uint64_t event_ns, std::string_view reason) {
+void Request::sendCancel(Phase phase, uint64_t event_ns, agent::control::Reason reason) {
   if (cancel_sent_ || group_ == nullptr || loc_ == nullptr) return;
   if (loc_->on_disconnect != OnDisconnect::Interrupt && loc_->on_disconnect != OnDisconnect::Kill) return;
   // One frame per request: a client that leaves during an upstream timeout's grace, or a
@@ -768,7 +743,8 @@ void ClientConn::onTimer() {
       return;
     case Phase::RequestHeaders:
       // Slowloris: 408, as nginx's client_header_timeout.
-      ctx_.disconnects->with({"request_headers", "timeout"}).inc();
+      ctx_.disconnects->with({std::string(phaseName(Phase::RequestHeaders)), std::string(causeName(Cause::Timeout))})
+          .inc();
       respondLocal(408, "Request Time-out\n", true);
       return;
     default:
@@ -843,12 +819,15 @@ void ClientConn::disconnect(Cause cause) {
   req_->disconnect_cause_ = cause;
   req_->status_ = 499;
   OnDisconnect action = req_->loc_ != nullptr ? req_->loc_->on_disconnect : OnDisconnect::Close;
+  // The frame goes first, then the upstream is closed: the upstream's own connection watch
+  // (solverd's) then usually finds the frame's grace already set, and defers to it when it does
+  // not (DESIGN.md "Disconnect semantics": the location's kill_after governs).
+  req_->sendCancel(ph, event_ns, agent::control::Reason::ClientDisconnect);
   if (UpstreamConn* up = std::exchange(req_->upstream_, nullptr)) {
     // on_disconnect none lets a fully sent request run to its end (its response is discarded);
     // every other case closes the upstream connection, never to be reused.
     up->detach(action == OnDisconnect::None && req_->request_done_);
   }
-  req_->sendCancel(ph, event_ns, "client_disconnect");
   ctx_.log->info("rid={} client={} disconnected in {} ({}), on_disconnect {}", req_->request_id_, peer_,
                  phaseName(ph), causeName(cause),
                  action == OnDisconnect::None ? "none"
@@ -873,7 +852,7 @@ void ClientConn::drain() {
 void ClientConn::forceClose() {
   if (closing_) return;
   if (req_) {
-    if (req_->upstream_ != nullptr) req_->sendCancel(phase(), monotonicNs(), "shutdown");
+    if (req_->upstream_ != nullptr) req_->sendCancel(phase(), monotonicNs(), agent::control::Reason::Shutdown);
     if (UpstreamConn* up = std::exchange(req_->upstream_, nullptr)) up->abort();
     // Logged as the request's abort, like a disconnect: 499, its phase, cause `shutdown`.
     req_->disconnect_phase_ = phase();
@@ -943,6 +922,8 @@ void Request::accessLog() {
   appendNumber(line, sent_body_bytes_);
   line.append(" \"").append(referer).append("\" \"").append(agent).append("\" rid=");
   line.append(request_id_.empty() ? "-" : request_id_);
+  // A trusted balancer's id that broke the rule: the generated id above stands in for it.
+  if (request_id_replaced_) line.append(" rid_replaced=invalid");
   uint64_t end = monotonicNs();
   char num[32];
   snprintf(num, sizeof num, " rt=%.3f", secondsBetween(start_ns_, end));

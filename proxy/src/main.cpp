@@ -41,6 +41,8 @@ int main(int argc, char** argv) {
   int rc = 0;
   {
     ServiceNotifier notifier(&loop);
+    // For EXTEND_TIMEOUT_USEC= on SIGTERM; follows reloads.
+    auto shutdown_timeout = settings.shutdown_timeout;
     proxy::Proxy proxy(&loop, std::move(settings));
     if (auto why = proxy.start(); !why.empty()) {
       logger->critical("{}", why);
@@ -50,6 +52,12 @@ int main(int argc, char** argv) {
           .graceful = [&](int) {
             notifier.stopping("draining");
             logger->info("shutting down: draining {} requests", proxy.activeRequests());
+            // DESIGN.md "Service life": a drain may take up to shutdown_timeout, then the
+            // cancels of what is left; ask systemd for that much beyond TimeoutStopSec=.
+            if (proxy.activeRequests() > 0) {
+              notifier.extendTimeout(std::chrono::duration_cast<std::chrono::microseconds>(
+                  shutdown_timeout + std::chrono::seconds(5)));
+            }
             // The signal handles stay (they do not keep the loop alive): a late SIGTERM during
             // the exit is then a no-op rather than a kill with the default disposition.
             proxy.drain([&] {
@@ -74,9 +82,11 @@ int main(int argc, char** argv) {
                 log::Target next_target;
                 next_target.where = next.error_log;
                 bool level_ok = log::parseLevel(next.error_log_level, next_target.level);
+                const auto next_shutdown_timeout = next.shutdown_timeout;
                 if (auto problem = proxy.reload(std::move(next)); !problem.empty()) {
                   logger->error("reload failed, keeping the old configuration: {}", problem);
                 } else {
+                  shutdown_timeout = next_shutdown_timeout;
                   if (level_ok) log::configure(proxy::kProgram, next_target);
                   logger->info("configuration reloaded");
                 }

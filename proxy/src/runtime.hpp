@@ -18,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include "tether/agent/control/vocabulary.hpp"
 #include "tether/common/uv_kit.hpp"
 #include "tether/proxy/settings.hpp"
 
@@ -33,13 +34,11 @@ class ClientConn;
 class Exchange;
 class UpstreamConn;
 
-enum class Phase { Idle, RequestHeaders, RequestBody, AwaitingResponse, ResponseBody };
-// DESIGN.md's causes, plus Shutdown for requests cut by shutdown_timeout and UpstreamTimeout
-// for an upstream timeout turned into a cancel (access log only: neither is a client leaving).
-enum class Cause { Eof, Reset, WriteError, Timeout, Keepalive, Shutdown, UpstreamTimeout };
-
-std::string_view phaseName(Phase phase);
-std::string_view causeName(Cause cause);
+// The protocol's phases and causes (Shutdown: requests cut by shutdown_timeout, access log only).
+using Phase = agent::control::Phase;
+using Cause = agent::control::Cause;
+using agent::control::causeName;
+using agent::control::phaseName;
 
 // Above this many bytes queued towards a peer we stop reading the side that feeds it.
 inline constexpr size_t kHighWater = 256 * 1024;
@@ -212,7 +211,7 @@ class UpstreamGroup {
   void closeIdle();
   // One cancel frame to this upstream's control socket; false if it has none or dropped it.
   bool sendCancel(const std::string& id, OnDisconnect action, Millis grace, Phase phase,
-                  uint64_t event_ns, std::string_view reason = "client_disconnect");
+                  uint64_t event_ns, agent::control::Reason reason = agent::control::Reason::ClientDisconnect);
   const UpstreamSettings& settings() const { return settings_; }
   const agent::control::Client* control() const { return control_.get(); }
   std::string resolve();  // start-up: resolves TCP server names; "" or why not
@@ -283,7 +282,7 @@ class Request final : public Exchange {
   // Writes to the upstream; a synchronous failure ends the exchange as a 502.
   void sendOrFail(const uv_buf_t* bufs, unsigned count);
   // The request's one cancel frame, on interrupt|kill locations with an upstream bound.
-  void sendCancel(Phase phase, uint64_t event_ns, std::string_view reason);
+  void sendCancel(Phase phase, uint64_t event_ns, agent::control::Reason reason);
   void accessLog();
 
   ClientConn& conn_;
@@ -316,6 +315,7 @@ class Request final : public Exchange {
   std::string url_;
   HeadBuffer head_;
   std::string request_id_;
+  bool request_id_replaced_ = false;  // a trusted id broke the rule (access log)
   std::string out_;  // the response head being built
   const LocationSettings* loc_ = nullptr;
   UpstreamGroup* group_ = nullptr;

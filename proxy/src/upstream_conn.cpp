@@ -92,13 +92,13 @@ void UpstreamGroup::startControl() {
 }
 
 bool UpstreamGroup::sendCancel(const std::string& id, OnDisconnect action, Millis grace, Phase phase,
-                               uint64_t event_ns, std::string_view reason) {
+                               uint64_t event_ns, agent::control::Reason reason) {
   if (!control_) return false;
   agent::control::Cancel c;
   c.id = id;
   c.action = action == OnDisconnect::Kill ? agent::control::Action::Kill : agent::control::Action::Interrupt;
   if (action == OnDisconnect::Interrupt) c.grace_ms = static_cast<uint32_t>(grace.count());
-  c.reason = std::string(reason);
+  c.reason = std::string(agent::control::reasonName(reason));
   c.phase = std::string(phaseName(phase));
   bool ok = control_->sendCancel(c, event_ns);
   ctx_.log->info("rid={} cancel {} sent to unix:{} (phase {}, reason {}){}", id,

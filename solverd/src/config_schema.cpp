@@ -59,6 +59,11 @@ config::Schema makeSchema() {
   row({"on_disconnect", kMainOnly, 1, 1, false, false, config::oneOf({"none", "interrupt", "kill"}), "interrupt",
        "(beyond DESIGN.md) what solverd's own watch does when a request's connection closes early",
        "none | interrupt | kill"});
+  row({"request_id_header", kMainOnly, 1, 1, false, false, {}, "X-Request-Id",
+       "the header that carries the request id (the proxy's request_id_header)", "NAME"});
+  row({"trust_request_id", kMainOnly, 1, 1, false, false, config::flagValue(), "on",
+       "take the request id from request_id_header when it follows the id rule (solverd sits behind "
+       "the proxy); off: every request gets a generated id", "on | off"});
   row({"tombstone_ttl", kMainOnly, 1, 1, false, false, config::durationValue(), "30s",
        "how long a cancel for an unknown id refuses that id", "DURATION"});
   row({"coalesce", kMainOnly, 1, 1, false, false, config::oneOf({"share", "supersede", "off"}), "share",

@@ -13,17 +13,21 @@ namespace control = agent::control;
 control::CancelAck Daemon::ControlHandler::onCancel(const control::PeerCredentials& peer,
                                                     const control::Cancel& cancel) {
   Daemon& d = daemon_;
-  CancelOrder order{cancel.action == control::Action::Kill ? CancelAction::Kill : CancelAction::Interrupt,
-                    d.settings_.graceFor(cancel.grace_ms), cancel.reason, cancel.phase, true};
-  std::string_view state = d.table_->cancelRequest(cancel.id, order, false);
-  control::CancelAck ack{cancel.id, control::CancelState::Unknown};
-  control::parseCancelState(state, ack.state);
+  // The reason and phase are kept as sent, known to this version or not (a newer proxy's).
+  CancelOrder order;
+  order.action = cancel.action;
+  order.grace = d.settings_.graceFor(cancel.grace_ms);
+  order.reason = cancel.reason;
+  order.phase = cancel.phase;
+  order.source = CancelSource::Frame;
+  const control::CancelAck ack{cancel.id, d.table_->cancelRequest(cancel.id, order, false)};
   if (ack.state == control::CancelState::Unknown || ack.state == control::CancelState::Finished) {
     if (ack.state == control::CancelState::Unknown) d.tombstones_.add(cancel.id, monotonicNs());
-    d.countCancel(order, state);
+    d.countCancel(order, toString(ack.state));
     log::get("control")->info("rid={} cancel {} from pid={} uid={} ({}{}): {}", cancel.id, toString(order.action),
                               peer.pid, peer.uid, cancel.reason, cancel.phase.empty() ? "" : ", " + cancel.phase,
-                              state == "unknown" ? "unknown id, tombstone left" : "already finished");
+                              ack.state == control::CancelState::Unknown ? "unknown id, tombstone left"
+                                                                         : "already finished");
   }
   return ack;
 }

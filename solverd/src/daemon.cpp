@@ -259,6 +259,8 @@ void Daemon::start() {
   options.keepalive_timeout_ms = static_cast<uint64_t>(settings_.keepalive_timeout.count());
   options.tcp_keepalive = settings_.tcp_keepalive;
   options.server_name = "solverd";
+  options.request_id_header = settings_.request_id_header;
+  options.trust_request_id = settings_.trust_request_id;
   api_ = std::make_unique<http::Server>(loop_, options,
                                         [this](std::shared_ptr<http::Exchange> ex) { onRequest(std::move(ex), false); });
   http::ServerOptions admin_options;
@@ -368,7 +370,11 @@ void Daemon::shutdown() {
   if (stopping_) {
     // A second SIGTERM: no more waiting.
     logger->info("shutting down now: killing {} job(s)", table_->active());
-    table_->cancelAll(CancelOrder{CancelAction::Kill, std::chrono::milliseconds(0), "shutdown", {}});
+    CancelOrder order;
+    order.action = CancelAction::Kill;
+    order.grace = std::chrono::milliseconds(0);
+    order.reason = reasonName(Reason::Shutdown);
+    table_->cancelAll(order);
     if (api_) api_->closeAll();
     if (admin_) admin_->closeAll();
     return;
@@ -413,7 +419,10 @@ void Daemon::shutdown() {
 void Daemon::onShutdownTimeout() {
   if (table_->active() == 0) return;
   log::get("solverd")->info("shutdown_timeout: cancelling {} job(s)", table_->active());
-  table_->cancelAll(CancelOrder{CancelAction::Interrupt, settings_.graceFor(std::nullopt), "shutdown", {}});
+  CancelOrder order;
+  order.grace = settings_.graceFor(std::nullopt);
+  order.reason = reasonName(Reason::Shutdown);
+  table_->cancelAll(order);
 }
 
 void Daemon::maybeStopped() {

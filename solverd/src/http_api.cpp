@@ -2,6 +2,7 @@
 // /v1/jobs, /health, /metrics. Each waiting request is an HttpSubscriber of its job; its
 // connection closing early is solverd's own watch: the request is cancelled as a control
 // frame would cancel it.
+#include "tether/agent/control/request_id.hpp"
 #include "tether/common/clock.hpp"
 #include "tether/common/log.hpp"
 #include "tether/solverd/daemon.hpp"
@@ -62,8 +63,21 @@ void Daemon::handleHealth(const std::shared_ptr<http::Exchange>& ex) {
   respondJson(*ex, stopping_ ? 503 : 200, body);
 }
 
+void Daemon::settleRequestId(http::Exchange& ex) {
+  const std::string given = ex.requestId();
+  if (ex.requestIdReplaced()) {
+    log::get("http")->info("rid={} given {} broke the request id rule: replaced", given, ex.requestIdHeader());
+  }
+  const Job* job = table_->find(given);
+  if (job == nullptr || job->state == JobState::Finished) return;
+  ex.replaceRequestId(agent::control::newRequestId());
+  log::get("http")->info("rid={} given id {} is already in flight (job={}): the request gets this generated id",
+                         ex.requestId(), given, job->id);
+}
+
 std::optional<SolveSpec> Daemon::readSolve(const std::shared_ptr<http::Exchange>& ex) {
   const http::Request& req = ex->request();
+  settleRequestId(*ex);
   const std::string& rid = ex->requestId();
   if (stopping_) {
     respondError(*ex, 503, "shutting_down", "solverd is shutting down", {{"Retry-After", "1"}});
@@ -147,8 +161,19 @@ void Daemon::handleJobs(const std::shared_ptr<http::Exchange>& ex) {
     respondJson(*ex, 200, {{"jobs", std::move(jobs)}, {"running", table_->running()}, {"queued", table_->queued()}});
     return;
   }
-  std::string id = req.path.substr(std::string_view("/v1/jobs/").size());
-  if (id.ends_with("/events")) return handleJobEvents(ex, id.substr(0, id.size() - std::string_view("/events").size()));
+  // A trusted id may hold `/`, `%` or `=`: clients percent-encode it in the path (DESIGN.md
+  // "Request identity"), and it is matched decoded. "/events" is split off first: an id's own
+  // `/` arrives as %2F.
+  std::string raw = req.path.substr(std::string_view("/v1/jobs/").size());
+  const bool events = raw.ends_with("/events");
+  if (events) raw.resize(raw.size() - std::string_view("/events").size());
+  auto decoded = http::percentDecode(raw, false);
+  if (!decoded) {
+    respondError(*ex, 400, "bad_request", "malformed percent-encoding in the job id");
+    return;
+  }
+  const std::string id = std::move(*decoded);
+  if (events) return handleJobEvents(ex, id);
   if (req.method == "GET") {
     const Job* job = table_->find(id);
     if (job == nullptr) return respondMissingJob(*ex, id);
@@ -161,8 +186,8 @@ void Daemon::handleJobs(const std::shared_ptr<http::Exchange>& ex) {
     respondError(*ex, 405, "method_not_allowed", "use GET or DELETE", {{"Allow", "GET, DELETE"}});
     return;
   }
-  auto action = parseCancelAction(req.queryParam("action").value_or("interrupt"));
-  if (!action) {
+  CancelAction action = CancelAction::Interrupt;
+  if (auto given = req.queryParam("action"); given && !agent::control::parseAction(*given, action)) {
     respondError(*ex, 422, "invalid_action", "action must be interrupt or kill");
     return;
   }
@@ -171,11 +196,15 @@ void Daemon::handleJobs(const std::shared_ptr<http::Exchange>& ex) {
   const Job* job = table_->find(id);
   if (job == nullptr) return respondMissingJob(*ex, id);
   std::string job_id = job->id;
-  bool cancelled = table_->cancelJob(job_id, CancelOrder{*action, settings_.graceFor(grace_ms), "api", {}});
+  CancelOrder order;
+  order.action = action;
+  order.grace = settings_.graceFor(grace_ms);
+  order.reason = reasonName(Reason::Api);
+  bool cancelled = table_->cancelJob(job_id, order);
   const Job* after = table_->find(job_id);
   respondJson(*ex, cancelled ? 202 : 200,
               {{"id", job_id},
-               {"action", toString(*action)},
+               {"action", toString(action)},
                {"state", after != nullptr ? toString(after->state) : "finished"}});
 }
 

@@ -20,12 +20,12 @@ constexpr std::string_view kJson = "application/json";
 // incumbents and the result are always written.
 constexpr size_t kStreamBacklog = 4 << 20;
 
-inline http::Headers jsonHeaders(const std::string& request_id) {
-  return {{"Content-Type", std::string(kJson)}, {"X-Request-Id", request_id}};
+inline http::Headers jsonHeaders(http::Exchange& ex) {
+  return {{"Content-Type", std::string(kJson)}, {ex.requestIdHeader(), ex.requestId()}};
 }
 
 inline bool respondJson(http::Exchange& ex, int status, const nlohmann::json& body, http::Headers extra = {}) {
-  http::Headers headers = jsonHeaders(ex.requestId());
+  http::Headers headers = jsonHeaders(ex);
   for (auto& h : extra) headers.push_back(std::move(h));
   return ex.respond(status, headers, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
 }
@@ -116,7 +116,7 @@ class HttpSubscriber final : public Subscriber {
 
  private:
   void startStream(const nlohmann::json& first) {
-    http::Headers headers{{"Content-Type", std::string(contentType(format_))}, {"X-Request-Id", request_id_}};
+    http::Headers headers{{"Content-Type", std::string(contentType(format_))}, {exchange_->requestIdHeader(), request_id_}};
     // SSE through caching or compressing intermediaries: no transformation, no store.
     if (format_ == StreamFormat::Sse) headers.push_back({"Cache-Control", "no-cache"});
     exchange_->startStream(200, headers);
@@ -165,7 +165,9 @@ class HttpSubscriber final : public Subscriber {
     if (watch_) watch_->stop();
     daemon_.disconnects_->inc();
     const Settings& s = daemon_.settings_;
-    std::string phase = exchange_->started() ? "response_body" : "awaiting_response";
+    std::string_view phase =
+        agent::control::phaseName(exchange_->started() ? agent::control::Phase::ResponseBody
+                                                       : agent::control::Phase::AwaitingResponse);
     // The job's own lines (cancel, outcome) say the rest at info; a flood of leaving clients
     // must not cost three lines each.
     log::get("http")->debug("rid={} client gone ({}) in {}: {}", request_id_, http::toString(cause), phase,
@@ -179,7 +181,11 @@ class HttpSubscriber final : public Subscriber {
     } else if (!s.on_disconnect) {
       daemon_.table_->detach(request_id_);
     } else {
-      CancelOrder order{*s.on_disconnect, s.graceFor(std::nullopt), "client_disconnect", phase};
+      CancelOrder order;
+      order.action = *s.on_disconnect;
+      order.grace = s.graceFor(std::nullopt);
+      order.phase = std::string(phase);
+      order.source = CancelSource::Watch;
       daemon_.table_->cancelRequest(request_id_, order, true);
     }
     daemon_.retire(this);

@@ -2,19 +2,6 @@
 
 namespace tether::solverd {
 
-std::string_view toString(JobState state) {
-  switch (state) {
-    case JobState::Queued: return "queued";
-    case JobState::Running: return "running";
-    case JobState::Finished: return "finished";
-  }
-  return "unknown";
-}
-
-std::string_view toString(CancelAction action) {
-  return action == CancelAction::Kill ? "kill" : "interrupt";
-}
-
 std::string_view toString(CoalesceMode mode) {
   switch (mode) {
     case CoalesceMode::Share: return "share";
@@ -22,12 +9,6 @@ std::string_view toString(CoalesceMode mode) {
     case CoalesceMode::Off: return "off";
   }
   return "off";
-}
-
-std::optional<CancelAction> parseCancelAction(std::string_view text) {
-  if (text == "interrupt") return CancelAction::Interrupt;
-  if (text == "kill") return CancelAction::Kill;
-  return std::nullopt;
 }
 
 std::optional<CoalesceMode> parseCoalesceMode(std::string_view text) {

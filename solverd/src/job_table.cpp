@@ -1,6 +1,7 @@
 #include "tether/solverd/job_table.hpp"
 
 #include "tether/common/clock.hpp"
+#include "tether/solverd/worker/protocol.hpp"
 
 #include <algorithm>
 #include <utility>
@@ -18,8 +19,8 @@ constexpr size_t kGoneKept = 50'000;
 uint64_t toNs(std::chrono::milliseconds d) { return static_cast<uint64_t>(d.count()) * 1'000'000ULL; }
 
 Outcome droppedOutcome(const Job& job, const CancelOrder& order) {
-  return Outcome{200, nlohmann::json{{"status", "interrupted"},
-                                     {"status_code", 7},
+  return Outcome{200, nlohmann::json{{"status", worker::statusName(worker::Status::Interrupted)},
+                                     {"status_code", worker::statusCode(worker::Status::Interrupted)},
                                      {"objective", nullptr},
                                      {"bound", nullptr},
                                      {"solution", nlohmann::json::object()},
@@ -105,7 +106,7 @@ void JobTable::supersede(const std::string& key) {
   std::vector<Job*> older;
   auto [first, last] = by_key_.equal_range(key);
   for (auto it = first; it != last; ++it) older.push_back(it->second);
-  Outcome superseded{409, {{"error", "superseded"},
+  Outcome superseded{409, {{"error", reasonName(Reason::Superseded)},
                            {"message", "a newer request with the same X-Solve-Key replaced this one"}}};
   for (Job* job : older) {
     if (job->state == JobState::Finished) continue;
@@ -120,7 +121,10 @@ void JobTable::supersede(const std::string& key) {
       o.body["job"] = job->id;
       sub->onJobDone(o, 0);  // not one of the job's numbered events
     }
-    cancelWholeJob(*job, CancelOrder{CancelAction::Interrupt, limits_.supersede_grace, "superseded", {}});
+    CancelOrder order;
+    order.grace = limits_.supersede_grace;
+    order.reason = reasonName(Reason::Superseded);
+    cancelWholeJob(*job, order);
   }
 }
 
@@ -226,13 +230,14 @@ void JobTable::forget(Job& job, uint64_t now_ns) {
   }
 }
 
-std::string_view JobTable::cancelRequest(std::string_view request_id, const CancelOrder& order,
-                                         bool subscriber_gone) {
+agent::control::CancelState JobTable::cancelRequest(std::string_view request_id, const CancelOrder& order,
+                                                    bool subscriber_gone) {
   Job* job = activeByRequest(request_id);
   if (job == nullptr) {
-    return finished_by_request_.contains(std::string(request_id)) ? "finished" : "unknown";
+    return finished_by_request_.contains(std::string(request_id)) ? JobState::Finished
+                                                                  : agent::control::CancelState::Unknown;
   }
-  std::string_view state = toString(job->state);
+  const JobState state = job->state;
   bool was_live = false;
   for (auto& r : job->requests) {
     if (r.request_id != request_id) continue;
@@ -278,24 +283,41 @@ void JobTable::cancelAll(const CancelOrder& order) {
 void JobTable::cancelWholeJob(Job& job, const CancelOrder& order) {
   if (job.state == JobState::Finished) return;
   uint64_t now = monotonicNs();
-  if (job.cancel && order.from_frame && !job.cancel->from_frame) {
+  if (job.cancel && order.source == CancelSource::Frame && job.cancel_source != CancelSource::Frame) {
     // The frame says why (upstream_timeout, shutdown, ...): solverd's own watch only saw the
-    // connection close, often a few µs earlier, so the frame's reason and phase are kept.
+    // connection close, often a few µs earlier, so the frame's reason and phase are kept, whatever
+    // the action (the grace is settled below for a second interrupt).
     job.cancel->reason = order.reason;
     job.cancel->phase = order.phase;
-    job.cancel->from_frame = true;
   }
   if (!job.cancel) {
-    job.cancel = CancelRecord{order.action, order.reason, order.phase, now, 0, 0, 0, order.from_frame};
+    job.cancel.emplace();
+    job.cancel->action = order.action;
+    job.cancel->reason = order.reason;
+    job.cancel->phase = order.phase;
+    job.cancel->received_ns = now;
+    job.cancel_source = order.source;
   } else if (order.action == CancelAction::Kill && job.cancel->action != CancelAction::Kill) {
     job.cancel->action = CancelAction::Kill;  // kill after interrupt shortens the grace
   } else if (order.action == CancelAction::Interrupt && job.state == JobState::Running &&
              job.cancel->action == CancelAction::Interrupt) {
-    // The same cancel again, perhaps with a shorter grace: solverd's own connection watch (grace
-    // kill_after) often beats the proxy's frame (the location's kill_after) by a few µs, and the
-    // frame's grace must still hold. The worker's Target keeps whichever deadline is sooner and
-    // does not interrupt twice; it is not a new cancel, so no hook and no count.
-    runner_.cancel(job, order);
+    // The same cancel again; not a new cancel, so no hook and no count. The proxy writes its
+    // frame before it closes the upstream connection, but solverd may read the connection's end
+    // first. Either way the frame governs (DESIGN.md "The cancel ladder"):
+    //   - the watch after a frame changes nothing;
+    //   - a frame after the watch sets the kill at the first interrupt plus the frame's grace,
+    //     later or sooner than the watch's kill_after, and the job takes the frame's reason;
+    //   - a frame after a frame (a resend, or a shorter grace) may only shorten it; the worker's
+    //     Target keeps whichever deadline is sooner and never interrupts twice.
+    if (order.source == CancelSource::Watch) return;
+    CancelOrder again = order;
+    if (order.source == CancelSource::Frame && job.cancel_source != CancelSource::Frame) {
+      again.replace_grace = true;
+      job.cancel->reason = order.reason;
+      job.cancel->phase = order.phase;
+      job.cancel_source = CancelSource::Frame;
+    }
+    runner_.cancel(job, again);
     return;
   } else {
     return;  // cancels are idempotent

@@ -67,6 +67,8 @@ std::optional<Settings> readSettings(const config::Config& config, const std::st
   s.max_grace = root.duration("max_grace");
   s.kill_after = root.duration("kill_after");
   s.tombstone_ttl = root.duration("tombstone_ttl");
+  s.request_id_header = std::string(root.str("request_id_header"));
+  s.trust_request_id = root.flag("trust_request_id");
   s.shutdown_timeout = root.duration("shutdown_timeout");
   s.client_header_timeout = root.duration("client_header_timeout");
   s.keepalive_timeout = root.duration("keepalive_timeout");
@@ -79,7 +81,11 @@ std::optional<Settings> readSettings(const config::Config& config, const std::st
   s.client_max_body_size = root.size("client_max_body_size");
   s.coalesce = parseCoalesceMode(root.str("coalesce")).value_or(CoalesceMode::Share);
   std::string_view on_disconnect = root.str("on_disconnect");
-  s.on_disconnect = on_disconnect == "none" ? std::nullopt : parseCancelAction(on_disconnect);
+  if (CancelAction action{}; on_disconnect != "none" && agent::control::parseAction(on_disconnect, action)) {
+    s.on_disconnect = action;
+  } else {
+    s.on_disconnect = std::nullopt;
+  }
   if (root.has("cgroup_root")) s.cgroup_root = std::string(root.str("cgroup_root"));
   if (root.has("job_memory_max")) s.job_memory_max = root.size("job_memory_max");
   if (root.has("job_cpu_max")) s.job_cpu_max = std::strtod(std::string(root.str("job_cpu_max")).c_str(), nullptr);

@@ -1,6 +1,7 @@
 #include "tether/solverd/solve_spec.hpp"
 
 #include "tether/agent/control/frame.hpp"
+#include "tether/solverd/worker/protocol.hpp"
 
 #include <algorithm>
 #include <array>
@@ -162,11 +163,7 @@ std::optional<SolveSpec> parseSolveRequest(SolveRequestInput& input, RequestErro
 }
 
 nlohmann::json solveFrame(const SolveSpec& spec) {
-  return nlohmann::json{{"type", "solve"},
-                        {"format", spec.format},
-                        {"model", spec.model},
-                        {"solver", spec.solver},
-                        {"options", spec.options}};
+  return worker::solveFrame(spec.format, spec.solver, spec.model, spec.options);
 }
 
 std::string solveFrameBytes(const SolveSpec& spec) {

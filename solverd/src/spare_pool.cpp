@@ -189,7 +189,7 @@ void SparePool::retireAll(const char* why) {
     ++stats_.retired;
     log::get("worker")->debug("{} pid={} retired ({})", spare->name(), spare->process.target->pid(), why);
     // Nothing to lose in a spare: cgroup.kill, and the cgroup goes with its Target's end.
-    spare->process.target->cancel(sv::CancelAction::kKill, 0, "retired");
+    spare->process.target->cancel(sv::CancelAction::Kill, 0, "retired");
   }
   retiring_.splice(retiring_.end(), ready_);
   changed();

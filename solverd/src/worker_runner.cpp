@@ -5,6 +5,7 @@
 #include "tether/common/clock.hpp"
 #include "tether/common/log.hpp"
 #include "tether/common/uv_handle.hpp"
+#include "tether/solverd/worker/protocol.hpp"
 
 #include <array>
 #include <cerrno>
@@ -19,9 +20,6 @@ namespace sv = agent::supervise;
 using agent::control::FrameDecoder;
 using agent::control::ProtocolError;
 
-// Worker output may carry a large solution; the 1 MiB bound of the control socket is for peers
-// we do not trust, the worker is our own child.
-constexpr uint32_t kMaxWorkerFrame = 1U << 30;
 constexpr size_t kMaxStderrLine = 4096;
 
 struct WriteRequest {
@@ -42,17 +40,23 @@ int writeBytes(uv_pipe_t* pipe, std::string bytes) {
 }
 
 // Worker error frames to HTTP: the model or the request was at fault, or the solver.
-int httpStatusOf(const std::string& code) {
-  if (code == "invalid_model") return 400;
-  if (code == "unknown_solver" || code == "unknown_option" || code == "invalid_option") return 422;
-  return 500;
+int httpStatusOf(const std::string& name) {
+  worker::ErrorCode code = worker::ErrorCode::SolverError;
+  if (!worker::parseErrorCode(name, code)) return 500;
+  switch (code) {
+    case worker::ErrorCode::InvalidModel: return 400;
+    case worker::ErrorCode::UnknownSolver:
+    case worker::ErrorCode::UnknownOption:
+    case worker::ErrorCode::InvalidOption: return 422;
+    default: return 500;
+  }
 }
 
 }  // namespace
 
 class WorkerRunner::Session {
  public:
-  Session(WorkerRunner& runner, Job& job) : runner_(runner), job_(job), decoder_(kMaxWorkerFrame) {}
+  Session(WorkerRunner& runner, Job& job) : runner_(runner), job_(job), decoder_(worker::kMaxWorkerFrameLength) {}
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
@@ -105,7 +109,7 @@ std::string WorkerRunner::Session::start() {
     process = std::move(spawned.value());
   }
   hooks_ = std::move(process->hooks);
-  hooks_->interrupt = [this](sv::Target&) { return writeFrame({{"type", "interrupt"}}); };
+  hooks_->interrupt = [this](sv::Target&) { return writeFrame(worker::interruptFrame()); };
   hooks_->on_done = [this](sv::Target&, const sv::Outcome& outcome) { onTargetDone(outcome); };
   target_ = std::move(process->target);
   stdin_ = std::move(process->stdin_pipe);
@@ -135,7 +139,7 @@ std::string WorkerRunner::Session::start() {
   // protocol's 1 MiB: the worker's decoder accepts it from its parent.
   if (int rc = writeBytes(stdin_->get(), solveFrameBytes(job_.spec)); rc < 0) {
     // The worker is running; it sees no solve frame, so stop it and report through on_done.
-    target_->cancel(sv::CancelAction::kKill, 0, "spawn_failed");
+    target_->cancel(sv::CancelAction::Kill, 0, "spawn_failed");
     protocol_error_ = std::string("cannot write the solve frame: ") + uv_strerror(rc);
   }
 
@@ -161,16 +165,25 @@ sv::Error WorkerRunner::Session::writeFrame(const nlohmann::json& frame) {
 
 void WorkerRunner::Session::cancel(const CancelOrder& order) {
   if (!target_ || exit_) return;
-  target_->cancel(order.action == CancelAction::Kill ? sv::CancelAction::kKill : sv::CancelAction::kInterrupt,
-                  static_cast<uint64_t>(order.grace.count()), order.reason);
+  const auto grace_ms = static_cast<uint64_t>(order.grace.count());
+  if (order.replace_grace) {
+    target_->regrace(grace_ms);
+  } else {
+    target_->cancel(order.action, grace_ms, order.reason);
+  }
 }
 
 void WorkerRunner::Session::onTimeLimit() {
   if (!target_ || exit_) return;
-  if (!job_.cancel) job_.cancel = CancelRecord{CancelAction::Kill, "time_limit", {}, monotonicNs(), 0, 0, 0};
+  if (!job_.cancel) {
+    job_.cancel.emplace();
+    job_.cancel->action = CancelAction::Kill;
+    job_.cancel->reason = reasonName(Reason::TimeLimit);
+    job_.cancel->received_ns = monotonicNs();
+  }
   log::get("job")->warn("job={} worker pid={} still running {} ms past its time limit: killing it", job_.id,
                         job_.worker_pid, runner_.options_.time_limit_grace.count());
-  target_->cancel(sv::CancelAction::kKill, 0, "time_limit");
+  target_->cancel(CancelAction::Kill, 0, reasonName(Reason::TimeLimit));
 }
 
 void WorkerRunner::Session::onStdout(ssize_t nread, const uv_buf_t* buf) {
@@ -190,7 +203,7 @@ void WorkerRunner::Session::onStdout(ssize_t nread, const uv_buf_t* buf) {
       // A worker that breaks the protocol cannot be trusted to stop on a frame either.
       protocol_error_ = "bad frame from the worker: " + error.message;
       uv_read_stop(stdout_->stream());
-      if (target_ && !exit_) target_->cancel(sv::CancelAction::kKill, 0, "protocol_error");
+      if (target_ && !exit_) target_->cancel(sv::CancelAction::Kill, 0, "protocol_error");
       stdout_done_ = true;
       maybeFinish();
       return;
@@ -249,11 +262,7 @@ Outcome WorkerRunner::Session::buildOutcome(const sv::Outcome& exit) {
   uint64_t now = monotonicNs();
   job_.cpu_us = exit.cpu_usec.value_or(0);
   if (exit.cancel) {
-    if (!job_.cancel) {
-      job_.cancel = CancelRecord{exit.cancel->action == sv::CancelAction::kKill ? CancelAction::Kill
-                                                                                : CancelAction::Interrupt,
-                                 exit.cancel->reason, {}, exit.cancel->received_ns, 0, 0, 0};
-    }
+    if (!job_.cancel) job_.cancel = *exit.cancel;
     job_.cancel->signalled_ns = exit.cancel->signalled_ns;
     job_.cancel->killed_ns = exit.cancel->killed_ns;
     job_.cancel->exited_ns = exit.cancel->exited_ns != 0 ? exit.cancel->exited_ns : exit.done_ns;
@@ -268,7 +277,7 @@ Outcome WorkerRunner::Session::buildOutcome(const sv::Outcome& exit) {
     return Outcome{200, std::move(body)};
   }
   if (error_) {
-    std::string code = error_->value("code", std::string("solver_error"));
+    std::string code = error_->value("code", std::string(worker::errorCodeName(worker::ErrorCode::SolverError)));
     return Outcome{httpStatusOf(code), {{"error", code}, {"message", error_->value("message", std::string{})}}};
   }
   if (!protocol_error_.empty()) {
@@ -277,26 +286,21 @@ Outcome WorkerRunner::Session::buildOutcome(const sv::Outcome& exit) {
 
   // No result: we stopped it by force, or it died on its own.
   bool killed_by_us = exit.cancel && exit.cancel->killed_ns != 0;
-  bool timed_out = (job_.cancel && job_.cancel->reason == "time_limit") ||
-                   (exit.status.kind == sv::ExitStatus::Kind::kExited && exit.status.code == 3);
-  std::string status;
-  int status_code = 6;
+  const bool exited = exit.status.kind == sv::ExitStatus::Kind::kExited;
+  bool timed_out = (job_.cancel && job_.cancel->reason == reasonName(Reason::TimeLimit)) ||
+                   (exited && exit.status.code == worker::kExitTimeout);
+  std::optional<worker::Status> status;  // none: crashed, which has no status code
   if (killed_by_us && timed_out) {
-    status = "time_limit";
-    status_code = 4;
-  } else if (killed_by_us || (job_.cancel && exit.status.kind == sv::ExitStatus::Kind::kExited &&
-                              exit.status.code == 0)) {
-    status = "interrupted";
-    status_code = 7;
+    status = worker::Status::TimeLimit;
+  } else if (killed_by_us || (job_.cancel && exited && exit.status.code == worker::kExitSuccess)) {
+    status = worker::Status::Interrupted;
   } else if (timed_out) {
-    status = "time_limit";
-    status_code = 4;
+    status = worker::Status::TimeLimit;
   } else {
-    status = "crashed";
     crashed_ = true;
   }
-  nlohmann::json body{{"status", status},
-                      {"status_code", crashed_ ? nlohmann::json(nullptr) : nlohmann::json(status_code)},
+  nlohmann::json body{{"status", status ? worker::statusName(*status) : "crashed"},
+                      {"status_code", status ? nlohmann::json(worker::statusCode(*status)) : nlohmann::json(nullptr)},
                       {"objective", nullptr},
                       {"bound", nullptr},
                       {"solution", nlohmann::json::object()},

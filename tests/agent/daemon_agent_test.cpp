@@ -1,6 +1,7 @@
 // tether-agent and tether-run as binaries: registration, exit status, tombstones, ownership,
 // an unreachable agent, status and metrics.
 #include "daemon_agent_harness.hpp"
+#include "tether/agent/supervise/cgroup.hpp"
 
 #include <gtest/gtest.h>
 
@@ -55,7 +56,7 @@ TEST_F(AgentDaemon, TetherRunKeepsTheCommandsExitStatusAndRunsItInTheTargetsCgro
   auto r = runToEnd(tetherRun(rid, {"/bin/sh", "-c", "grep '^0::' /proc/self/cgroup; exit 7"}));
   EXPECT_EQ(r.status, 7) << r.output;
   if (agent_.hasCgroups()) {
-    EXPECT_NE(r.output.find("/job-" + rid), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("/" + supervise::jobCgroupName(rid) + "\n"), std::string::npos) << r.output;
   }
   EXPECT_TRUE(agent_.child().waitForLine("registered rid=" + rid));
   EXPECT_TRUE(agent_.child().waitForLine("target rid=" + rid + " pid="));
@@ -70,6 +71,31 @@ TEST_F(AgentDaemon, CancelledIdIsTombstonedAndTetherRunExits125WithoutRunningThe
   EXPECT_EQ(r.status, 125) << r.output;
   EXPECT_NE(r.output.find("was cancelled"), std::string::npos) << r.output;
   EXPECT_NE(access(marker.c_str(), F_OK), 0) << "the command ran although its id was cancelled";
+}
+
+TEST_F(AgentDaemon, CancelWithAnUnknownFieldAndAnUnknownReasonForABalancerIdIsActedOn) {
+  ASSERT_NO_FATAL_FAILURE(agent_.start());
+  // An AWS load balancer's trace id: `=` and `-`, never a directory name of its own.
+  const std::string rid = "Root=1-" + testRequestId().substr(0, 8) + "-" + testRequestId().substr(8, 24);
+  Child sleeper;
+  ASSERT_NO_FATAL_FAILURE(sleeper.start(tetherRun(rid, {"/bin/sleep", "30"})));
+  ASSERT_TRUE(eventually([&] { return agent_.tracks(rid); }, 5s)) << agent_.child().text();
+  // A newer proxy's frame: a reason and a field this version does not know.
+  const nlohmann::json frame{{"type", "cancel"},       {"id", rid},
+                             {"action", "kill"},        {"reason", "quota_exceeded"},
+                             {"phase", "response_body"}, {"traceparent", {{"version", "00"}, {"flags", 1}}}};
+  control::BlockingConnection c;
+  ASSERT_EQ(c.connect(agent_.socket(), 2s), 0);
+  ASSERT_EQ(c.sendRaw(control::encodeRawFrame(frame.dump()), 2s), 0);
+  control::Message reply;
+  ASSERT_EQ(c.receive(reply, 2s), 0);
+  ASSERT_TRUE(std::holds_alternative<control::CancelAck>(reply)) << control::toJson(reply).dump();
+  EXPECT_EQ(std::get<control::CancelAck>(reply).state, control::CancelState::Running);
+  int status = 0;
+  ASSERT_TRUE(eventually([&] { return waitpid(sleeper.pid(), &status, WNOHANG) == sleeper.pid(); }, 2s));
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
+  EXPECT_TRUE(agent_.child().waitForLine("cancel rid=" + rid + " action=kill grace_ms=default reason=quota_exceeded"))
+      << agent_.child().text();
 }
 
 TEST_F(AgentDaemon, UnreachableAgentRunsTheCommandWithOneWarningUnlessRequired) {

@@ -65,14 +65,21 @@ TEST(CgroupDiscovery, Cgroup2MountInMountinfoPureAndHybrid) {
   EXPECT_FALSE(parseCgroup2Mount("35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw\n"));
 }
 
-TEST(TargetIds, RequestIdsQualifyPathTricksDoNot) {
+TEST(TargetIds, BalancerIdsQualifyAndNeverNameTheCgroupThemselves) {
   EXPECT_TRUE(isValidTargetId("0123456789abcdef0123456789abcdef"));
   EXPECT_TRUE(isValidTargetId("job_1.a:b-c"));
+  EXPECT_TRUE(isValidTargetId("Root=1-67891233-abcdef012345678912345678"));
+  EXPECT_TRUE(isValidTargetId("../a/b"));
   EXPECT_FALSE(isValidTargetId(""));
-  EXPECT_FALSE(isValidTargetId(".."));
-  EXPECT_FALSE(isValidTargetId("a/b"));
   EXPECT_FALSE(isValidTargetId("a b"));
   EXPECT_FALSE(isValidTargetId(std::string(129, 'a')));
+  // Whatever the id holds, its cgroup is one plain directory name of our making.
+  for (const char* id : {"..", "../a/b", "Root=1-67891233-abcdef012345678912345678", "a%2Fb"}) {
+    const std::string name = jobCgroupName(id);
+    EXPECT_EQ(name.size(), 20U) << id;
+    EXPECT_EQ(name.find_first_not_of("job-0123456789abcdef"), std::string::npos) << name;
+  }
+  EXPECT_NE(jobCgroupName("a"), jobCgroupName("b"));
 }
 
 TEST(Tombstones, CancelledIdIsRefusedUntilTheTtlThenForgotten) {
@@ -298,10 +305,10 @@ TEST_F(SuperviseTest, DiscoveredTreeLivesUnderOurOwnCgroup) {
   EXPECT_EQ(tree.parent(), *own + "/tether-" + daemon);
   auto job = tree.createJobCgroup("abc", {});
   ASSERT_TRUE(job) << job.error().message();
-  EXPECT_EQ(*job, tree.parent() + "/job-abc");
+  EXPECT_EQ(*job, tree.parent() + "/" + jobCgroupName("abc"));
   auto again = tree.createJobCgroup("abc", {});
   ASSERT_TRUE(again);
-  EXPECT_EQ(*again, tree.parent() + "/job-abc-2") << "an existing cgroup is never reused";
+  EXPECT_EQ(*again, tree.parent() + "/" + jobCgroupName("abc") + "-2") << "an existing cgroup is never reused";
   EXPECT_EQ(::rmdir(again->c_str()), 0);
   EXPECT_EQ(::rmdir(job->c_str()), 0);
   EXPECT_EQ(::rmdir(tree.parent().c_str()), 0);
@@ -326,7 +333,7 @@ TEST_F(SuperviseTest, KillStopsTreeWithGrandchildrenAndRemovesItsCgroup) {
   ASSERT_TRUE(procs);
   EXPECT_EQ(procs->size(), 7u) << "every process of the tree is in the job cgroup";
   uint64_t before = monotonicNs();
-  EXPECT_EQ(t->cancel(CancelAction::kKill, 0, "test"), Target::State::kKilling);
+  EXPECT_EQ(t->cancel(CancelAction::Kill, 0, "test"), Target::State::kKilling);
   ASSERT_TRUE(waitDone());
   std::printf("kill: cancel to empty cgroup %.3f ms\n", secondsBetween(before, outcome_.done_ns) * 1e3);
   EXPECT_EQ(outcome_.status.describe(), "signal SIGKILL");
@@ -343,7 +350,7 @@ TEST_F(SuperviseTest, InterruptReachesEveryGrandchildNotJustTheLeader) {
   REQUIRE_CGROUP();
   Target* t = spawnFixture("int-tree", {"tree", "2"}, &tree_);
   ASSERT_NE(t, nullptr);
-  t->cancel(CancelAction::kInterrupt, 5000, "client_disconnect");
+  t->cancel(CancelAction::Interrupt, 5000, "client_disconnect");
   ASSERT_TRUE(waitDone(3000));
   EXPECT_EQ(outcome_.status.describe(), "signal SIGINT");
   ASSERT_TRUE(outcome_.cancel);
@@ -361,7 +368,7 @@ TEST_F(SuperviseTest, SetsidChildIsStillSignalledThroughTheCgroup) {
   ASSERT_NE(t, nullptr);
   ASSERT_EQ(pids_.size(), 2u);
   EXPECT_NE(getsid(pids_[1]), getsid(pids_[0])) << "the child left the session";
-  t->cancel(CancelAction::kInterrupt, 5000, "test");
+  t->cancel(CancelAction::Interrupt, 5000, "test");
   ASSERT_TRUE(waitDone(3000));
   EXPECT_EQ(outcome_.cancel->killed_ns, 0u);
   EXPECT_TRUE(processGone(pids_[1]));
@@ -371,7 +378,7 @@ TEST_F(SuperviseTest, SigintIgnoringTreeIsKilledWhenTheGraceRunsOut) {
   REQUIRE_CGROUP();
   Target* t = spawnFixture("ignore", {"ignore-int", "2"}, &tree_);
   ASSERT_NE(t, nullptr);
-  t->cancel(CancelAction::kInterrupt, 300, "test");
+  t->cancel(CancelAction::Interrupt, 300, "test");
   EXPECT_EQ(t->state(), Target::State::kInterrupting);
   ASSERT_TRUE(waitDone(5000));
   ASSERT_TRUE(outcome_.cancel);
@@ -390,7 +397,7 @@ TEST_F(SuperviseTest, MaxGraceCapsTheGraceOfACancel) {
   o.max_grace_ms = 100;
   Target* t = spawnFixture("capped", {"ignore-int", "1"}, &tree_, &o);
   ASSERT_NE(t, nullptr);
-  t->cancel(CancelAction::kInterrupt, 60'000, "test");
+  t->cancel(CancelAction::Interrupt, 60'000, "test");
   ASSERT_TRUE(waitDone(3000)) << "a 60 s grace capped at 100 ms";
   EXPECT_GT(outcome_.cancel->killed_ns, 0u);
 }
@@ -399,25 +406,71 @@ TEST_F(SuperviseTest, SecondInterruptDoesNotRestartTheGraceAndKillCutsItShort) {
   REQUIRE_CGROUP();
   Target* t = spawnFixture("twice", {"ignore-int", "1"}, &tree_);
   ASSERT_NE(t, nullptr);
-  t->cancel(CancelAction::kInterrupt, 400, "first");
+  t->cancel(CancelAction::Interrupt, 400, "first");
   uint64_t first_signalled = t->cancelRecord()->signalled_ns;
-  runFor(200);
-  t->cancel(CancelAction::kInterrupt, 400, "second");
+  runFor(350);
+  const uint64_t second_ns = monotonicNs();
+  t->cancel(CancelAction::Interrupt, 400, "second");
   EXPECT_EQ(t->cancelRecord()->signalled_ns, first_signalled) << "the interrupt ran once";
   EXPECT_EQ(t->cancelRecord()->reason, "first");
   ASSERT_TRUE(waitDone(5000));
-  double grace = secondsBetween(outcome_.cancel->signalled_ns, outcome_.cancel->killed_ns);
-  EXPECT_LT(grace, 0.55) << "the second cancel did not restart the 400 ms grace";
+  // The order, not a tight figure: the kill came before a restarted grace (the second cancel's
+  // time + 400 ms, 350 ms after the first deadline) would have ended.
+  EXPECT_LT(outcome_.cancel->killed_ns, second_ns + 400'000'000ULL) << "the second cancel restarted the grace";
 
   // kill after interrupt: at once.
   done_ = false;
   Target* u = spawnFixture("twice-kill", {"ignore-int", "1"}, &tree_);
   ASSERT_NE(u, nullptr);
-  u->cancel(CancelAction::kInterrupt, 10'000, "first");
-  u->cancel(CancelAction::kKill, 0, "second");
+  u->cancel(CancelAction::Interrupt, 10'000, "first");
+  u->cancel(CancelAction::Kill, 0, "second");
   ASSERT_TRUE(waitDone(2000));
-  EXPECT_EQ(outcome_.cancel->action, CancelAction::kKill);
+  EXPECT_EQ(outcome_.cancel->action, CancelAction::Kill);
   EXPECT_LT(secondsBetween(outcome_.cancel->received_ns, outcome_.cancel->exited_ns), 1.0);
+}
+
+TEST_F(SuperviseTest, RegraceMovesTheKillToTheFirstInterruptPlusTheNewGraceLaterOrSooner) {
+  REQUIRE_CGROUP();
+  // Later: solverd's own watch interrupted with its 200 ms; the proxy's frame then says 1 s.
+  Target* t = spawnFixture("regrace-longer", {"ignore-int", "1"}, &tree_);
+  ASSERT_NE(t, nullptr);
+  t->cancel(CancelAction::Interrupt, 200, "client_disconnect");
+  runFor(100);
+  EXPECT_EQ(t->regrace(1000), Target::State::kInterrupting);
+  ASSERT_TRUE(waitDone(5000));
+  EXPECT_GE(secondsBetween(outcome_.cancel->signalled_ns, outcome_.cancel->killed_ns), 1.0)
+      << "the kill came at the watch's 200 ms, not the frame's 1 s";
+
+  // Counted from the first interrupt: 700 ms given 500 ms after it ends 700 ms after it, not
+  // 1.2 s (which a grace counted from the regrace would give).
+  done_ = false;
+  Target* w = spawnFixture("regrace-from-first", {"ignore-int", "1"}, &tree_);
+  ASSERT_NE(w, nullptr);
+  w->cancel(CancelAction::Interrupt, 10'000, "client_disconnect");
+  runFor(500);
+  EXPECT_EQ(w->regrace(700), Target::State::kInterrupting);
+  ASSERT_TRUE(waitDone(5000));
+  const double grace = secondsBetween(outcome_.cancel->signalled_ns, outcome_.cancel->killed_ns);
+  EXPECT_GE(grace, 0.7);
+  EXPECT_LT(grace, 1.15) << "the grace was counted from the regrace, not from the first interrupt";
+
+  // Sooner: a grace already past kills at once.
+  done_ = false;
+  Target* u = spawnFixture("regrace-sooner", {"ignore-int", "1"}, &tree_);
+  ASSERT_NE(u, nullptr);
+  u->cancel(CancelAction::Interrupt, 10'000, "client_disconnect");
+  runFor(50);
+  EXPECT_EQ(u->regrace(0), Target::State::kKilling);
+  ASSERT_TRUE(waitDone(2000));
+  EXPECT_NE(outcome_.cancel->killed_ns, 0U);
+
+  // Not interrupting: nothing to move.
+  done_ = false;
+  Target* v = spawnFixture("regrace-running", {"ignore-int", "1"}, &tree_);
+  ASSERT_NE(v, nullptr);
+  EXPECT_EQ(v->regrace(0), Target::State::kRunning);
+  v->cancel(CancelAction::Kill, 0, "test");
+  ASSERT_TRUE(waitDone(2000));
 }
 
 TEST_F(SuperviseTest, CommandThatExitsAtOnceReportsItsExitCode) {
@@ -435,14 +488,14 @@ TEST_F(SuperviseTest, CommandThatExitsAtOnceReportsItsExitCode) {
   EXPECT_TRUE(outcome_.cpu_usec.has_value());
   EXPECT_FALSE(fs::exists(cg));
   // A cancel after the end changes nothing.
-  EXPECT_EQ(targets_.back()->cancel(CancelAction::kKill, 0, "late"), Target::State::kDone);
+  EXPECT_EQ(targets_.back()->cancel(CancelAction::Kill, 0, "late"), Target::State::kDone);
 }
 
 TEST_F(SuperviseTest, TreeExitingWhileBeingSignalledFinishesCleanly) {
   REQUIRE_CGROUP();
   Target* t = spawnFixture("die", {"die-together", "30"}, &tree_);
   ASSERT_NE(t, nullptr);
-  t->cancel(CancelAction::kInterrupt, 5000, "test");
+  t->cancel(CancelAction::Interrupt, 5000, "test");
   ASSERT_TRUE(waitDone(3000));
   EXPECT_EQ(outcome_.cancel->killed_ns, 0u);
   EXPECT_EQ(outcome_.status.describe(), "signal SIGKILL") << "the group killed itself";
@@ -509,7 +562,7 @@ TEST_F(SuperviseTest, ForkFallbackAlsoStartsTheChildInsideItsCgroup) {
   auto procs = readCgroupProcs(t->cgroupPath());
   ASSERT_TRUE(procs);
   EXPECT_EQ(procs->size(), 3u);
-  t->cancel(CancelAction::kKill, 0, "test");
+  t->cancel(CancelAction::Kill, 0, "test");
   ASSERT_TRUE(waitDone());
 }
 
@@ -527,7 +580,7 @@ TEST_F(SuperviseTest, WithoutCgroupTheProcessGroupIsKilledThroughTheLeader) {
   Target* t = spawnFixture("fallback", {"tree", "2"}, nullptr);
   ASSERT_NE(t, nullptr);
   EXPECT_FALSE(t->inCgroup());
-  t->cancel(CancelAction::kKill, 0, "test");
+  t->cancel(CancelAction::Kill, 0, "test");
   ASSERT_TRUE(waitDone());
   EXPECT_EQ(outcome_.status.describe(), "signal SIGKILL");
   EXPECT_FALSE(outcome_.in_cgroup);
@@ -564,7 +617,7 @@ TEST_F(SuperviseTest, AdoptedProcessMovesIntoAFreshCgroupAndIsKilled) {
   auto procs = readCgroupProcs((*t)->cgroupPath());
   ASSERT_TRUE(procs);
   EXPECT_EQ(*procs, std::vector<int>{pid});
-  (*t)->cancel(CancelAction::kKill, 0, "test");
+  (*t)->cancel(CancelAction::Kill, 0, "test");
   targets_.push_back(std::move(*t));
   ASSERT_TRUE(waitDone());
   EXPECT_EQ(outcome_.status.kind, ExitStatus::Kind::kUnknown) << "not our child";
@@ -625,8 +678,8 @@ void checkReusedPidIsNeverSignalled(SuperviseTest* test, const CgroupTree* tree,
   int newcomer = forkWithPid(pid);
   if (newcomer < 0) GTEST_SKIP() << "could not make the kernel reuse pid " << pid;
   EXPECT_FALSE((*t)->signalAll(SIGTERM).code == 0) << "nothing of the target is left to signal";
-  (*t)->cancel(CancelAction::kInterrupt, 50, "test");
-  (*t)->cancel(CancelAction::kKill, 0, "test");
+  (*t)->cancel(CancelAction::Interrupt, 50, "test");
+  (*t)->cancel(CancelAction::Kill, 0, "test");
   (void)test;
   uv_run(loop, UV_RUN_NOWAIT);
   // Wait for the Target to notice its leader's exit.
@@ -689,7 +742,7 @@ TEST_F(SuperviseTest, SupervisorTombstonesUnknownCancelsAndRefusesThemLater) {
   Supervisor sup(&loop_, needCgroup() ? &tree_ : nullptr, SupervisorOptions{});
   std::vector<Outcome> outcomes;
   sup.setOnDone([&](const Outcome& o) { outcomes.push_back(o); });
-  EXPECT_EQ(sup.cancel("early", CancelAction::kInterrupt, 0, "client_disconnect"), CancelState::kUnknown);
+  EXPECT_EQ(sup.cancel("early", CancelAction::Interrupt, 0, "client_disconnect"), CancelState::Unknown);
   SpawnOptions spawn;
   spawn.argv = {kFixture, "exit", "0"};
   auto refused = sup.spawn("early", spawn);
@@ -710,11 +763,11 @@ TEST_F(SuperviseTest, SupervisorTombstonesUnknownCancelsAndRefusesThemLater) {
   EXPECT_EQ(duplicate.error().code, EEXIST);
   EXPECT_EQ(sup.size(), 1u);
   EXPECT_EQ(sup.list().at(0).id, "job1");
-  EXPECT_EQ(sup.cancel("job1", CancelAction::kKill, 0, "client_disconnect"), CancelState::kRunning);
+  EXPECT_EQ(sup.cancel("job1", CancelAction::Kill, 0, "client_disconnect"), CancelState::Running);
   ASSERT_TRUE(runUntil([&] { return sup.size() == 0; }, 5000));
   ASSERT_EQ(outcomes.size(), 1u);
   EXPECT_EQ(outcomes[0].id, "job1");
-  EXPECT_EQ(sup.cancel("job1", CancelAction::kKill, 0, "late"), CancelState::kFinished);
+  EXPECT_EQ(sup.cancel("job1", CancelAction::Kill, 0, "late"), CancelState::Finished);
 }
 
 // ---- cbc ----------------------------------------------------------------------------------------
@@ -766,7 +819,7 @@ TEST_F(SuperviseTest, InterruptMakesCbcOnAHardInstanceReportItsBestSolutionAndEx
   targets_.push_back(std::move(*t));
   runFor(1500);
   ASSERT_FALSE(done_) << "cbc finished before the interrupt: the instance is too easy\n" << out.text;
-  targets_.back()->cancel(CancelAction::kInterrupt, 5000, "client_disconnect");
+  targets_.back()->cancel(CancelAction::Interrupt, 5000, "client_disconnect");
   ASSERT_TRUE(runUntil([&] { return done_ && out.eof; }, 10'000));
   fs::remove_all(dir);
   ASSERT_TRUE(outcome_.cancel);

@@ -83,6 +83,36 @@ TEST_F(ProxyHttp, TrustedRequestIdIsKeptAndEchoed) {
   EXPECT_TRUE(upstream_.find("0123456789abcdef0123456789abcdef"));
 }
 
+TEST_F(ProxyHttp, TrustedBalancerIdsUnderARenamedHeaderFollowTheRuleAndOthersAreReplacedAndLogged) {
+  start("", "  request_id_header X-Correlation-Id;\n  trust_request_id on;\n");
+  // What Envoy, an AWS load balancer and a W3C tracer send: kept, upstream and back.
+  for (std::string given : {"f47ac10b-58cc-4372-a567-0e02b2c3d479", "Root=1-67891233-abcdef012345678912345678",
+                            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}) {
+    std::string resp = roundTrip("GET /fast HTTP/1.1\r\nHost: t\r\nX-Correlation-Id: " + given + "\r\n\r\n");
+    EXPECT_EQ(headerOf(resp, "X-Correlation-Id"), given);
+    EXPECT_TRUE(upstream_.waitFor([&](const auto& rs) {
+      for (const auto& q : rs) {
+        auto it = q.headers.find("x-correlation-id");
+        if (it != q.headers.end() && it->second == given) return true;
+      }
+      return false;
+    })) << given << " did not reach the upstream";
+  }
+  // Quotes and inner spaces break the rule: a generated id stands in, and the access log says so.
+  for (std::string given : {"has space", "quo\"te"}) {
+    std::string resp = roundTrip("GET /fast HTTP/1.1\r\nHost: t\r\nX-Correlation-Id: " + given + "\r\n\r\n");
+    ASSERT_EQ(statusOf(resp), 200) << joined();
+    const std::string id = headerOf(resp, "X-Correlation-Id");
+    EXPECT_EQ(id.size(), 32u) << id;
+    EXPECT_NE(id, given);
+    EXPECT_TRUE(proxy_->waitForLine("rid=" + id + " rid_replaced=invalid")) << joined();
+  }
+  // A valid id is not marked.
+  for (const auto& line : proxy_->linesContaining("rid=f47ac10b-58cc-4372-a567-0e02b2c3d479")) {
+    EXPECT_EQ(line.find("rid_replaced"), std::string::npos) << line;
+  }
+}
+
 TEST_F(ProxyHttp, KeepAliveReusesOneUpstreamConnection) {
   start();
   Client c(port_);

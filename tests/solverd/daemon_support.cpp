@@ -1,7 +1,7 @@
 #include "daemon_support.hpp"
 
 #include "tether/agent/control/frame.hpp"
-#include "tether/common/request_id.hpp"
+#include "tether/agent/control/request_id.hpp"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -454,7 +454,30 @@ std::optional<HttpResponse> httpRequest(uint16_t port, const std::string& method
 
 // ---- control
 
-std::string newId() { return newRequestId(); }
+std::string newId() { return agent::control::newRequestId(); }
+
+IgnoringWorkerScript::IgnoringWorkerScript() {
+  char tmpl[] = "/tmp/sdt-ignoring-XXXXXX";
+  int fd = ::mkstemp(tmpl);
+  path_ = tmpl;
+  const std::string script = "#!/bin/sh\ntrap '' INT TERM\nexec sleep 60\n";
+  if (fd >= 0) {
+    EXPECT_EQ(::write(fd, script.data(), script.size()), static_cast<ssize_t>(script.size()));
+    ::fchmod(fd, 0755);
+    ::close(fd);
+  }
+}
+
+IgnoringWorkerScript::~IgnoringWorkerScript() { ::unlink(path_.c_str()); }
+
+double receivedToKilledMs(const nlohmann::json& job) {
+  if (!job.is_object() || !job.contains("cancel")) return -1;
+  const auto& c = job["cancel"];
+  const auto received = c.value("received_ns", uint64_t{0});
+  const auto killed = c.value("killed_ns", uint64_t{0});
+  if (received == 0 || killed == 0) return -1;
+  return static_cast<double>(killed - received) / 1e6;
+}
 
 nlohmann::json cancelFrame(const std::string& id, const std::string& action, uint32_t grace_ms) {
   return {{"type", "cancel"}, {"id", id}, {"action", action}, {"grace_ms", grace_ms}, {"reason", "client_disconnect"},
@@ -534,7 +557,7 @@ Solverd::~Solverd() {
 }
 
 nlohmann::json Solverd::job(const std::string& id) {
-  auto r = httpRequest(port_, "GET", "/v1/jobs/" + id);
+  auto r = httpRequest(port_, "GET", "/v1/jobs/" + agent::control::percentEncodeId(id));
   if (!r || r->status != 200) return nullptr;
   return r->json();
 }

@@ -190,6 +190,23 @@ class NotifySocket {
 
 // A fresh request id (32 hex digits).
 std::string newId();
+
+// A stand-in `worker_path` that ignores its interrupt frame, SIGINT and SIGTERM (a shell that
+// sleeps with both signals ignored): only the ladder's kill ends it. Removed with the object.
+class IgnoringWorkerScript {
+ public:
+  IgnoringWorkerScript();
+  ~IgnoringWorkerScript();
+  IgnoringWorkerScript(const IgnoringWorkerScript&) = delete;
+  IgnoringWorkerScript& operator=(const IgnoringWorkerScript&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Milliseconds from a job's cancel to its kill (GET /v1/jobs/ID's cancel record), -1 if none.
+double receivedToKilledMs(const nlohmann::json& job);
 // Sends one control frame (a JSON object) and returns the reply, or nullopt.
 std::optional<nlohmann::json> controlRequest(const std::string& path, const nlohmann::json& frame);
 // A cancel frame for `id`.

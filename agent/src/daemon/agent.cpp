@@ -28,18 +28,6 @@ std::optional<uid_t> processUid(int pid) {
   return std::nullopt;
 }
 
-CancelState toWire(supervise::CancelState state) {
-  switch (state) {
-    case supervise::CancelState::kRunning:
-      return CancelState::Running;
-    case supervise::CancelState::kFinished:
-      return CancelState::Finished;
-    case supervise::CancelState::kUnknown:
-      break;
-  }
-  return CancelState::Unknown;
-}
-
 double msBetween(uint64_t from_ns, uint64_t to_ns) { return secondsBetween(from_ns, to_ns) * 1000.0; }
 
 }  // namespace
@@ -154,10 +142,9 @@ void Agent::reload(Settings settings) {
 }
 
 control::CancelAck Agent::onCancel(const control::PeerCredentials& peer, const control::Cancel& cancel) {
-  const auto action = cancel.action == control::Action::Kill ? supervise::CancelAction::kKill
-                                                             : supervise::CancelAction::kInterrupt;
-  const auto state =
-      toWire(supervisor_->cancel(cancel.id, action, cancel.grace_ms.value_or(0), cancel.reason));
+  // The reason is kept as sent, known to this version or not (a newer proxy's), as is the phase;
+  // the metric's label is "other" for a reason this version does not know.
+  const auto state = supervisor_->cancel(cancel.id, cancel.action, cancel.grace_ms.value_or(0), cancel.reason);
   cancels_->with({std::string(control::actionName(cancel.action)), std::string(control::reasonLabel(cancel.reason)),
                   std::string(control::cancelStateName(state))}).inc();
   log_->info("cancel rid={} action={} grace_ms={} reason={} phase={} peer_pid={} peer_uid={}: {}", cancel.id,
@@ -221,7 +208,7 @@ nlohmann::json Agent::statusTargets() {
                      {"adopted", info.adopted},
                      {"age_ms", msBetween(info.started_ns, now)}};
     if (info.cancel) {
-      t["cancel"] = {{"action", supervise::toString(info.cancel->action)},
+      t["cancel"] = {{"action", control::actionName(info.cancel->action)},
                      {"reason", info.cancel->reason},
                      {"received_ms_ago", msBetween(info.cancel->received_ns, now)}};
     }
@@ -237,7 +224,7 @@ void Agent::onTargetDone(const supervise::Outcome& outcome) {
     cancel_to_exit_->get().observe(secondsBetween(c.received_ns, c.exited_ns));
     log_->info("target rid={} pid={} done ({}) after cancel action={} reason={}: signalled +{:.3f} ms, "
                "exited +{:.3f} ms{}",
-               outcome.id, outcome.pid, how, supervise::toString(c.action), c.reason,
+               outcome.id, outcome.pid, how, control::actionName(c.action), c.reason,
                c.signalled_ns ? msBetween(c.received_ns, c.signalled_ns) : 0.0,
                msBetween(c.received_ns, c.exited_ns), c.killed_ns ? " (killed)" : "");
     if (c.interrupt_error) log_->warn("target rid={} interrupt failed: {}", outcome.id, c.interrupt_error.message());

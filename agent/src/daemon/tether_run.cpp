@@ -10,6 +10,7 @@
 #include "agent_main.hpp"
 
 #include "tether/agent/control/blocking_client.hpp"
+#include "tether/agent/control/request_id.hpp"
 #include "tether/config/cli.hpp"
 
 #include <unistd.h>
@@ -101,6 +102,14 @@ std::optional<RunOptions> parseArgs(int argc, char** argv, int* exit_code) {
     return std::nullopt;
   }
   o.command_index = i;
+  // The one request-id rule (DESIGN.md "Request identity"), as the proxy and solverd apply it:
+  // an id that breaks it is replaced by a generated one, which is said on stderr.
+  if (const std::string_view given = o.id; !control::isValidRequestId(given)) {
+    o.id = control::newRequestId();
+    std::cerr << "tether-run: [warn] --id breaks the request id rule (1 to 128 visible ASCII bytes, no quotes or "
+                 "backslash): registering as "
+              << o.id << "\n";
+  }
   if (agent.empty()) {
     const char* env = std::getenv("TETHER_AGENT");
     agent = env != nullptr && *env != '\0' ? env : "unix:" + config::defaultRuntimeDir() + "/agent.sock";

@@ -1,5 +1,7 @@
 #include "webhook.hpp"
 
+#include "tether/agent/control/request_id.hpp"
+
 #include <netdb.h>
 
 #include <charconv>
@@ -7,26 +9,6 @@
 #include <stdexcept>
 
 namespace tether::agent::daemon {
-namespace {
-
-// Request ids are [A-Za-z0-9_.:-] (supervise::isValidTargetId), but the URL must stay valid
-// whatever a future caller passes: percent-encode everything outside RFC 3986 "unreserved".
-std::string percentEncode(std::string_view text) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : text) {
-    if (std::isalnum(c) != 0 || c == '-' || c == '.' || c == '_' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    }
-  }
-  return out;
-}
-
-}  // namespace
 
 std::optional<WebhookUrl> parseWebhookUrl(std::string_view url, std::string* why) {
   auto bad = [&](const char* what) -> std::optional<WebhookUrl> {
@@ -103,7 +85,7 @@ Webhook::~Webhook() {
 
 std::string Webhook::urlFor(const std::string& id) const {
   std::string path = url_.path_template;
-  const std::string encoded = percentEncode(id);
+  const std::string encoded = control::percentEncodeId(id);
   for (size_t at = path.find("{id}"); at != std::string::npos; at = path.find("{id}", at + encoded.size())) {
     path.replace(at, 4, encoded);
   }
@@ -119,7 +101,7 @@ int Webhook::fire(const std::string& id, Callback done) {
   const bool v6 = address_.ss_family == AF_INET6;
   const std::string host = v6 ? "[" + url_.host + "]" : url_.host;
   r->out = "POST " + urlFor(id) + " HTTP/1.1\r\nHost: " + host + ":" + std::to_string(url_.port) +
-           "\r\nUser-Agent: tether-agent\r\nX-Request-Id: " + percentEncode(id) +
+           "\r\nUser-Agent: tether-agent\r\nX-Request-Id: " + control::percentEncodeId(id) +
            "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
   if (int rc = uv_tcp_init(loop_, r->tcp.get()); rc != 0) return rc;
   r->tcp.markInitialized();

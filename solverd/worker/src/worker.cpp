@@ -189,7 +189,7 @@ void installReaderGuard(int out_fd, const SolveRequest& request) {
                            : (request.format == ModelFormat::Lp ? "CoinLpIO" : "CoinMpsIO");
   g_reader_guard.fd = out_fd;
   g_reader_guard.frame = control::encodeRawFrame(
-      errorFrame("invalid_model", "the model reader (" + reader + ") crashed on this model: it is not a valid " +
+      errorFrame(ErrorCode::InvalidModel, "the model reader (" + reader + ") crashed on this model: it is not a valid " +
                                       (request.format == ModelFormat::Lp ? "CPLEX LP" : "MPS") + " file")
           .dump());
   static std::vector<char> alt_stack(std::max<size_t>(SIGSTKSZ, 64 * 1024));
@@ -218,7 +218,7 @@ void watchInput(Input& input, std::atomic<bool>& interrupt, const std::string& t
     switch (input.next(frame, why)) {
       case Input::Event::Frame: {
         auto type = frame.find("type");
-        if (type != frame.end() && *type == "interrupt") {
+        if (isInterruptFrame(frame)) {
           if (!interrupt.exchange(true)) logger->info("interrupt frame received{}: stopping the solver", tag);
         } else {
           logger->warn("ignoring a frame of type {}{}", type != frame.end() ? type->dump() : "(none)", tag);
@@ -252,11 +252,11 @@ int finish(FrameWriter& writer, const SolveOutcome& outcome, const std::string& 
       return r.status == Status::TimeLimit ? kExitTimeout : kExitSuccess;
     }
     case SolveOutcome::Kind::InvalidModel:
-      writer.write(errorFrame("invalid_model", outcome.message));
+      writer.write(errorFrame(ErrorCode::InvalidModel, outcome.message));
       logger->info("invalid model{}: {}", tag, outcome.message);
       return kExitInvalidInput;
     case SolveOutcome::Kind::SolverError:
-      writer.write(errorFrame("solver_error", outcome.message));
+      writer.write(errorFrame(ErrorCode::SolverError, outcome.message));
       logger->error("solver error{}: {}", tag, outcome.message);
       return kExitSolverError;
   }
@@ -277,7 +277,7 @@ int runWorker(int in_fd, int out_fd) {
   Fd wake_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (signal_fd.get() < 0 || wake_fd.get() < 0) {
     logger->error("cannot create a signalfd or an eventfd: {}", std::strerror(errno));
-    writer.write(errorFrame("solver_error", "the worker could not set up its inputs"));
+    writer.write(errorFrame(ErrorCode::SolverError, "the worker could not set up its inputs"));
     return kExitSolverError;
   }
   Input input(in_fd, signal_fd.get(), wake_fd.get());
@@ -287,13 +287,13 @@ int runWorker(int in_fd, int out_fd) {
   switch (input.next(frame, why)) {
     case Input::Event::Frame: break;
     case Input::Event::BadFrame:
-      writer.write(errorFrame("bad_message", why));
+      writer.write(errorFrame(ErrorCode::BadMessage, why));
       logger->warn("unreadable first frame: {}", why);
       return kExitInvalidInput;
     case Input::Event::EndOfInput:
     case Input::Event::Terminate:
     case Input::Event::Wake:
-      writer.write(errorFrame("bad_message", "no solve frame before the end of input or SIGTERM"));
+      writer.write(errorFrame(ErrorCode::BadMessage, "no solve frame before the end of input or SIGTERM"));
       logger->info("stopped before a solve frame arrived");
       return kExitInvalidInput;
   }

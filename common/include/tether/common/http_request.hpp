@@ -1,5 +1,7 @@
 #pragma once
 // HTTP/1.1 request and header types shared by the HTTP server, its parser and their users.
+#include "tether/agent/control/request_id.hpp"
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -47,10 +49,11 @@ struct Request {
   const std::string* header(std::string_view name) const { return findHeader(headers, name); }
   // The decoded value of query parameter `name` (first occurrence), or nullopt.
   std::optional<std::string> queryParam(std::string_view name) const;
-  // The request id (DESIGN.md "Request identity"): the value of header `header_name` when it is a
-  // valid id (32 lowercase hex digits) and `trust` is set, else a fresh one from newRequestId().
-  // Each call without a valid header makes a new id: keep the result (Exchange::requestId does).
-  std::string requestId(std::string_view header_name = "X-Request-Id", bool trust = true) const;
+  // The request id (DESIGN.md "Request identity"): the value of header `header_name` when `trust`
+  // is set and it follows the protocol's rule, else a fresh one (`replaced` when a trusted value
+  // broke the rule). Each call without a valid header makes a new id: keep the result
+  // (Exchange::requestId does).
+  agent::control::RequestId requestId(std::string_view header_name = "X-Request-Id", bool trust = true) const;
 };
 
 }  // namespace tether::http

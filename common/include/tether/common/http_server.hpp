@@ -27,6 +27,7 @@
 #include <string_view>
 #include <vector>
 
+#include "tether/agent/control/vocabulary.hpp"
 #include "tether/common/http_parser.hpp"
 #include "tether/common/http_request.hpp"
 #include "tether/common/tcp_keepalive.hpp"
@@ -34,15 +35,12 @@
 
 namespace tether::http {
 
-// Why a client went away before its response was complete (DESIGN.md "Disconnect semantics").
-enum class DisconnectCause {
-  Eof,         // the client closed (FIN)
-  Reset,       // ECONNRESET and other read errors
-  WriteError,  // writing the response failed (EPIPE, ...)
-  Timeout,     // a server timeout closed it
-  Shutdown,    // Server::closeAll() or the server's destruction
-};
-std::string_view toString(DisconnectCause cause);  // "eof", "reset", "write_error", ...
+// Why a client went away before its response was complete (DESIGN.md "Disconnect semantics"):
+// the protocol's causes. This server reports Eof (FIN), Reset (ECONNRESET and other read
+// errors), WriteError (EPIPE, ...), Timeout (a server timeout closed it) and Shutdown
+// (Server::closeAll() or the server's destruction); toString() gives the wire name.
+using DisconnectCause = agent::control::Cause;
+using agent::control::toString;
 
 class Connection;
 
@@ -57,8 +55,15 @@ class Exchange {
   Exchange& operator=(const Exchange&) = delete;
 
   const Request& request() const { return request_; }
-  // The request id (X-Request-Id when valid, else generated), computed once per exchange.
+  // The request id (ServerOptions::request_id_header when trusted and valid by the protocol's
+  // rule, else generated), computed once per exchange.
   const std::string& requestId();
+  // True when a trusted header's value broke the rule and requestId() is a generated one.
+  bool requestIdReplaced();
+  // The daemon gives the request another id (a trusted id already in flight); responses carry it.
+  void replaceRequestId(std::string id);
+  // The header that carries the id, both ways (ServerOptions::request_id_header).
+  const std::string& requestIdHeader() const { return id_header_; }
 
   // A complete response with Content-Length (no body for HEAD, 1xx, 204 and 304). The server
   // owns the Content-Length, Transfer-Encoding and Connection headers: given ones are dropped,
@@ -92,6 +97,9 @@ class Exchange {
   Connection* connection_;  // nulled when the connection is gone
   Request request_;
   std::string request_id_;
+  std::string id_header_ = "X-Request-Id";
+  bool trust_id_ = true;
+  bool request_id_replaced_ = false;
   bool started_ = false;
   bool complete_ = false;
   bool chunked_ = false;
@@ -117,6 +125,9 @@ struct ServerOptions {
   size_t max_pending_bytes = 64 * 1024;   // pipelined bytes kept while a response is pending;
                                           // beyond, reading pauses (and so EOF is seen late)
   std::string server_name;                // a Server: header when not empty
+  // The request id (DESIGN.md "Request identity"): taken from this header when trusted and valid.
+  std::string request_id_header = "X-Request-Id";
+  bool trust_request_id = true;
   // Called for each error answer the server sends itself (a bad request, a timeout), so that the
   // daemon can log it once: status, a short reason ("HPE_INVALID_CHUNK_SIZE: Invalid character in
   // chunk size", "request header timeout") and the peer.

@@ -68,6 +68,9 @@ class Daemon {
   // http_api.cpp
   void onRequest(std::shared_ptr<http::Exchange> exchange, bool admin);
   void handleSolve(const std::shared_ptr<http::Exchange>& exchange);
+  // DESIGN.md "Request identity": logs a trusted id replaced for breaking the rule, and gives a
+  // trusted id already in flight (a balancer's retry keeps its id) a generated one.
+  void settleRequestId(http::Exchange& exchange);
   void handleJobs(const std::shared_ptr<http::Exchange>& exchange);
   void handleHealth(const std::shared_ptr<http::Exchange>& exchange);
   // Checks shared by /v1/solve and POST /v1/jobs (draining, tombstones, the request itself):

@@ -2,6 +2,8 @@
 // A job: one solve, shared by every request that coalesced onto it (DESIGN.md "solverd HTTP API").
 // Its id is the request id of the request that created it; every request keeps its own id too,
 // and a cancel names a request, never a job, so that one client can only give up its own share.
+#include "tether/agent/control/vocabulary.hpp"
+#include "tether/agent/supervise/target.hpp"
 #include "tether/solverd/solve_spec.hpp"
 
 #include <nlohmann/json.hpp>
@@ -18,40 +20,39 @@
 
 namespace tether::solverd {
 
-enum class JobState { Queued, Running, Finished };
-enum class CancelAction { Interrupt, Kill };
+// The protocol's vocabulary: a job's state is a cancel_ack's state (never Unknown), a cancel's
+// action is the frame's.
+using JobState = agent::control::CancelState;
+using CancelAction = agent::control::Action;
+using agent::control::Reason;
+using agent::control::reasonName;
 enum class CoalesceMode { Share, Supersede, Off };
 
-std::string_view toString(JobState state);
-std::string_view toString(CancelAction action);
 std::string_view toString(CoalesceMode mode);
-std::optional<CancelAction> parseCancelAction(std::string_view text);
 std::optional<CoalesceMode> parseCoalesceMode(std::string_view text);
 
-// What to do to a job: the cancel frame's fields, or solverd's own reasons
-// (client_disconnect from its own watch, superseded, shutdown, api for DELETE, time_limit,
-// lease_expired for a detached job nothing holds any more).
+// Who asked for a cancel. solverd's own connection watch defers to the proxy's frame for the
+// same job: the frame's grace (the location's kill_after) governs, from the first interrupt
+// (DESIGN.md "The cancel ladder").
+enum class CancelSource { Frame, Watch, Daemon };
+
+// What to do to a job: the cancel frame's fields, or solverd's own reasons (client_disconnect
+// from its own watch, superseded, shutdown, api for DELETE, time_limit, lease_expired for a
+// detached job nothing holds any more).
 struct CancelOrder {
   CancelAction action = CancelAction::Interrupt;
   std::chrono::milliseconds grace{5000};
-  std::string reason = "client_disconnect";
+  std::string reason{reasonName(Reason::ClientDisconnect)};  // a frame's may be one we do not know
   std::string phase;  // the proxy's disconnect phase, when the frame carried one
-  bool from_frame = false;  // a control frame's: its reason outranks solverd's own watch
+  CancelSource source = CancelSource::Daemon;
+  // Set by the job table for the runner: the grace is to end `grace` after the first interrupt,
+  // later or sooner (a frame after the watch), instead of only ever shortening it.
+  bool replace_grace = false;
 };
 
-// The cancel ladder's record, CLOCK_MONOTONIC nanoseconds (0: has not happened). `signalled` is
-// the interrupt frame written (or cgroup.kill for a kill), `killed` cgroup.kill after the grace,
-// `exited` the cgroup empty and the worker reaped.
-struct CancelRecord {
-  CancelAction action = CancelAction::Interrupt;
-  std::string reason;
-  std::string phase;
-  uint64_t received_ns = 0;
-  uint64_t signalled_ns = 0;
-  uint64_t killed_ns = 0;
-  uint64_t exited_ns = 0;
-  bool from_frame = false;
-};
+// The cancel ladder's record, the supervision library's (CLOCK_MONOTONIC ns, 0: has not
+// happened): kept for queued jobs too, which never get a worker.
+using agent::supervise::CancelRecord;
 
 // The answer every request of a job gets: an HTTP status and a JSON body (the result object of
 // DESIGN.md for 200, {"error":..,"message":..} otherwise).
@@ -98,6 +99,7 @@ struct Job {
   uint64_t finished_ns = 0;
   std::vector<Attachment> requests;
   std::optional<CancelRecord> cancel;
+  CancelSource cancel_source = CancelSource::Daemon;  // of the order that set cancel's grace
   nlohmann::json last_incumbent;  // null until the worker reports one
   uint64_t incumbents = 0;
   uint64_t cpu_us = 0;

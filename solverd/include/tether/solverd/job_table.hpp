@@ -103,7 +103,8 @@ class JobTable {
   // called again). The job itself is cancelled when no live request is left: a queued one is
   // dropped without a worker. Returns the state for cancel_ack: queued, running, finished or
   // unknown.
-  std::string_view cancelRequest(std::string_view request_id, const CancelOrder& order, bool subscriber_gone);
+  agent::control::CancelState cancelRequest(std::string_view request_id, const CancelOrder& order,
+                                            bool subscriber_gone);
 
   // Forgets a request's subscriber (its connection is gone) but keeps the request live, so the
   // job runs on to its end (`on_disconnect none`).

@@ -38,6 +38,8 @@ struct Settings {
   std::chrono::milliseconds default_time_limit{3'600'000};
   std::chrono::milliseconds max_grace{60'000};
   std::chrono::milliseconds tombstone_ttl{30'000};
+  std::string request_id_header = "X-Request-Id";  // changes with a restart (the API listener's)
+  bool trust_request_id = true;
   std::chrono::milliseconds kill_after{5'000};        // grace of solverd's own cancels
   std::chrono::milliseconds time_limit_grace{5'000};  // past time_limit + this: killed
   std::chrono::milliseconds shutdown_timeout{30'000};

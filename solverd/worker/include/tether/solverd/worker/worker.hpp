@@ -7,17 +7,10 @@
 // any more), a failed write of our stdout, and SIGTERM (read from a signalfd, so no handler runs
 // inside the solver). SIGINT is left alone: CBC and CLP install their own handlers for it.
 //
-// Exit codes (DESIGN.md): 0 a result was written (including an interrupted solve), 1 invalid
-// input (an error frame first: invalid_model with the reader's message, bad_message,
-// unknown_solver, unknown_option, invalid_option), 2 solver error (an error frame
-// solver_error), 3 the time limit was reached (the result frame, status time_limit, is written
-// first, with the best incumbent).
-namespace tether::solverd::worker {
+// Exit codes: the worker protocol's (tether/solverd/worker/protocol.hpp, kExit*).
+#include "tether/solverd/worker/protocol.hpp"
 
-inline constexpr int kExitSuccess = 0;
-inline constexpr int kExitInvalidInput = 1;
-inline constexpr int kExitSolverError = 2;
-inline constexpr int kExitTimeout = 3;
+namespace tether::solverd::worker {
 
 // Speaks the protocol on `in_fd` / `out_fd` (blocking fds, owned by the caller). SIGTERM must be
 // blocked in every thread of the process before this is called (runWorkerOnStdio does it).

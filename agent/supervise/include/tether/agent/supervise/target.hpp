@@ -37,14 +37,15 @@
 #include <string_view>
 #include <vector>
 
+#include "tether/agent/control/vocabulary.hpp"
 #include "tether/agent/supervise/cgroup.hpp"
 #include "tether/agent/supervise/error.hpp"
 #include "tether/common/uv_handle.hpp"
 
 namespace tether::agent::supervise {
 
-enum class CancelAction { kInterrupt, kKill };
-std::string_view toString(CancelAction action);  // "interrupt" | "kill"
+// The ladder's steps are the protocol's actions (interrupt, kill): one vocabulary end to end.
+using CancelAction = control::Action;
 
 // How the child's fd 0, 1, 2 are set up.
 enum class Stdio {
@@ -80,9 +81,11 @@ struct ExitStatus {
 
 // One cancel of one target, with CLOCK_MONOTONIC timestamps in ns (tether/common/clock.hpp);
 // 0 means "has not happened". A second cancel only adds to this record (see Target::cancel).
+// solverd keeps the same record for a job (queued jobs too, which have no Target).
 struct CancelRecord {
-  CancelAction action = CancelAction::kInterrupt;  // the strongest asked for
-  std::string reason;          // of the first cancel: "client_disconnect", "shutdown", ...
+  CancelAction action = CancelAction::Interrupt;  // the strongest asked for
+  std::string reason;          // of the first cancel (a protocol reason, known or not)
+  std::string phase;           // the proxy's disconnect phase, when a frame carried one
   uint64_t received_ns = 0;    // first cancel call
   uint64_t signalled_ns = 0;   // interrupt action run, or cgroup.kill written, whichever first
   uint64_t killed_ns = 0;      // cgroup.kill (or SIGKILL in the fallback) written
@@ -149,11 +152,16 @@ class Target {
   Target(const Target&) = delete;
   Target& operator=(const Target&) = delete;
 
-  // The ladder. kInterrupt: the first one runs the interrupt action and arms the grace timer
+  // The ladder. Interrupt: the first one runs the interrupt action and arms the grace timer
   // (min(grace_ms, max_grace)); later ones never restart the grace, but may shorten it.
-  // kKill: cgroup.kill at once (also ends a running grace). After done: no-op.
+  // Kill: cgroup.kill at once (also ends a running grace). After done: no-op.
   // Returns the state after the call.
   State cancel(CancelAction action, uint64_t grace_ms, std::string_view reason);
+  // Sets the running grace to end `grace_ms` (capped by max_grace) after the first interrupt,
+  // later or sooner than it was: solverd's own connection watch defers to the proxy's frame,
+  // whose grace is the location's kill_after (DESIGN.md "The cancel ladder"). A deadline already
+  // past kills at once. Only while interrupting; returns the state after the call.
+  State regrace(uint64_t grace_ms);
 
   // Sends `sig` to every process of the target (every pid in cgroup.procs, re-read until no new
   // pid shows up, so children forked meanwhile are caught); in the fallback, to the process
@@ -189,6 +197,7 @@ class Target {
   void onPidfdReadable();
   void onEventsChanged();
   void onGraceExpired();
+  void armGraceTimer(uint64_t now_ns);
   void onDeferred();
   void doKill(uint64_t now_ns);
   void maybeFinish();

@@ -1,14 +1,15 @@
-#include "tether/common/request_id.hpp"
+#include "tether/agent/control/request_id.hpp"
 
 #include <sys/mman.h>
 #include <sys/random.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 
-namespace tether {
+namespace tether::agent::control {
 
 namespace {
 
@@ -62,6 +63,7 @@ class RandomPool {
 
 }  // namespace
 
+
 std::string newRequestId() {
   static thread_local RandomPool pool;
   uint8_t bytes[16];
@@ -77,11 +79,34 @@ std::string newRequestId() {
 }
 
 bool isValidRequestId(std::string_view id) {
-  if (id.size() != 32) return false;
-  for (char c : id) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  }
-  return true;
+  if (id.empty() || id.size() > kMaxRequestIdLength) return false;
+  return std::all_of(id.begin(), id.end(), [](char ch) {
+    const auto c = static_cast<unsigned char>(ch);
+    return c >= 0x21 && c <= 0x7e && c != '"' && c != '\'' && c != '\\';
+  });
 }
 
-}  // namespace tether
+RequestId acceptRequestId(const std::string_view* given) {
+  if (given != nullptr && isValidRequestId(*given)) return {std::string(*given), false};
+  return {newRequestId(), given != nullptr};
+}
+
+std::string percentEncodeId(std::string_view id) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(id.size());
+  for (unsigned char c : id) {
+    const bool unreserved = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                            c == '-' || c == '.' || c == '_' || c == '~';
+    if (unreserved) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
+}  // namespace tether::agent::control

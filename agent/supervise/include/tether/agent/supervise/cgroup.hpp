@@ -14,6 +14,8 @@
 // cgroup holds processes we move them into a leaf `<our cgroup>/tether-<daemon>-main`, as
 // systemd's Delegate= documentation (docs/CGROUP_DELEGATION.md) tells delegated services to do.
 // Where that fails, limits are reported unavailable and targets still run, unlimited.
+#include "tether/agent/control/request_id.hpp"
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -75,9 +77,9 @@ class CgroupTree {
   // What open() changed, for the start-up log ("moved 1 process into ...-main").
   const std::vector<std::string>& notes() const { return notes_; }
 
-  // Makes a fresh `parent/job-<id>` (with a suffix `-2`, `-3`... if that name exists: a cgroup
-  // is never reused, since one that had cgroup.kill written kills every later
-  // CLONE_INTO_CGROUP child) and writes the limits that can be applied. Returns its path.
+  // Makes a fresh `parent/job-<hash of id>` (jobCgroupName; with a suffix `-2`, `-3`... if that
+  // name exists: a cgroup is never reused, since one that had cgroup.kill written kills every
+  // later CLONE_INTO_CGROUP child) and writes the limits that can be applied. Returns its path.
   // `id` must satisfy isValidTargetId().
   Result<std::string> createJobCgroup(std::string_view id, const Limits& limits) const;
 
@@ -89,9 +91,12 @@ class CgroupTree {
   std::vector<std::string> notes_;
 };
 
-// Ids name cgroup directories: 1 to 128 characters of [A-Za-z0-9_.:-], not "." or "..".
-// Request ids (32 hex digits) always qualify.
-bool isValidTargetId(std::string_view id);
+// Target ids are request ids, under the protocol's one rule (tether/agent/control/request_id.hpp).
+inline bool isValidTargetId(std::string_view id) { return control::isValidRequestId(id); }
+
+// The directory name of a target's cgroup: "job-" and 16 hex digits of a hash of the id. A
+// trusted id may hold `/`, `.` or `%`: it never names a file itself (DESIGN.md "Request identity").
+std::string jobCgroupName(std::string_view id);
 
 // Small cgroup file helpers (exposed for tests and for callers that inspect a target).
 // The pids of `cgroup/cgroup.procs`.

@@ -9,15 +9,6 @@ namespace {
 constexpr uint64_t kNsPerMs = 1'000'000;
 }
 
-std::string_view toString(CancelState state) {
-  switch (state) {
-    case CancelState::kRunning: return "running";
-    case CancelState::kFinished: return "finished";
-    case CancelState::kUnknown: break;
-  }
-  return "unknown";
-}
-
 Supervisor::Supervisor(uv_loop_t* loop, const CgroupTree* tree, SupervisorOptions options)
     : loop_(loop),
       tree_(tree),
@@ -82,11 +73,11 @@ CancelState Supervisor::cancel(const std::string& id, CancelAction action, uint6
   uint64_t now = monotonicNs();
   if (it != targets_.end()) {
     it->second->cancel(action, grace_ms == 0 ? options_.default_grace_ms : grace_ms, reason);
-    return CancelState::kRunning;
+    return CancelState::Running;
   }
-  if (finished_.contains(id, now)) return CancelState::kFinished;
+  if (finished_.contains(id, now)) return CancelState::Finished;
   if (isValidTargetId(id)) tombstones_.add(id, now);
-  return CancelState::kUnknown;
+  return CancelState::Unknown;
 }
 
 void Supervisor::cancelAll(CancelAction action, uint64_t grace_ms, std::string_view reason) {

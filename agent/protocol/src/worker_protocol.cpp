@@ -1,16 +1,14 @@
 #include "tether/solverd/worker/protocol.hpp"
 
+#include "name_table.hpp"
+
 #include <array>
 #include <cmath>
 
 namespace tether::solverd::worker {
 namespace {
 
-struct StatusRow {
-  Status status;
-  std::string_view name;
-};
-constexpr std::array<StatusRow, 8> kStatusNames{{
+constexpr std::array<agent::control::detail::Named<Status>, 8> kStatusNames{{
     {Status::Optimal, "optimal"},
     {Status::Infeasible, "infeasible"},
     {Status::Unbounded, "unbounded"},
@@ -21,8 +19,17 @@ constexpr std::array<StatusRow, 8> kStatusNames{{
     {Status::Interrupted, "interrupted"},
 }};
 
-bool fail(RequestError& error, std::string code, std::string message) {
-  error = RequestError{std::move(code), std::move(message)};
+constexpr std::array<agent::control::detail::Named<ErrorCode>, 6> kErrorCodes{{
+    {ErrorCode::BadMessage, "bad_message"},
+    {ErrorCode::UnknownSolver, "unknown_solver"},
+    {ErrorCode::UnknownOption, "unknown_option"},
+    {ErrorCode::InvalidOption, "invalid_option"},
+    {ErrorCode::InvalidModel, "invalid_model"},
+    {ErrorCode::SolverError, "solver_error"},
+}};
+
+bool fail(RequestError& error, ErrorCode code, std::string message) {
+  error = RequestError{std::string(errorCodeName(code)), std::move(message)};
   return false;
 }
 
@@ -35,15 +42,15 @@ bool nonNegativeNumber(const nlohmann::json& value, double& out) {
 }
 
 bool parseOptions(const nlohmann::json& options, SolveOptions& out, RequestError& error) {
-  if (!options.is_object()) return fail(error, "unknown_option", "options must be an object");
+  if (!options.is_object()) return fail(error, ErrorCode::UnknownOption, "options must be an object");
   for (const auto& [name, value] : options.items()) {
     double number = 0;
     if (name != "time_limit" && name != "mip_gap" && name != "threads") {
-      return fail(error, "unknown_option",
+      return fail(error, ErrorCode::UnknownOption,
                   "unknown option \"" + name + "\" (time_limit, mip_gap, threads)");
     }
     if (!nonNegativeNumber(value, number)) {
-      return fail(error, "invalid_option", "option \"" + name + "\" must be a non-negative number");
+      return fail(error, ErrorCode::InvalidOption, "option \"" + name + "\" must be a non-negative number");
     }
     if (name == "time_limit") {
       // 0 reads as "no limit": solverd always sends one, and a zero-second solve is useless.
@@ -52,7 +59,7 @@ bool parseOptions(const nlohmann::json& options, SolveOptions& out, RequestError
       out.mip_gap = number;
     } else {
       if (number != std::floor(number) || number > 1024) {
-        return fail(error, "invalid_option", "option \"threads\" must be an integer from 0 to 1024");
+        return fail(error, ErrorCode::InvalidOption, "option \"threads\" must be an integer from 0 to 1024");
       }
       if (number >= 1) out.threads = static_cast<int>(number);
     }
@@ -78,21 +85,16 @@ std::string_view solverName(SolverKind solver) {
   return "cbc";
 }
 
-std::string_view statusName(Status status) {
-  for (const auto& row : kStatusNames) {
-    if (row.status == status) return row.name;
-  }
-  return "unknown";
-}
+std::string_view statusName(Status status) { return agent::control::detail::nameOf(kStatusNames, status, "unknown"); }
 
 bool parseSolveRequest(nlohmann::json& frame, SolveRequest& out, RequestError& error) {
   auto type = frame.find("type");
   if (type == frame.end() || !type->is_string() || type->get<std::string>() != "solve") {
-    return fail(error, "bad_message", "the first frame must be {\"type\":\"solve\",...}");
+    return fail(error, ErrorCode::BadMessage, "the first frame must be {\"type\":\"solve\",...}");
   }
   auto model = frame.find("model");
   if (model == frame.end() || !model->is_string()) {
-    return fail(error, "bad_message", "\"model\" (a string) is missing");
+    return fail(error, ErrorCode::BadMessage, "\"model\" (a string) is missing");
   }
   SolveRequest request;
   if (auto format = frame.find("format"); format != frame.end()) {
@@ -101,7 +103,7 @@ bool parseSolveRequest(nlohmann::json& frame, SolveRequest& out, RequestError& e
     } else if (*format == "mps") {
       request.format = ModelFormat::Mps;
     } else {
-      return fail(error, "bad_message", "\"format\" must be \"lp\" or \"mps\"");
+      return fail(error, ErrorCode::BadMessage, "\"format\" must be \"lp\" or \"mps\"");
     }
   }
   if (auto solver = frame.find("solver"); solver != frame.end()) {
@@ -113,7 +115,7 @@ bool parseSolveRequest(nlohmann::json& frame, SolveRequest& out, RequestError& e
       request.solver = SolverKind::Glpk;
     } else {
       std::string shown = solver->is_string() ? solver->get<std::string>() : solver->dump();
-      return fail(error, "unknown_solver", "unknown solver \"" + shown + "\" (cbc, clp or glpk)");
+      return fail(error, ErrorCode::UnknownSolver, "unknown solver \"" + shown + "\" (cbc, clp or glpk)");
     }
   }
   if (auto options = frame.find("options"); options != frame.end() && !options->is_null()) {
@@ -157,8 +159,26 @@ nlohmann::json toJson(const SolveResult& result) {
 
 nlohmann::json logFrame(std::string_view line) { return {{"type", "log"}, {"line", line}}; }
 
+nlohmann::json solveFrame(std::string_view format, std::string_view solver, const std::string& model,
+                          const nlohmann::json& options) {
+  return {{"type", "solve"}, {"format", format}, {"model", model}, {"solver", solver}, {"options", options}};
+}
+
+nlohmann::json interruptFrame() { return {{"type", "interrupt"}}; }
+
+bool isInterruptFrame(const nlohmann::json& frame) {
+  auto type = frame.find("type");
+  return type != frame.end() && type->is_string() && *type == "interrupt";
+}
+
 nlohmann::json errorFrame(std::string_view code, std::string_view message) {
   return {{"type", "error"}, {"code", code}, {"message", message}};
 }
+
+nlohmann::json errorFrame(ErrorCode code, std::string_view message) { return errorFrame(errorCodeName(code), message); }
+
+std::string_view errorCodeName(ErrorCode code) { return agent::control::detail::nameOf(kErrorCodes, code, "solver_error"); }
+
+bool parseErrorCode(std::string_view name, ErrorCode& out) { return agent::control::detail::valueOf(kErrorCodes, name, out); }
 
 }  // namespace tether::solverd::worker

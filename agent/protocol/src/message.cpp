@@ -1,42 +1,10 @@
 #include "tether/agent/control/message.hpp"
 
-#include <array>
 #include <limits>
 #include <type_traits>
 
 namespace tether::agent::control {
 namespace {
-
-template <typename E>
-struct Named {
-  E value;
-  std::string_view name;
-};
-
-constexpr std::array<Named<Action>, 2> kActions{{{Action::Interrupt, "interrupt"}, {Action::Kill, "kill"}}};
-constexpr std::array<Named<CancelState>, 4> kStates{{{CancelState::Queued, "queued"},
-                                                     {CancelState::Running, "running"},
-                                                     {CancelState::Finished, "finished"},
-                                                     {CancelState::Unknown, "unknown"}}};
-
-template <typename E, size_t N>
-std::string_view nameOf(const std::array<Named<E>, N>& table, E value) {
-  for (const auto& row : table) {
-    if (row.value == value) return row.name;
-  }
-  return table[0].name;
-}
-
-template <typename E, size_t N>
-bool valueOf(const std::array<Named<E>, N>& table, std::string_view name, E& out) {
-  for (const auto& row : table) {
-    if (row.name == name) {
-      out = row.value;
-      return true;
-    }
-  }
-  return false;
-}
 
 // Field readers: each returns false and fills `error` when the field is present but ill-typed,
 // or absent while required.
@@ -84,20 +52,6 @@ class Fields {
 };
 
 }  // namespace
-
-std::string_view actionName(Action action) { return nameOf(kActions, action); }
-bool parseAction(std::string_view name, Action& out) { return valueOf(kActions, name, out); }
-std::string_view cancelStateName(CancelState state) { return nameOf(kStates, state); }
-bool parseCancelState(std::string_view name, CancelState& out) { return valueOf(kStates, name, out); }
-
-std::string_view reasonLabel(std::string_view reason) {
-  static constexpr std::string_view kReasons[] = {"client_disconnect", "upstream_timeout", "deadline", "shutdown",
-                                                  "lease_expired", "superseded", "api", "time_limit"};
-  for (std::string_view known : kReasons) {
-    if (reason == known) return known;
-  }
-  return "other";
-}
 
 std::string_view typeName(const Message& message) {
   return std::visit(

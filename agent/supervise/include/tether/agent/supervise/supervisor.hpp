@@ -35,9 +35,8 @@ struct SupervisorOptions {
   Limits limits;                         // for every target
 };
 
-// The `state` of a cancel_ack (DESIGN.md): queued is solverd's only.
-enum class CancelState { kRunning, kFinished, kUnknown };
-std::string_view toString(CancelState state);  // "running" | "finished" | "unknown"
+// The `state` of a cancel_ack: the protocol's (queued is solverd's only).
+using CancelState = control::CancelState;
 
 // One row of `status`.
 struct TargetInfo {

@@ -66,10 +66,6 @@ uint64_t rusageUsec(const rusage& ru) {
 
 }  // namespace
 
-std::string_view toString(CancelAction action) {
-  return action == CancelAction::kKill ? "kill" : "interrupt";
-}
-
 std::string_view toString(Target::State state) {
   switch (state) {
     case Target::State::kRunning: return "running";
@@ -403,7 +399,7 @@ Target::State Target::cancel(CancelAction action, uint64_t grace_ms, std::string
     cancel_->reason = std::string(reason);
     cancel_->action = action;
   }
-  if (action == CancelAction::kKill) {
+  if (action == CancelAction::Kill) {
     doKill(now);
     return state_;
   }
@@ -419,14 +415,30 @@ Target::State Target::cancel(CancelAction action, uint64_t grace_ms, std::string
   } else {
     return state_;
   }
+  armGraceTimer(now);
+  return state_;
+}
+
+Target::State Target::regrace(uint64_t grace_ms) {
+  if (state_ != State::kInterrupting || !cancel_) return state_;
+  const uint64_t now = monotonicNs();
+  grace_deadline_ns_ = cancel_->signalled_ns + std::min(grace_ms, options_.max_grace_ms) * kNsPerMs;
+  if (grace_deadline_ns_ <= now) {
+    doKill(now);
+    return state_;
+  }
+  armGraceTimer(now);
+  return state_;
+}
+
+void Target::armGraceTimer(uint64_t now_ns) {
   // libuv timers count from the loop's cached time, truncated to the ms: refresh it and round up
   // by one so that the grace is never shorter than asked.
   uv_update_time(loop_);
-  uint64_t remaining_ms = (grace_deadline_ns_ - now + kNsPerMs - 1) / kNsPerMs + 1;
+  uint64_t remaining_ms = (grace_deadline_ns_ - now_ns + kNsPerMs - 1) / kNsPerMs + 1;
   uv_timer_start(grace_timer_->get(), [](uv_timer_t* h) {
     static_cast<Target*>(h->data)->onGraceExpired();
   }, remaining_ms, 0);
-  return state_;
 }
 
 void Target::onGraceExpired() {
@@ -438,7 +450,7 @@ void Target::doKill(uint64_t now_ns) {
   if (state_ == State::kKilling || state_ == State::kDone) return;
   uv_timer_stop(grace_timer_->get());
   state_ = State::kKilling;
-  cancel_->action = CancelAction::kKill;
+  cancel_->action = CancelAction::Kill;
   Error err = killAll();
   cancel_->kill_error = err;
   cancel_->killed_ns = now_ns;

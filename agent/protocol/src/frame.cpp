@@ -1,15 +1,11 @@
 #include "tether/agent/control/frame.hpp"
 
-#include <array>
+#include "name_table.hpp"
 
 namespace tether::agent::control {
 namespace {
 
-struct CodeName {
-  ErrorCode code;
-  std::string_view name;
-};
-constexpr std::array<CodeName, 6> kCodeNames{{
+constexpr std::array<detail::Named<ErrorCode>, 6> kCodeNames{{
     {ErrorCode::BadFrame, "bad_frame"},
     {ErrorCode::BadMessage, "bad_message"},
     {ErrorCode::Forbidden, "forbidden"},
@@ -26,22 +22,9 @@ std::string lengthPrefix(size_t n) {
 
 }  // namespace
 
-std::string_view errorCodeName(ErrorCode code) {
-  for (const auto& row : kCodeNames) {
-    if (row.code == code) return row.name;
-  }
-  return "bad_message";
-}
+std::string_view errorCodeName(ErrorCode code) { return detail::nameOf(kCodeNames, code, "bad_message"); }
 
-bool parseErrorCode(std::string_view name, ErrorCode& out) {
-  for (const auto& row : kCodeNames) {
-    if (row.name == name) {
-      out = row.code;
-      return true;
-    }
-  }
-  return false;
-}
+bool parseErrorCode(std::string_view name, ErrorCode& out) { return detail::valueOf(kCodeNames, name, out); }
 
 std::string encodeFrame(const nlohmann::json& object) {
   // `replace` keeps dump() from throwing on invalid UTF-8 (a type_error on the event loop).

@@ -279,7 +279,7 @@ std::vector<std::string> CgroupTree::unavailableLimits(const Limits& limits) con
 Result<std::string> CgroupTree::createJobCgroup(std::string_view id, const Limits& limits) const {
   if (!available_) return errnoError(ENOTSUP, "no cgroup v2: " + reason_);
   if (!isValidTargetId(id)) return errnoError(EINVAL, "invalid target id");
-  std::string base = joinCgroup(parent_, "job-" + std::string(id));
+  std::string base = joinCgroup(parent_, jobCgroupName(id));
   constexpr int kMaxSuffix = 100;
   for (int n = 1; n <= kMaxSuffix; ++n) {
     std::string path = n == 1 ? base : base + "-" + std::to_string(n);
@@ -296,13 +296,17 @@ Result<std::string> CgroupTree::createJobCgroup(std::string_view id, const Limit
   return errnoError(EEXIST, "mkdir " + base + " (and " + std::to_string(kMaxSuffix) + " suffixes)");
 }
 
-bool isValidTargetId(std::string_view id) {
-  constexpr size_t kMaxIdLength = 128;
-  if (id.empty() || id.size() > kMaxIdLength || id == "." || id == "..") return false;
-  return std::all_of(id.begin(), id.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '.' || c == ':' || c == '-';
-  });
+std::string jobCgroupName(std::string_view id) {
+  // FNV-1a, 64 bits: a name, not a secret. Two ids that collide get the `-2` suffix.
+  uint64_t h = 14695981039346656037ULL;
+  for (unsigned char c : id) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string name = "job-";
+  for (int shift = 60; shift >= 0; shift -= 4) name.push_back(kHex[(h >> shift) & 0xf]);
+  return name;
 }
 
 Result<std::vector<int>> readCgroupProcs(const std::string& cgroup) {

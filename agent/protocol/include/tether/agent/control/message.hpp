@@ -2,6 +2,7 @@
 // The messages of control protocol v1 (DESIGN.md), as typed values, and their JSON form.
 // Unknown fields are ignored on input. parseMessage() never throws.
 #include "tether/agent/control/frame.hpp"
+#include "tether/agent/control/vocabulary.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -15,17 +16,6 @@ namespace tether::agent::control {
 
 inline constexpr int kProtocolVersion = 1;
 
-enum class Action { Interrupt, Kill };
-enum class CancelState { Queued, Running, Finished, Unknown };
-
-std::string_view actionName(Action action);
-bool parseAction(std::string_view name, Action& out);
-std::string_view cancelStateName(CancelState state);
-bool parseCancelState(std::string_view name, CancelState& out);
-// A cancel reason as a metric label: the reasons DESIGN.md names, anything else "other", so that
-// a peer's free text cannot grow a daemon's metric series without bound.
-std::string_view reasonLabel(std::string_view reason);
-
 // {"type":"hello","version":1,"role":"proxy"} from a client;
 // {"type":"hello","version":1,"server":"solverd"} in reply.
 struct Hello {
@@ -36,11 +26,13 @@ struct Hello {
 
 // {"type":"cancel","id":ID,"action":"interrupt"|"kill","grace_ms":5000,
 //  "reason":"client_disconnect","phase":"awaiting_response"}
+// `reason` stays a string: a reason this version does not know (knownReason() says nullopt) is
+// still a cancel, acted on and recorded as sent. `phase` likewise.
 struct Cancel {
   std::string id;
   Action action = Action::Interrupt;
   std::optional<uint32_t> grace_ms;  // absent: the daemon's default grace
-  std::string reason = "client_disconnect";
+  std::string reason{reasonName(Reason::ClientDisconnect)};
   std::string phase;  // empty: not sent
 };
 

@@ -1,8 +1,10 @@
 #pragma once
 // The worker protocol (DESIGN.md "Worker protocol"): what solverd asks of solverd-worker on its
-// stdin and what the worker answers on its stdout, as typed values and their JSON form. The
-// frames themselves are the control protocol's (tether/agent/control/frame.hpp), except that a
-// worker frame may exceed the control protocol's 1 MiB: a model or a solution can be large.
+// stdin and what the worker answers on its stdout, as typed values and their JSON form, with the
+// status and exit codes and the frame bound. Part of the protocol module (agent/protocol), so
+// that solverd and the worker read the one definition. The frames themselves are the control
+// protocol's (tether/agent/control/frame.hpp), except that a worker frame may exceed the control
+// protocol's 1 MiB: a model or a solution can be large.
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
@@ -17,6 +19,16 @@ namespace tether::solverd::worker {
 // Frames on the worker's pipes carry whole models (solverd accepts bodies of tens of MB), so
 // both sides decode with this bound instead of the control protocol's 1 MiB.
 inline constexpr uint32_t kMaxWorkerFrameLength = 1U << 30;
+
+// Exit codes: 0 a result was written (including an interrupted solve), 1 invalid input (an
+// error frame first: invalid_model with the reader's message, bad_message, unknown_solver,
+// unknown_option, invalid_option), 2 solver error (an error frame solver_error), 3 the time
+// limit was reached (the result frame, status time_limit, is written first, with the best
+// incumbent). A crash shows as its signal.
+inline constexpr int kExitSuccess = 0;
+inline constexpr int kExitInvalidInput = 1;
+inline constexpr int kExitSolverError = 2;
+inline constexpr int kExitTimeout = 3;
 
 enum class ModelFormat { Lp, Mps };
 enum class SolverKind { Cbc, Clp, Glpk };
@@ -42,8 +54,14 @@ struct SolveRequest {
   std::string id;  // optional "id" (solverd's job id): only for the worker's own log lines
 };
 
-// Why a request was refused before any solving: the `code` of the error frame
-// ("bad_message", "unknown_solver", "unknown_option", "invalid_option") and a message.
+// The `code` of an error frame. The first four refuse a request before any solving; solverd
+// answers invalid_model with 400, the three unknown/invalid ones with 422, the rest with 500.
+enum class ErrorCode { BadMessage, UnknownSolver, UnknownOption, InvalidOption, InvalidModel, SolverError };
+std::string_view errorCodeName(ErrorCode code);
+bool parseErrorCode(std::string_view name, ErrorCode& out);
+
+// Why a request was refused before any solving: errorCodeName() of the error frame's code, and a
+// message.
 struct RequestError {
   std::string code;
   std::string message;
@@ -66,6 +84,7 @@ enum class Status {
 };
 
 std::string_view statusName(Status status);
+inline int statusCode(Status status) { return static_cast<int>(status); }
 
 // {"type":"incumbent","objective":..,"bound":..,"gap":..,"elapsed_ms":..}
 struct Incumbent {
@@ -97,6 +116,13 @@ std::optional<double> relativeGap(double objective, double bound);
 nlohmann::json toJson(const Incumbent& incumbent);
 nlohmann::json toJson(const SolveResult& result);
 nlohmann::json logFrame(std::string_view line);
+// solverd's two frames: the solve (as the HTTP API admitted it: format, solver and options as
+// given, checked again by parseSolveRequest in the worker) and the interrupt.
+nlohmann::json solveFrame(std::string_view format, std::string_view solver, const std::string& model,
+                          const nlohmann::json& options);
+nlohmann::json interruptFrame();
+bool isInterruptFrame(const nlohmann::json& frame);
 nlohmann::json errorFrame(std::string_view code, std::string_view message);
+nlohmann::json errorFrame(ErrorCode code, std::string_view message);
 
 }  // namespace tether::solverd::worker

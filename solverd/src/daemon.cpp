@@ -352,9 +352,18 @@ void Daemon::reload(const Settings& settings) {
       (settings.control && !(settings.control->listen == settings_.control->listen))) {
     logger->warn("reload: the control socket moves only with a restart");
   }
+  // The API server reads the request id with the options it was made with.
+  if (settings.request_id_header != settings_.request_id_header ||
+      settings.trust_request_id != settings_.trust_request_id) {
+    logger->warn("reload: request_id_header and trust_request_id change only with a restart");
+  }
   auto control = settings_.control;
+  auto id_header = settings_.request_id_header;
+  const bool trust_id = settings_.trust_request_id;
   settings_ = settings;
   settings_.control = std::move(control);
+  settings_.request_id_header = std::move(id_header);
+  settings_.trust_request_id = trust_id;
   if (std::string why = log::configure(kProgram, settings_.log); !why.empty()) {
     logger->error("reload: cannot open the log {}: {}", settings_.log.where, why);
   }

@@ -12,7 +12,6 @@
 namespace tether::solverd {
 namespace {
 
-constexpr std::array<std::string_view, 3> kSolvers = {"cbc", "clp", "glpk"};
 constexpr std::array<std::string_view, 3> kOptions = {"time_limit", "mip_gap", "threads"};
 
 bool contains(const auto& list, std::string_view value) {
@@ -63,7 +62,7 @@ bool fail(RequestError& error, int status, std::string code, std::string message
 }
 
 bool checkSolver(const std::string& solver, RequestError& error) {
-  if (contains(kSolvers, solver)) return true;
+  if (worker::SolverKind kind{}; worker::parseSolverKind(solver, kind)) return true;
   return fail(error, 422, "unknown_solver", "unknown solver \"" + solver + "\" (cbc, clp or glpk)");
 }
 
@@ -90,7 +89,7 @@ bool readJsonBody(std::string& body, SolveSpec& spec, RequestError& error) {
   if (auto format = doc.find("format"); format != doc.end()) {
     if (!format->is_string()) return fail(error, 400, "bad_json", "\"format\" must be a string");
     spec.format = lower(format->get<std::string>());
-    if (spec.format != "lp" && spec.format != "mps") {
+    if (worker::ModelFormat format_kind{}; !worker::parseModelFormat(spec.format, format_kind)) {
       return fail(error, 415, "unsupported_format", "unknown model format \"" + spec.format + "\" (lp or mps)");
     }
   }
@@ -128,10 +127,10 @@ std::optional<SolveSpec> parseSolveRequest(SolveRequestInput& input, RequestErro
   SolveSpec spec;
   std::string type = mediaType(input.content_type);
   if (type == "text/x-lp" || type == "application/x-lp") {
-    spec.format = "lp";
+    spec.format = worker::formatName(worker::ModelFormat::Lp);
     spec.model = std::move(input.body);
   } else if (type == "text/x-mps" || type == "application/x-mps") {
-    spec.format = "mps";
+    spec.format = worker::formatName(worker::ModelFormat::Mps);
     spec.model = std::move(input.body);
   } else if (type == "application/json") {
     if (!readJsonBody(input.body, spec, error)) return std::nullopt;

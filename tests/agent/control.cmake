@@ -10,5 +10,5 @@ tether_add_gtest(agent_control_test
 
 # The request-id rule and the cancel vocabulary of the protocol module.
 tether_add_gtest(agent_protocol_test
-  SOURCES ${CMAKE_CURRENT_LIST_DIR}/request_id_test.cpp
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/request_id_test.cpp ${CMAKE_CURRENT_LIST_DIR}/vocabulary_test.cpp
   LIBS tether_protocol)

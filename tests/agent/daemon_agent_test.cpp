@@ -98,6 +98,16 @@ TEST_F(AgentDaemon, CancelWithAnUnknownFieldAndAnUnknownReasonForABalancerIdIsAc
       << agent_.child().text();
 }
 
+TEST_F(AgentDaemon, TetherRunReplacesAnIdThatBreaksTheRuleWithAGeneratedOneAndSaysSo) {
+  ASSERT_NO_FATAL_FAILURE(agent_.start());
+  auto r = runToEnd(tetherRun("has space", {"/bin/sh", "-c", "exit 4"}, /*require=*/true));
+  EXPECT_EQ(r.status, 4) << r.output;
+  EXPECT_NE(r.output.find("[warn] --id breaks the request id rule"), std::string::npos) << r.output;
+  auto registered = agent_.child().waitForLine("registered rid=");
+  ASSERT_TRUE(registered) << agent_.child().text();
+  EXPECT_EQ(registered->find("has space"), std::string::npos) << *registered;
+}
+
 TEST_F(AgentDaemon, UnreachableAgentRunsTheCommandWithOneWarningUnlessRequired) {
   ASSERT_NO_FATAL_FAILURE(agent_.start());
   const std::string absent = "unix:" + agent_.dir().file("absent.sock");

@@ -8,6 +8,17 @@
 namespace tether::solverd::worker {
 namespace {
 
+constexpr std::array<agent::control::detail::Named<ModelFormat>, 2> kFormats{{
+    {ModelFormat::Lp, "lp"},
+    {ModelFormat::Mps, "mps"},
+}};
+
+constexpr std::array<agent::control::detail::Named<SolverKind>, 3> kSolvers{{
+    {SolverKind::Cbc, "cbc"},
+    {SolverKind::Clp, "clp"},
+    {SolverKind::Glpk, "glpk"},
+}};
+
 constexpr std::array<agent::control::detail::Named<Status>, 8> kStatusNames{{
     {Status::Optimal, "optimal"},
     {Status::Infeasible, "infeasible"},
@@ -74,15 +85,14 @@ nlohmann::json finiteOrNull(const std::optional<double>& value) {
 
 }  // namespace
 
-std::string_view formatName(ModelFormat format) { return format == ModelFormat::Lp ? "lp" : "mps"; }
+std::string_view formatName(ModelFormat format) { return agent::control::detail::nameOf(kFormats, format, "lp"); }
+bool parseModelFormat(std::string_view name, ModelFormat& out) {
+  return agent::control::detail::valueOf(kFormats, name, out);
+}
 
-std::string_view solverName(SolverKind solver) {
-  switch (solver) {
-    case SolverKind::Cbc: return "cbc";
-    case SolverKind::Clp: return "clp";
-    case SolverKind::Glpk: return "glpk";
-  }
-  return "cbc";
+std::string_view solverName(SolverKind solver) { return agent::control::detail::nameOf(kSolvers, solver, "cbc"); }
+bool parseSolverKind(std::string_view name, SolverKind& out) {
+  return agent::control::detail::valueOf(kSolvers, name, out);
 }
 
 std::string_view statusName(Status status) { return agent::control::detail::nameOf(kStatusNames, status, "unknown"); }
@@ -98,22 +108,12 @@ bool parseSolveRequest(nlohmann::json& frame, SolveRequest& out, RequestError& e
   }
   SolveRequest request;
   if (auto format = frame.find("format"); format != frame.end()) {
-    if (*format == "lp") {
-      request.format = ModelFormat::Lp;
-    } else if (*format == "mps") {
-      request.format = ModelFormat::Mps;
-    } else {
+    if (!format->is_string() || !parseModelFormat(format->get_ref<const std::string&>(), request.format)) {
       return fail(error, ErrorCode::BadMessage, "\"format\" must be \"lp\" or \"mps\"");
     }
   }
   if (auto solver = frame.find("solver"); solver != frame.end()) {
-    if (*solver == "cbc") {
-      request.solver = SolverKind::Cbc;
-    } else if (*solver == "clp") {
-      request.solver = SolverKind::Clp;
-    } else if (*solver == "glpk") {
-      request.solver = SolverKind::Glpk;
-    } else {
+    if (!solver->is_string() || !parseSolverKind(solver->get_ref<const std::string&>(), request.solver)) {
       std::string shown = solver->is_string() ? solver->get<std::string>() : solver->dump();
       return fail(error, ErrorCode::UnknownSolver, "unknown solver \"" + shown + "\" (cbc, clp or glpk)");
     }

@@ -35,6 +35,8 @@ enum class SolverKind { Cbc, Clp, Glpk };
 
 std::string_view formatName(ModelFormat format);
 std::string_view solverName(SolverKind solver);
+bool parseModelFormat(std::string_view name, ModelFormat& out);
+bool parseSolverKind(std::string_view name, SolverKind& out);
 
 // Options of DESIGN.md; absent means the solver's default. Every solver accepts all three and
 // ignores (with a log line) the ones it has no use for: CLP has no mip_gap, CLP and GLPK run on

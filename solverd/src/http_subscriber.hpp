@@ -175,8 +175,11 @@ class HttpSubscriber final : public Subscriber {
     if (!watched_job_.empty()) {
       // A watcher always lets go of its job: with `on_disconnect none` a departed watcher would
       // otherwise hold it for ever. The lease and any other holder may keep it going.
-      CancelOrder order{s.on_disconnect.value_or(CancelAction::Interrupt), s.graceFor(std::nullopt),
-                        "client_disconnect", phase};
+      CancelOrder order;
+      order.action = s.on_disconnect.value_or(CancelAction::Interrupt);
+      order.grace = s.graceFor(std::nullopt);
+      order.phase = std::string(phase);
+      order.source = CancelSource::Watch;
       daemon_.table_->unwatch(watched_job_, this, order);
     } else if (!s.on_disconnect) {
       daemon_.table_->detach(request_id_);

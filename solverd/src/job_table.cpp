@@ -169,7 +169,7 @@ uint64_t JobTable::expireLeases(uint64_t now_ns) {
   // Collected first: a queued job's cancel finishes it and changes active_.
   for (Job* job : due) {
     if (job->state != JobState::Finished) {
-      release(*job, CancelOrder{CancelAction::Interrupt, limits_.lease_grace, "lease_expired", {}}, now_ns);
+      release(*job, CancelOrder{CancelAction::Interrupt, limits_.lease_grace, std::string(reasonName(Reason::LeaseExpired)), {}}, now_ns);
     }
   }
   return next;
@@ -198,7 +198,7 @@ bool JobTable::release(Job& job, CancelOrder order, uint64_t now_ns) {
   if (job.holders(now_ns) != 0) return false;
   // A detached job lives by its lease: when the lease has run out, that is why it stops, whichever
   // holder (a watcher, a waiting request) happened to go last.
-  if (job.detached() && job.lease_expires_ns <= now_ns) order.reason = "lease_expired";
+  if (job.detached() && job.lease_expires_ns <= now_ns) order.reason = reasonName(Reason::LeaseExpired);
   cancelWholeJob(job, order);
   return true;
 }

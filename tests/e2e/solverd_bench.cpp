@@ -19,12 +19,13 @@ double percentile(std::vector<double> v, double p) {
 
 class SolverdBench : public DaemonTest {};
 
-TEST_F(SolverdBench, TinyJobsPerSecond) {
-  Solverd d(cgroup_root_, Solverd::Options{"workers 2;\n", false, {}, {}});
+// `spares`: spare_workers (DESIGN.md "Warm workers"); 0 starts each worker with its job.
+// `per_thread` jobs for each of 4 clients.
+void tinyJobs(const std::string& cgroup_root, int spares, int per_thread) {
+  Solverd d(cgroup_root, Solverd::Options{"workers 2;\nspare_workers " + std::to_string(spares) + ";\n", false, {}, {}});
   ASSERT_TRUE(d.started()) << d.process().output();
   const std::string model = readFile(modelPath("knapsack.lp"));
   constexpr int kThreads = 4;
-  constexpr int kPerThread = 50;
   std::vector<std::vector<double>> latencies(kThreads);
   std::vector<std::vector<std::string>> ids(kThreads);
   auto t0 = Clock::now();
@@ -32,7 +33,7 @@ TEST_F(SolverdBench, TinyJobsPerSecond) {
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       HttpClient c(d.port());  // keep-alive: one connection per client thread
-      for (int i = 0; i < kPerThread; ++i) {
+      for (int i = 0; i < per_thread; ++i) {
         std::string id = newId();
         auto s = Clock::now();
         c.send("POST", "/v1/solve?solver=cbc", model, {{"Content-Type", "text/x-lp"}, {"X-Request-Id", id}});
@@ -47,23 +48,36 @@ TEST_F(SolverdBench, TinyJobsPerSecond) {
   double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   std::vector<double> all;
   for (auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
-  ASSERT_EQ(all.size(), static_cast<size_t>(kThreads * kPerThread));
+  ASSERT_EQ(all.size(), static_cast<size_t>(kThreads * per_thread));
   // The worker's own share: spawn to exit, as solverd measured it (run_ms).
   std::vector<double> overhead;
+  int on_spares = 0;
   for (int t = 0; t < kThreads; ++t) {
     for (size_t i = 0; i < ids[t].size(); ++i) {
       auto job = d.job(ids[t][i]);
       if (job.is_object() && job["run_ms"].is_number() && job["queued_ms"].is_number()) {
         overhead.push_back(latencies[t][i] - job["run_ms"].get<double>() - job["queued_ms"].get<double>());
       }
+      if (job.is_object() && job.value("worker_start", "") == "spare") ++on_spares;
     }
   }
-  std::cout << "[ measured ] tiny jobs (knapsack, cbc, 2 workers, 4 keep-alive clients): "
+  std::cout << "[ measured ] tiny jobs (knapsack, cbc, 2 workers, " << spares << " spare, 4 keep-alive clients): "
             << static_cast<double>(all.size()) / seconds << " jobs/s, latency p50 " << percentile(all, 0.5)
             << " ms p99 " << percentile(all, 0.99) << " ms; daemon overhead per job (latency - queue - run) p50 "
-            << percentile(overhead, 0.5) << " ms p99 " << percentile(overhead, 0.99) << " ms\n";
+            << percentile(overhead, 0.5) << " ms p99 " << percentile(overhead, 0.99) << " ms; " << on_spares
+            << " on a warm worker\n";
   EXPECT_GT(static_cast<double>(all.size()) / seconds, 5.0);
+  if (spares == 0) {
+    EXPECT_EQ(on_spares, 0);
+  } else {
+    EXPECT_GT(on_spares, 0);
+  }
 }
+
+TEST_F(SolverdBench, TinyJobsPerSecond) { tinyJobs(cgroup_root_, 0, 50); }
+// Fewer jobs: it guards the spares' hand-off under 4 concurrent clients; bench/solverd_warm.py
+// takes the figures.
+TEST_F(SolverdBench, TinyJobsPerSecondOnWarmWorkers) { tinyJobs(cgroup_root_, 2, 15); }
 
 void cancelLatency(DaemonTest& /*fixture*/, const std::string& cgroup_root, const std::string& action) {
   Solverd d(cgroup_root, Solverd::Options{"workers 2;\non_disconnect none;\n", false, {}, {}});

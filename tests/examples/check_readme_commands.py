@@ -4,7 +4,7 @@
     check_readme_commands.py SOURCE_DIR [MARKDOWN...]     default: README.md, examples/*/README.md
     check_readme_commands.py --self-test SOURCE_DIR       plants bad names, expects each to fail
 
-In each fenced block (``` ... ```) of each file:
+In each fenced block (``` or ~~~) of each file:
   - a path under scripts/ bench/ examples/ packaging/ tests/ docs/ cmake/ (with or without ./,
     or after curl's @) must exist in the source tree;
   - build*/bin/NAME, a word after `--target`, and a command word that starts with tether- or
@@ -47,7 +47,7 @@ def command_blocks(text):
     """(line number, line) of every line inside a fenced block."""
     inside = False
     for number, line in enumerate(text.splitlines(), 1):
-        if line.lstrip().startswith("```"):
+        if line.lstrip().startswith(("```", "~~~")):
             inside = not inside
             continue
         if inside:

@@ -13,6 +13,7 @@ the machine lacks cbc or, for the shell service, systemd-socket-activate.
 """
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -99,14 +100,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def pid_alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def fail(message, daemons):
@@ -233,21 +226,26 @@ def run(example, example_dir, models, bin_dir, tmp, cgroup, daemons):
     if not m:
         return fail("the hard solve never registered with tether-agent", daemons)
     rid, pid = m.group(1), int(m.group(2))
-    time.sleep(max(0.0, 1.0 - (time.monotonic() - sent)))  # the client's patience, not a synchronization
-    if not pid_alive(pid):
+    try:
+        cbc = os.pidfd_open(pid)  # readable once that process has ended (pidfd_open(2))
+    except ProcessLookupError:
         return fail(f"cbc (pid {pid}) ended before the client left: the model is too easy", daemons)
-    client.close()
-    left = time.monotonic()
+    try:
+        time.sleep(max(0.0, 1.0 - (time.monotonic() - sent)))  # the client's patience, not a synchronization
+        if select.select([cbc], [], [], 0)[0]:
+            return fail(f"cbc (pid {pid}) ended before the client left: the model is too easy", daemons)
+        client.close()
+        left = time.monotonic()
+        if not select.select([cbc], [], [], 10)[0]:
+            return fail(f"cbc (pid {pid}) of rid={rid} still runs 10 s after its client left", daemons)
+        gone_ms = 1000 * (time.monotonic() - left)
+    finally:
+        os.close(cbc)
     if not agent.wait_for(rf"cancel rid={re.escape(rid)} action=interrupt", 5):
         return fail(f"tether-agent logged no cancel for rid={rid}", daemons)
-    if not agent.wait_for(rf"target rid={re.escape(rid)} pid={pid} done", 10):
-        return fail(f"tether-agent never saw cbc of rid={rid} end", daemons)
-    deadline = left + 10
-    while pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.01)  # a poll of /proc with a deadline: no event tells us a stranger's pid ended
-    if pid_alive(pid):
-        return fail(f"cbc (pid {pid}) of rid={rid} still runs 10 s after its client left", daemons)
-    print(f"hard solve rid={rid}: client left, cbc pid {pid} gone {1000 * (time.monotonic() - left):.0f} ms later")
+    if not agent.wait_for(rf"target rid={re.escape(rid)} pid={pid} done", 5):
+        return fail(f"tether-agent logged no end of cbc of rid={rid}", daemons)
+    print(f"hard solve rid={rid}: client left, cbc pid {pid} gone {gone_ms:.0f} ms later")
     if not proxy.wait_for(rf"{re.escape(rid)}.* 499|499 .*{re.escape(rid)}", 5):
         return fail(f"tether-proxy logged no 499 for rid={rid}", daemons)
 

@@ -86,6 +86,12 @@ config::Schema makeSchema() {
        "event streams (NDJSON, SSE) send a heartbeat this often; a write pending twice as long is a "
        "disconnect",
        "DURATION"});
+  row({"callback_allow", kMainOnly, 1, kAnyArgs, false, true, {}, "",
+       "who a callback=URL may reach: CIDRs, host names, `public` (without it: public addresses only; loopback and "
+       "private ranges refused)",
+       "CIDR | HOST | public ..."});
+  row({"callback_secret", kMainOnly, 1, 1, false, false, {}, "",
+       "the HMAC-SHA256 key of webhooks' Tether-Signature header (none: unsigned)", "STRING"});
   config::Schema schema{std::string(kProgram), std::move(d)};
   // What only the system can tell (a control `group` that does not exist) is checked by
   // readSettings(); running it here makes -t, -T, start-up and SIGHUP report it alike, as

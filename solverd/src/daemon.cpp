@@ -9,6 +9,7 @@
 
 #include "http_subscriber.hpp"
 #include "lease_timer.hpp"
+#include "webhooks.hpp"
 
 #include <fmt/format.h>
 #include <unistd.h>
@@ -81,6 +82,7 @@ Daemon::~Daemon() {
   control_.reset();
   runner_.reset();
   lease_timer_.reset();
+  webhooks_.reset();
   table_.reset();
 }
 
@@ -195,6 +197,7 @@ void Daemon::onJobFinished(const Job& job) {
   logger->log(level, "job={} solver={} status={} objective={} incumbents={} cpu_ms={:.3f} run={}{}{}", job.id,
               job.spec.solver, status, objective, job.incumbents, static_cast<double>(job.cpu_us) / 1000.0,
               msText(job.started_ns, job.finished_ns), cancel, extra);
+  if (!job.callbacks.empty()) sendWebhooks(job);
   updateStatus();
   maybeStopped();
 }
@@ -228,6 +231,10 @@ void Daemon::start() {
   table_ = std::make_unique<JobTable>(jobLimits(), *runner_, makeHooks());
   runner_->setTable(table_.get());
   lease_timer_ = std::make_unique<LeaseTimer>(loop_, *table_);
+  // readSettings checked callback_allow: parse() cannot fail here.
+  webhooks_ = std::make_unique<Webhooks>(loop_, *CallbackPolicy::parse(settings_.callback_allow, nullptr),
+                                         settings_.callback_secret);
+  webhooks_->onIdle([this] { maybeStopped(); });
 
   reap_timer_ = std::make_unique<UvHandle<uv_timer_t>>();
   uv_timer_init(loop_, reap_timer_->get());
@@ -339,6 +346,7 @@ void Daemon::reload(const Settings& settings) {
   }
   tombstones_.setTtl(static_cast<uint64_t>(settings_.tombstone_ttl.count()) * 1'000'000ULL);
   runner_->setOptions(workerOptions());
+  webhooks_->setPolicy(*CallbackPolicy::parse(settings_.callback_allow, nullptr), settings_.callback_secret);
   table_->setLimits(jobLimits());
   logger->info("configuration reloaded: {} workers, queue {}, coalesce {}", settings_.workers, settings_.queue_size,
                toString(settings_.coalesce));
@@ -361,6 +369,8 @@ void Daemon::shutdown() {
   auto budget = settings_.shutdown_timeout + settings_.max_grace + std::chrono::seconds(5);
   notifier_->extendTimeout(std::chrono::duration_cast<std::chrono::microseconds>(budget));
   table_->stopAdmitting();
+  // Webhooks of jobs ending from now on get one try each: a stop does not wait out retries.
+  webhooks_->finishUp();
   // The timer exists before the drains start: their callbacks may run at once and end the
   // shutdown (maybeStopped closes the timer).
   shutdown_timer_ = std::make_unique<UvHandle<uv_timer_t>>();
@@ -396,8 +406,9 @@ void Daemon::onShutdownTimeout() {
 }
 
 void Daemon::maybeStopped() {
-  // Reached from: shutdown(), each job's end, each drain callback, the reap timer.
-  if (!stopping_ || stopped_ || table_->active() != 0 || !subscribers_.empty()) return;
+  // Reached from: shutdown(), each job's end, each drain callback, the reap timer, the last
+  // webhook's end.
+  if (!stopping_ || stopped_ || table_->active() != 0 || !subscribers_.empty() || webhooks_->pending() != 0) return;
   if (!api_drained_ || !admin_drained_) {
     // Every job is done: what is left are responses in flight; the server closes them itself.
     return;

@@ -1,5 +1,7 @@
 #include "tether/solverd/settings.hpp"
 
+#include "webhooks.hpp"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -85,6 +87,13 @@ std::optional<Settings> readSettings(const config::Config& config, const std::st
   if (s.job_lease > s.max_lease) {
     return fail(root.find("job_lease"), "job_lease is longer than max_lease");
   }
+  for (const config::Directive* allow : root.all("callback_allow")) {
+    for (auto arg : allow->args) s.callback_allow.emplace_back(arg);
+  }
+  if (std::string why; !s.callback_allow.empty() && !CallbackPolicy::parse(s.callback_allow, &why)) {
+    return fail(root.find("callback_allow"), why);
+  }
+  if (root.has("callback_secret")) s.callback_secret = std::string(root.str("callback_secret"));
   if (s.heartbeat_interval.count() <= 0) return fail(root.find("heartbeat_interval"), "heartbeat_interval must be positive");
   return s;
 }

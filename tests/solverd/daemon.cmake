@@ -19,3 +19,9 @@ tether_add_gtest(solverd_jobs_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/jobs_test.c
 if(TARGET solverd AND TARGET solverd-worker)
   add_dependencies(solverd_jobs_test solverd solverd-worker)
 endif()
+
+tether_add_gtest(solverd_webhook_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/webhook_test.cpp
+  LIBS tether_solverd_test_support PkgConfig::LIBCRYPTO TIMEOUT 120 LABELS solverd)
+if(TARGET solverd AND TARGET solverd-worker)
+  add_dependencies(solverd_webhook_test solverd solverd-worker)
+endif()

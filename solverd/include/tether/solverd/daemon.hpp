@@ -36,6 +36,7 @@ struct StartupError : std::runtime_error {
 
 class HttpSubscriber;
 class LeaseTimer;
+class Webhooks;
 
 class Daemon {
  public:
@@ -74,7 +75,10 @@ class Daemon {
   // the spec, or nullopt once the error is answered.
   std::optional<SolveSpec> readSolve(const std::shared_ptr<http::Exchange>& exchange);
   // Answers a refused admission (queue full, duplicate id, draining); false when admitted.
-  bool refused(http::Exchange& exchange, JobTable::Admission admission);
+  // Admitted: records the request's callback (webhooks) on its job.
+  bool refused(http::Exchange& exchange, const JobTable::SubmitResult& admission, const std::string& callback);
+  // webhooks: the job's description to each callback of a finished job.
+  void sendWebhooks(const Job& job);
   // jobs_api.cpp: detached jobs and watchers (DESIGN.md "Jobs that outlive a connection").
   void handleSubmitJob(const std::shared_ptr<http::Exchange>& exchange);
   void handleJobEvents(const std::shared_ptr<http::Exchange>& exchange, const std::string& id);
@@ -125,6 +129,7 @@ class Daemon {
   std::unique_ptr<UvHandle<uv_timer_t>> shutdown_timer_;
   std::unique_ptr<UvHandle<uv_timer_t>> reap_timer_;
   std::unique_ptr<LeaseTimer> lease_timer_;
+  std::unique_ptr<Webhooks> webhooks_;
   std::unordered_map<HttpSubscriber*, std::unique_ptr<HttpSubscriber>> subscribers_;
   std::vector<std::unique_ptr<HttpSubscriber>> retired_;
   bool stopping_ = false;

@@ -166,6 +166,7 @@ struct Client::Impl {
       result.status = static_cast<int>(status);
       result.refused = t->refused;
       result.timed_out = code == CURLE_OPERATION_TIMEDOUT;
+      result.unreachable = code == CURLE_COULDNT_CONNECT || code == CURLE_COULDNT_RESOLVE_HOST;
       if (code != CURLE_OK) result.error = t->error[0] != '\0' ? std::string(t->error) : curl_easy_strerror(code);
       result.body = std::move(t->response);
       auto done = std::move(t->done);

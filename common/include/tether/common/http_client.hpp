@@ -35,6 +35,7 @@ struct ClientResult {
   int status = 0;         // the HTTP status, 0 when no response came
   bool refused = false;   // allow_address said no
   bool timed_out = false;
+  bool unreachable = false;  // could not resolve or connect (refused included)
   std::string error;      // curl's message when status is 0
   std::string body;       // the response body's first 64 KiB
 };

@@ -9,6 +9,7 @@
 
 #include "http_subscriber.hpp"
 #include "lease_timer.hpp"
+#include "status_page.hpp"
 #include "webhooks.hpp"
 
 #include <fmt/format.h>
@@ -83,6 +84,7 @@ Daemon::~Daemon() {
   runner_.reset();
   lease_timer_.reset();
   webhooks_.reset();
+  status_streams_.reset();
   table_.reset();
 }
 
@@ -158,6 +160,7 @@ void Daemon::onJobCancelled(const Job& job, const CancelOrder& order, std::strin
                           job.holders(monotonicNs()));
     return;
   }
+  ++cancels_by_reason_[order.reason];
   // A queued job ends at once: its outcome line carries the cancel; one line per job is enough.
   auto level = state == "queued" ? spdlog::level::debug : spdlog::level::info;
   log::get("job")->log(level, "job={} cancel {} ({}{}) while {}{}", job.id, toString(order.action), order.reason,
@@ -197,6 +200,11 @@ void Daemon::onJobFinished(const Job& job) {
   logger->log(level, "job={} solver={} status={} objective={} incumbents={} cpu_ms={:.3f} run={}{}{}", job.id,
               job.spec.solver, status, objective, job.incumbents, static_cast<double>(job.cpu_us) / 1000.0,
               msText(job.started_ns, job.finished_ns), cancel, extra);
+  if (job.cancel && (job.cancel->reason == "client_disconnect" || job.cancel->reason == "lease_expired")) {
+    abandoned_cpu_seconds_ += static_cast<double>(job.cpu_us) / 1e6;
+    double ran = job.started_ns != 0 ? secondsBetween(job.started_ns, job.finished_ns) : 0.0;
+    unspent_time_limit_seconds_ += std::max(0.0, job.spec.timeLimitSeconds() - ran);
+  }
   if (!job.callbacks.empty()) sendWebhooks(job);
   updateStatus();
   maybeStopped();
@@ -235,6 +243,7 @@ void Daemon::start() {
   webhooks_ = std::make_unique<Webhooks>(loop_, *CallbackPolicy::parse(settings_.callback_allow, nullptr),
                                          settings_.callback_secret);
   webhooks_->onIdle([this] { maybeStopped(); });
+  status_streams_ = std::make_unique<StatusStreams>(loop_, [this] { return statusSnapshot(); });
 
   reap_timer_ = std::make_unique<UvHandle<uv_timer_t>>();
   uv_timer_init(loop_, reap_timer_->get());
@@ -371,6 +380,7 @@ void Daemon::shutdown() {
   table_->stopAdmitting();
   // Webhooks of jobs ending from now on get one try each: a stop does not wait out retries.
   webhooks_->finishUp();
+  status_streams_->closeAll();
   // The timer exists before the drains start: their callbacks may run at once and end the
   // shutdown (maybeStopped closes the timer).
   shutdown_timer_ = std::make_unique<UvHandle<uv_timer_t>>();

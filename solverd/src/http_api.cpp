@@ -40,8 +40,9 @@ void Daemon::onRequest(std::shared_ptr<http::Exchange> ex, bool admin) {
     ex->respond(200, {{"Content-Type", std::string(metrics::kContentType)}}, registry_.render());
     return;
   }
+  if (admin && (req.path == "/" || req.path == "/status")) return handleStatus(ex);
   if (admin) {
-    respondError(*ex, 404, "not_found", "the admin listener serves /metrics and /health");
+    respondError(*ex, 404, "not_found", "the admin listener serves /, /status, /metrics and /health");
     return;
   }
   if (req.path == "/v1/solve") {

@@ -72,6 +72,7 @@ nlohmann::json Daemon::statusSnapshot() const {
           {"running", table_->running()},
           {"queued", table_->queued()},
           {"cancels_by_reason", cancels_by_reason_},
+          {"status_streams", status_streams_ ? status_streams_->size() : 0},
           {"abandoned_cpu_seconds", abandoned_cpu_seconds_},
           {"unspent_time_limit_seconds", unspent_time_limit_seconds_},
           {"cancel_to_stop", {{"bounds", latency.bounds()}, {"counts", latency.bucketCounts()}}}};

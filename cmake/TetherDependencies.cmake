@@ -14,6 +14,10 @@ endfunction()
 
 tether_require_pkg(LIBUV libuv libuv1-dev)
 tether_require_pkg(LIBSYSTEMD libsystemd libsystemd-dev)
+# Outbound HTTP (solverd's webhooks): libcurl's multi interface on the libuv loop; the webhook
+# signature's HMAC-SHA256 from OpenSSL's libcrypto.
+tether_require_pkg(LIBCURL libcurl libcurl4-openssl-dev)
+tether_require_pkg(LIBCRYPTO libcrypto libssl-dev)
 tether_require_pkg(COIN_CBC cbc coinor-libcbc-dev)
 tether_require_pkg(COIN_CLP clp coinor-libclp-dev)
 tether_require_pkg(COIN_OSICLP osi-clp coinor-libosi-dev)

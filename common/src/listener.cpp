@@ -78,18 +78,26 @@ std::string formatSockaddr(const sockaddr* sa, socklen_t len) {
     case AF_INET: {
       const auto* in = reinterpret_cast<const sockaddr_in*>(sa);
       if (inet_ntop(AF_INET, &in->sin_addr, buf, sizeof buf) == nullptr) return {};
-      return std::string(buf) + ":" + std::to_string(ntohs(in->sin_port));
+      std::string out(buf);
+      out.append(":").append(std::to_string(ntohs(in->sin_port)));
+      return out;
     }
     case AF_INET6: {
       const auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
       if (inet_ntop(AF_INET6, &in6->sin6_addr, buf, sizeof buf) == nullptr) return {};
-      return "[" + std::string(buf) + "]:" + std::to_string(ntohs(in6->sin6_port));
+      // Appended piece by piece: GCC 12 misreads `"[" + std::string(..)` at -O2 as an overlapping
+      // memcpy (-Wrestrict, a known false positive of operator+(const char*, string&&)).
+      std::string out("[");
+      out.append(buf).append("]:").append(std::to_string(ntohs(in6->sin6_port)));
+      return out;
     }
     case AF_UNIX: {
       const auto* un = reinterpret_cast<const sockaddr_un*>(sa);
       const size_t off = offsetof(sockaddr_un, sun_path);
       if (len <= static_cast<socklen_t>(off) || un->sun_path[0] == '\0') return "unix";
-      return "unix:" + std::string(un->sun_path, strnlen(un->sun_path, static_cast<size_t>(len) - off));
+      std::string out("unix:");
+      out.append(un->sun_path, strnlen(un->sun_path, static_cast<size_t>(len) - off));
+      return out;
     }
     default:
       return {};
@@ -241,7 +249,8 @@ std::unique_ptr<Listener> Listener::open(uv_loop_t* loop, const config::Address&
     size_t size = sizeof path;
     rc = uv_pipe_getsockname(&l->handle_.get()->pipe, path, &size);
     if (rc < 0) return fail(uvError(rc));
-    l->address_ = "unix:" + std::string(path, size);
+    l->address_ = "unix:";
+    l->address_.append(path, size);
   } else {
     rc = uv_tcp_getsockname(&l->handle_.get()->tcp, reinterpret_cast<sockaddr*>(&bound), &len);
     if (rc < 0) return fail(uvError(rc));

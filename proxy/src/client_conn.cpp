@@ -735,7 +735,7 @@ void ClientConn::onTimer() {
     case Phase::Idle:
       if (any_bytes_) {  // a request began but did not reach its first header callback
         startRequest();
-        ctx_.disconnects->with({"request_headers", "timeout"}).inc();
+        ctx_.disconnects->with({std::string(phaseName(Phase::RequestHeaders)), std::string(causeName(Cause::Timeout))}).inc();
         respondLocal(408, "Request Time-out\n", true);
         return;
       }

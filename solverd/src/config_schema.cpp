@@ -98,6 +98,12 @@ config::Schema makeSchema() {
   row({"tcp_keepalive", kMainOnly, 1, 3, false, false, config::tcpKeepaliveValue(), "10s 5s 3",
        "TCP keepalive probes and TCP_USER_TIMEOUT on API connections: the own watch finds clients "
        "that vanished without FIN or RST (as the proxy's)", "off | IDLE INTERVAL COUNT"});
+  row({"callback_allow", kMainOnly, 1, kAnyArgs, false, true, {}, "",
+       "who a callback=URL may reach: CIDRs, host names, `public` (without it: public addresses only; loopback and "
+       "private ranges refused)",
+       "CIDR | HOST | public ..."});
+  row({"callback_secret", kMainOnly, 1, 1, false, false, {}, "",
+       "the HMAC-SHA256 key of webhooks' Tether-Signature header (none: unsigned)", "STRING"});
   config::Schema schema{std::string(kProgram), std::move(d)};
   // What only the system can tell (a control `group` that does not exist) is checked by
   // readSettings(); running it here makes -t, -T, start-up and SIGHUP report it alike, as

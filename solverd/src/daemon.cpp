@@ -9,6 +9,8 @@
 
 #include "http_subscriber.hpp"
 #include "lease_timer.hpp"
+#include "status_page.hpp"
+#include "webhooks.hpp"
 
 #include <fmt/format.h>
 #include <unistd.h>
@@ -81,6 +83,8 @@ Daemon::~Daemon() {
   control_.reset();
   runner_.reset();
   lease_timer_.reset();
+  webhooks_.reset();
+  status_streams_.reset();
   table_.reset();
 }
 
@@ -173,6 +177,7 @@ void Daemon::onJobCancelled(const Job& job, const CancelOrder& order, std::strin
                           job.holders(monotonicNs()));
     return;
   }
+  ++cancels_by_reason_[order.reason];
   // A queued job ends at once: its outcome line carries the cancel; one line per job is enough.
   auto level = state == "queued" ? spdlog::level::debug : spdlog::level::info;
   log::get("job")->log(level, "job={} cancel {} ({}{}) while {}{}", job.id, toString(order.action), order.reason,
@@ -212,6 +217,12 @@ void Daemon::onJobFinished(const Job& job) {
   logger->log(level, "job={} solver={} status={} objective={} incumbents={} cpu_ms={:.3f} run={}{}{}", job.id,
               job.spec.solver, status, objective, job.incumbents, static_cast<double>(job.cpu_us) / 1000.0,
               msText(job.started_ns, job.finished_ns), cancel, extra);
+  if (job.cancel && (job.cancel->reason == "client_disconnect" || job.cancel->reason == "lease_expired")) {
+    abandoned_cpu_seconds_ += static_cast<double>(job.cpu_us) / 1e6;
+    double ran = job.started_ns != 0 ? secondsBetween(job.started_ns, job.finished_ns) : 0.0;
+    unspent_time_limit_seconds_ += std::max(0.0, job.spec.timeLimitSeconds() - ran);
+  }
+  if (!job.callbacks.empty()) sendWebhooks(job);
   updateStatus();
   maybeStopped();
 }
@@ -246,6 +257,11 @@ void Daemon::start() {
   runner_->setTable(table_.get());
   runner_->setSparesChanged([this] { updateStatus(); });
   lease_timer_ = std::make_unique<LeaseTimer>(loop_, *table_);
+  // readSettings checked callback_allow: parse() cannot fail here.
+  webhooks_ = std::make_unique<Webhooks>(loop_, *CallbackPolicy::parse(settings_.callback_allow, nullptr),
+                                         settings_.callback_secret);
+  webhooks_->onIdle([this] { maybeStopped(); });
+  status_streams_ = std::make_unique<StatusStreams>(loop_, [this] { return statusSnapshot(); });
 
   reap_timer_ = std::make_unique<UvHandle<uv_timer_t>>();
   uv_timer_init(loop_, reap_timer_->get());
@@ -369,6 +385,7 @@ void Daemon::reload(const Settings& settings) {
   }
   tombstones_.setTtl(static_cast<uint64_t>(settings_.tombstone_ttl.count()) * 1'000'000ULL);
   runner_->setOptions(workerOptions());
+  webhooks_->setPolicy(*CallbackPolicy::parse(settings_.callback_allow, nullptr), settings_.callback_secret);
   table_->setLimits(jobLimits());
   logger->info("configuration reloaded: {} workers, {} spare (the old spares retired), queue {}, coalesce {}",
                settings_.workers, settings_.spare_workers, settings_.queue_size, toString(settings_.coalesce));
@@ -395,6 +412,9 @@ void Daemon::shutdown() {
   auto budget = settings_.shutdown_timeout + settings_.max_grace + std::chrono::seconds(5);
   notifier_->extendTimeout(std::chrono::duration_cast<std::chrono::microseconds>(budget));
   table_->stopAdmitting();
+  // Webhooks of jobs ending from now on get one try each: a stop does not wait out retries.
+  webhooks_->finishUp();
+  status_streams_->closeAll();
   // The timer exists before the drains start: their callbacks may run at once and end the
   // shutdown (maybeStopped closes the timer).
   shutdown_timer_ = std::make_unique<UvHandle<uv_timer_t>>();
@@ -436,8 +456,8 @@ void Daemon::onShutdownTimeout() {
 
 void Daemon::maybeStopped() {
   // Reached from: shutdown(), each job's end, each drain callback, the reap timer, the last
-  // retired spare's end.
-  if (!stopping_ || stopped_ || table_->active() != 0 || !subscribers_.empty()) return;
+  // retired spare's end, each webhook's end.
+  if (!stopping_ || stopped_ || table_->active() != 0 || !subscribers_.empty() || webhooks_->pending() != 0) return;
   if (runner_->spares().alive() != 0) return;
   if (!api_drained_ || !admin_drained_) {
     // Every job is done: what is left are responses in flight; the server closes them itself.

@@ -8,6 +8,7 @@
 #include "tether/solverd/daemon.hpp"
 #include "http_subscriber.hpp"
 #include "lease_timer.hpp"
+#include "webhooks.hpp"
 
 #include <string>
 
@@ -40,8 +41,9 @@ void Daemon::onRequest(std::shared_ptr<http::Exchange> ex, bool admin) {
     ex->respond(200, {{"Content-Type", std::string(metrics::kContentType)}}, registry_.render());
     return;
   }
+  if (admin && (req.path == "/" || req.path == "/status")) return handleStatus(ex);
   if (admin) {
-    respondError(*ex, 404, "not_found", "the admin listener serves /metrics and /health");
+    respondError(*ex, 404, "not_found", "the admin listener serves /, /status, /metrics and /health");
     return;
   }
   if (req.path == "/v1/solve") {
@@ -94,6 +96,12 @@ std::optional<SolveSpec> Daemon::readSolve(const std::shared_ptr<http::Exchange>
                           req.body, settings_.default_time_limit};
   RequestError error;
   auto spec = parseSolveRequest(input, error);
+  if (spec && !spec->callback.empty()) {
+    if (auto refusal = webhooks_->policy().check(spec->callback)) {
+      error = RequestError{422, refusal->code, refusal->message};
+      spec.reset();
+    }
+  }
   if (!spec) {
     log::get("http")->info("rid={} rejected {}: {}", rid, error.status, error.message);
     respondError(*ex, error.status, error.code, error.message);
@@ -101,8 +109,13 @@ std::optional<SolveSpec> Daemon::readSolve(const std::shared_ptr<http::Exchange>
   return spec;
 }
 
-bool Daemon::refused(http::Exchange& ex, JobTable::Admission admission) {
-  switch (admission) {
+bool Daemon::refused(http::Exchange& ex, const JobTable::SubmitResult& result, const std::string& callback) {
+  if (result.job != nullptr && !callback.empty()) {
+    result.job->callbacks.emplace_back(ex.requestId(), callback);
+    // A job that ended inside submit() (its worker could not start) had its end already.
+    if (result.job->state == JobState::Finished) sendWebhooks(*result.job);
+  }
+  switch (result.admission) {
     case JobTable::Admission::QueueFull:
       respondError(ex, 503, "queue_full", "every worker is busy and the queue is full", {{"Retry-After", "1"}});
       return true;
@@ -131,8 +144,9 @@ void Daemon::handleSolve(const std::shared_ptr<http::Exchange>& ex) {
   auto owned = std::make_unique<HttpSubscriber>(*this, ex, streamFormat(req));
   HttpSubscriber* sub = owned.get();
   subscribers_.emplace(sub, std::move(owned));
+  std::string callback = spec->callback;
   auto result = table_->submit(rid, key, std::move(*spec), sub);
-  if (refused(*ex, result.admission)) {
+  if (refused(*ex, result, callback)) {
     retire(sub);
     return;
   }

@@ -71,12 +71,14 @@ class HttpSubscriber final : public Subscriber {
       if (admission.admission == JobTable::Admission::Shared) accepted["shared"] = true;
       startStream(accepted);
       // A request joining a running job hears the best incumbent found so far.
-      if (admission.admission == JobTable::Admission::Shared) {
-        for (auto it = admission.job->events.rbegin(); it != admission.job->events.rend(); ++it) {
-          if (it->event.value("event", std::string{}) != "incumbent") continue;
-          send(it->event, it->seq);
-          break;
+      if (admission.admission == JobTable::Admission::Shared && !admission.job->last_incumbent.is_null()) {
+        // With its number when it is still among the kept events (a chatty log may have pushed
+        // it out: then without one).
+        uint64_t seq = 0;
+        for (auto it = admission.job->events.rbegin(); it != admission.job->events.rend() && seq == 0; ++it) {
+          if (it->event.value("event", std::string{}) == "incumbent") seq = it->seq;
         }
+        send(admission.job->last_incumbent, seq);
       }
     }
     if (pending_) deliver(*pending_, pending_seq_);

@@ -9,6 +9,7 @@
 
 #include "http_subscriber.hpp"
 #include "lease_timer.hpp"
+#include "webhooks.hpp"
 
 #include <fmt/format.h>
 
@@ -32,6 +33,18 @@ std::string wallClockIn(std::chrono::nanoseconds left) {
 }
 
 }  // namespace
+
+void Daemon::sendWebhooks(const Job& job) {
+  nlohmann::json body = job.describe(monotonicNs());
+  // The other requests sharing the job are none of this target's business: their ids are handles.
+  body.erase("requests");
+  body["event"] = "result";
+  body["job"] = job.id;
+  for (const auto& [rid, url] : job.callbacks) {
+    body["id"] = rid;
+    webhooks_->deliver(job.id, url, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  }
+}
 
 void Daemon::respondMissingJob(http::Exchange& ex, const std::string& id) {
   if (table_->gone(id)) {
@@ -60,8 +73,9 @@ void Daemon::handleSubmitJob(const std::shared_ptr<http::Exchange>& ex) {
   const std::string* key_header = req.header("X-Solve-Key");
   std::string key = key_header != nullptr ? *key_header : std::string{};
 
+  std::string callback = spec->callback;
   auto result = table_->submitDetached(rid, key, std::move(*spec), lease);
-  if (refused(*ex, result.admission)) return;
+  if (refused(*ex, result, callback)) return;
   const Job& job = *result.job;
   uint64_t now = monotonicNs();
   if (job.lease_expires_ns > now) lease_timer_->leaseChanged(job.lease_expires_ns);

@@ -1,5 +1,7 @@
 #include "tether/solverd/settings.hpp"
 
+#include "webhooks.hpp"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -98,6 +100,15 @@ std::optional<Settings> readSettings(const config::Config& config, const std::st
   if (s.job_lease > s.max_lease) {
     return fail(root.find("job_lease"), "job_lease is longer than max_lease");
   }
+  for (const config::Directive* allow : root.all("callback_allow")) {
+    for (size_t i = 0; i < allow->args.size(); ++i) {
+      std::string entry(allow->args[i]);
+      // Each entry alone, so that the error points at the bad one.
+      if (std::string why; !CallbackPolicy::parse({entry}, &why)) return fail(allow, why, i);
+      s.callback_allow.push_back(std::move(entry));
+    }
+  }
+  if (root.has("callback_secret")) s.callback_secret = std::string(root.str("callback_secret"));
   if (s.heartbeat_interval.count() <= 0) return fail(root.find("heartbeat_interval"), "heartbeat_interval must be positive");
   return s;
 }

@@ -98,6 +98,10 @@ bool readJsonBody(std::string& body, SolveSpec& spec, RequestError& error) {
     spec.solver = lower(solver->get<std::string>());
   }
   if (auto options = doc.find("options"); options != doc.end()) spec.options = *options;
+  if (auto callback = doc.find("callback"); callback != doc.end()) {
+    if (!callback->is_string()) return fail(error, 422, "invalid_callback", "\"callback\" must be a URL string");
+    spec.callback = callback->get<std::string>();
+  }
   body.clear();
   return true;
 }
@@ -140,6 +144,7 @@ std::optional<SolveSpec> parseSolveRequest(SolveRequestInput& input, RequestErro
     return std::nullopt;
   }
   if (auto solver = queryParam(input.query, "solver")) spec.solver = lower(*solver);
+  if (auto callback = queryParam(input.query, "callback")) spec.callback = *callback;
   if (auto limit = queryParam(input.query, "time_limit")) {
     char* end = nullptr;
     double seconds = std::strtod(limit->c_str(), &end);

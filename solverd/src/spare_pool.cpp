@@ -32,13 +32,14 @@ constexpr std::chrono::milliseconds kRefillDelay{20};
 }  // namespace
 
 sv::Result<WorkerProcess> spawnWorker(uv_loop_t* loop, const sv::CgroupTree* tree, const WorkerOptions& options,
-                                      const std::string& id) {
+                                      const std::string& id, const std::string& cgroup_name) {
   WorkerProcess process;
   process.hooks = std::make_unique<WorkerProcess::Hooks>();
   WorkerProcess::Hooks* hooks = process.hooks.get();
 
   sv::Target::Options target_options;
   target_options.id = id;
+  target_options.cgroup_name = cgroup_name;
   target_options.max_grace_ms = static_cast<uint64_t>(options.max_grace.count());
   target_options.limits = options.limits;
   // The ladder's interrupt is a frame, never a signal: CBC and CLP install their own SIGINT
@@ -126,7 +127,7 @@ void SparePool::startOne() {
   auto spare = std::make_unique<Spare>();
   spare->number = next_number_++;
   uint64_t spawn_ns = monotonicNs();
-  auto spawned = spawnWorker(loop_, tree_, options_, spare->name());
+  auto spawned = spawnWorker(loop_, tree_, options_, spare->name(), "job-" + spare->name());
   if (!spawned) {
     ++stats_.died;
     failed(fmt::format("cannot start spare worker {}: {}", options_.worker_path, spawned.error().message()), 0);

@@ -25,3 +25,16 @@ tether_add_gtest(solverd_jobs_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/jobs_test.c
 if(TARGET solverd AND TARGET solverd-worker)
   add_dependencies(solverd_jobs_test solverd solverd-worker)
 endif()
+
+tether_add_gtest(solverd_webhook_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/webhook_test.cpp
+  LIBS tether_solverd_test_support PkgConfig::LIBCRYPTO TIMEOUT 120 LABELS solverd)
+if(TARGET solverd AND TARGET solverd-worker)
+  add_dependencies(solverd_webhook_test solverd solverd-worker)
+endif()
+
+# Headless Chromium opens the admin listener's status page (skipped without Debian's chromium).
+tether_add_gtest(solverd_status_page_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/status_page_test.cpp
+  LIBS tether_solverd_test_support TIMEOUT 180 LABELS "solverd;browser")
+if(TARGET solverd AND TARGET solverd-worker)
+  add_dependencies(solverd_status_page_test solverd solverd-worker)
+endif()

@@ -306,7 +306,7 @@ struct Server::Impl {
     if (std::holds_alternative<Status>(message)) return write(conn, Status{handler.statusTargets()});
     ++counters.bad_messages;
     return write(conn, Error{ErrorCode::UnknownType,
-                             "\"" + std::string(typeName(message)) + "\" is not a request", {}});
+                             std::string("\"").append(typeName(message)).append("\" is not a request"), {}});
   }
 };
 

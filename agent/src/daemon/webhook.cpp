@@ -3,9 +3,9 @@
 #include "tether/agent/control/request_id.hpp"
 
 #include <netdb.h>
+#include <uv.h>
 
 #include <charconv>
-#include <cstring>
 #include <stdexcept>
 
 namespace tether::agent::daemon {
@@ -47,19 +47,8 @@ std::optional<WebhookUrl> parseWebhookUrl(std::string_view url, std::string* why
   return out;
 }
 
-struct Webhook::Request {
-  Webhook* owner = nullptr;
-  std::string id;
-  Callback done;
-  UvHandle<uv_tcp_t> tcp;
-  UvHandle<uv_timer_t> timer;
-  std::string out;
-  std::string in;
-  std::list<std::unique_ptr<Request>>::iterator self;
-};
-
 Webhook::Webhook(uv_loop_t* loop, std::string_view url, std::chrono::milliseconds timeout)
-    : loop_(loop), timeout_(timeout) {
+    : timeout_(timeout), client_(loop) {
   std::string why;
   auto parsed = parseWebhookUrl(url, &why);
   if (!parsed) throw std::runtime_error("invalid webhook URL \"" + std::string(url) + "\": " + why);
@@ -71,17 +60,11 @@ Webhook::Webhook(uv_loop_t* loop, std::string_view url, std::chrono::millisecond
   if (int rc = getaddrinfo(url_.host.c_str(), port.c_str(), &hints, &result); rc != 0 || result == nullptr) {
     throw std::runtime_error("cannot resolve webhook host \"" + url_.host + "\": " + gai_strerror(rc));
   }
-  std::memcpy(&address_, result->ai_addr, result->ai_addrlen);
   freeaddrinfo(result);
+  v6_ = url_.host.find(':') != std::string::npos;
 }
 
-Webhook::~Webhook() {
-  for (auto& r : requests_) {
-    r->tcp->data = nullptr;
-    r->timer->data = nullptr;
-  }
-  requests_.clear();
-}
+Webhook::~Webhook() = default;  // the client abandons requests in flight
 
 std::string Webhook::urlFor(const std::string& id) const {
   std::string path = url_.path_template;
@@ -93,86 +76,19 @@ std::string Webhook::urlFor(const std::string& id) const {
 }
 
 int Webhook::fire(const std::string& id, Callback done) {
-  auto request = std::make_unique<Request>();
-  Request* r = request.get();
-  r->owner = this;
-  r->id = id;
-  r->done = std::move(done);
-  const bool v6 = address_.ss_family == AF_INET6;
-  const std::string host = v6 ? "[" + url_.host + "]" : url_.host;
-  r->out = "POST " + urlFor(id) + " HTTP/1.1\r\nHost: " + host + ":" + std::to_string(url_.port) +
-           "\r\nUser-Agent: tether-agent\r\nX-Request-Id: " + control::percentEncodeId(id) +
-           "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-  if (int rc = uv_tcp_init(loop_, r->tcp.get()); rc != 0) return rc;
-  r->tcp.markInitialized();
-  r->tcp->data = r;
-  uv_timer_init(loop_, r->timer.get());
-  r->timer.markInitialized();
-  r->timer->data = r;
-  requests_.push_back(std::move(request));
-  r->self = std::prev(requests_.end());
-
-  uv_timer_start(
-      r->timer.get(),
-      [](uv_timer_t* t) {
-        if (auto* req = static_cast<Request*>(t->data)) req->owner->finish(req, UV_ETIMEDOUT);
-      },
-      static_cast<uint64_t>(timeout_.count()), 0);
-  auto* connect = new uv_connect_t{};
-  int rc = uv_tcp_connect(connect, r->tcp.get(), reinterpret_cast<const sockaddr*>(&address_), [](uv_connect_t* c, int status) {
-    // The request is freed here; everything the callback needs from it is read first (the stream
-    // outlives the request: it is the Request's handle, closed only by finish()).
-    uv_stream_t* stream = c->handle;
-    delete c;
-    auto* req = static_cast<Request*>(stream->data);
-    if (req == nullptr) return;
-    if (status < 0) {
-      req->owner->finish(req, status);
-      return;
-    }
-    auto* write = new uv_write_t{};
-    uv_buf_t buf = uv_buf_init(req->out.data(), static_cast<unsigned>(req->out.size()));
-    if (int wrc = uv_write(write, stream, &buf, 1, [](uv_write_t* w, int) { delete w; }); wrc != 0) {
-      delete write;
-      req->owner->finish(req, wrc);
-      return;
-    }
-    uv_read_start(
-        stream,
-        [](uv_handle_t*, size_t suggested, uv_buf_t* b) { *b = uv_buf_init(new char[suggested], static_cast<unsigned>(suggested)); },
-        [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
-          std::unique_ptr<char[]> owned(b->base);
-          auto* rq = static_cast<Request*>(s->data);
-          if (rq == nullptr) return;
-          if (n > 0) rq->in.append(b->base, static_cast<size_t>(n));
-          // "HTTP/1.1 200 ": the status line is all we need; the body is the service's business.
-          int code = 0;
-          if (rq->in.size() >= 12 && rq->in.compare(0, 5, "HTTP/") == 0) {
-            std::from_chars(rq->in.data() + 9, rq->in.data() + 12, code);
-          }
-          if (code > 0) {
-            rq->owner->finish(rq, code);
-          } else if (n < 0) {
-            rq->owner->finish(rq, n == UV_EOF ? UV_EPROTO : static_cast<int>(n));
-          }
-        });
+  http::ClientRequest request;
+  const std::string host = v6_ ? "[" + url_.host + "]" : url_.host;
+  request.url = "http://" + host + ":" + std::to_string(url_.port) + urlFor(id);
+  request.headers = {{"X-Request-Id", control::percentEncodeId(id)}};
+  request.timeout = timeout_;
+  // The service is the operator's own (tether-agent.conf names it): no address check.
+  client_.start(std::move(request), [done = std::move(done)](const http::ClientResult& r) {
+    if (!done) return;
+    if (r.status > 0) return done(r.status);
+    // The libuv codes the caller logs (uv_strerror): the closest for what curl saw.
+    done(r.timed_out ? UV_ETIMEDOUT : r.unreachable ? UV_ECONNREFUSED : UV_EPROTO);
   });
-  if (rc != 0) {
-    delete connect;
-    finish(r, rc);
-    return 0;  // reported through the callback like every other failure
-  }
   return 0;
-}
-
-// The one teardown of a request: reached from the status line arriving, a connect/read/write
-// error, and the timeout. The callback runs after the request is gone from the list.
-void Webhook::finish(Request* request, int status) {
-  Callback done = std::move(request->done);
-  request->tcp->data = nullptr;
-  request->timer->data = nullptr;
-  requests_.erase(request->self);
-  if (done) done(status);
 }
 
 }  // namespace tether::agent::daemon

@@ -277,9 +277,16 @@ std::vector<std::string> CgroupTree::unavailableLimits(const Limits& limits) con
 }
 
 Result<std::string> CgroupTree::createJobCgroup(std::string_view id, const Limits& limits) const {
-  if (!available_) return errnoError(ENOTSUP, "no cgroup v2: " + reason_);
   if (!isValidTargetId(id)) return errnoError(EINVAL, "invalid target id");
-  std::string base = joinCgroup(parent_, jobCgroupName(id));
+  return createNamedCgroup(jobCgroupName(id), limits);
+}
+
+Result<std::string> CgroupTree::createNamedCgroup(std::string_view name, const Limits& limits) const {
+  if (!available_) return errnoError(ENOTSUP, "no cgroup v2: " + reason_);
+  if (name.empty() || name == "." || name == ".." || name.find('/') != std::string_view::npos) {
+    return errnoError(EINVAL, "invalid cgroup name");
+  }
+  std::string base = joinCgroup(parent_, std::string(name));
   constexpr int kMaxSuffix = 100;
   for (int n = 1; n <= kMaxSuffix; ++n) {
     std::string path = n == 1 ? base : base + "-" + std::to_string(n);

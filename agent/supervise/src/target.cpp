@@ -109,7 +109,9 @@ Result<std::unique_ptr<Target>> Target::spawn(uv_loop_t* loop, const CgroupTree*
                                                 : CgroupTree{}.unavailableLimits(target->options_.limits);
   int cgroup_fd = -1;
   if (use_cgroup) {
-    auto cg = tree->createJobCgroup(target->options_.id, target->options_.limits);
+    auto cg = target->options_.cgroup_name.empty()
+                  ? tree->createJobCgroup(target->options_.id, target->options_.limits)
+                  : tree->createNamedCgroup(target->options_.cgroup_name, target->options_.limits);
     if (!cg) return cg.error();
     target->cgroup_ = *cg;
     cgroup_fd = ::open(cg->c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -195,7 +197,9 @@ Result<std::unique_ptr<Target>> Target::adopt(uv_loop_t* loop, const CgroupTree*
   if (tree != nullptr && tree->available()) {
     auto origin = cgroupOfPid(pid);
     if (!origin) return origin.error();
-    auto cg = tree->createJobCgroup(target->options_.id, target->options_.limits);
+    auto cg = target->options_.cgroup_name.empty()
+                  ? tree->createJobCgroup(target->options_.id, target->options_.limits)
+                  : tree->createNamedCgroup(target->options_.cgroup_name, target->options_.limits);
     if (!cg) return cg.error();
     target->origin_cgroup_ = *origin;
     target->cgroup_ = *cg;

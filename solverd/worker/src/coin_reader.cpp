@@ -59,7 +59,7 @@ void extract(const Reader& reader, CoinProblem& out) {
   for (int j = 0; j < n; ++j) {
     out.is_integer[static_cast<size_t>(j)] = reader.isInteger(j) ? 1 : 0;
     const char* name = reader.columnName(j);
-    out.col_names[static_cast<size_t>(j)] = name != nullptr ? name : "C" + std::to_string(j);
+    out.col_names[static_cast<size_t>(j)] = name != nullptr ? std::string(name) : std::string("C").append(std::to_string(j));
   }
 }
 

@@ -157,7 +157,7 @@ SolveOutcome solveWithGlpk(GlpkProblem problem, const SolveRequest& request,
       if (integer) v = std::round(v);
       if (std::fabs(v) < 1e-9) continue;
       const char* name = glp_get_col_name(p, j);
-      result.solution.emplace_back(name != nullptr ? name : "C" + std::to_string(j), v);
+      result.solution.emplace_back(name != nullptr ? std::string(name) : std::string("C").append(std::to_string(j)), v);
     }
   }
   result.solve_time_ms = (monotonicNs() - begin) / 1'000'000;

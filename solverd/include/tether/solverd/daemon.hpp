@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -36,6 +37,8 @@ struct StartupError : std::runtime_error {
 
 class HttpSubscriber;
 class LeaseTimer;
+class Webhooks;
+class StatusStreams;
 
 class Daemon {
  public:
@@ -77,10 +80,16 @@ class Daemon {
   // the spec, or nullopt once the error is answered.
   std::optional<SolveSpec> readSolve(const std::shared_ptr<http::Exchange>& exchange);
   // Answers a refused admission (queue full, duplicate id, draining); false when admitted.
-  bool refused(http::Exchange& exchange, JobTable::Admission admission);
+  // Admitted: records the request's callback (webhooks) on its job.
+  bool refused(http::Exchange& exchange, const JobTable::SubmitResult& admission, const std::string& callback);
+  // webhooks: the job's description to each callback of a finished job.
+  void sendWebhooks(const Job& job);
   // jobs_api.cpp: detached jobs and watchers (DESIGN.md "Jobs that outlive a connection").
   void handleSubmitJob(const std::shared_ptr<http::Exchange>& exchange);
   void handleJobEvents(const std::shared_ptr<http::Exchange>& exchange, const std::string& id);
+  // status_api.cpp: the admin listener's live status page (GET /, GET /status).
+  void handleStatus(const std::shared_ptr<http::Exchange>& exchange);
+  nlohmann::json statusSnapshot() const;
   // A job that is neither kept nor gone: 410 for a dropped result, else 404.
   void respondMissingJob(http::Exchange& exchange, const std::string& id);
   void retire(HttpSubscriber* subscriber);
@@ -128,6 +137,13 @@ class Daemon {
   std::unique_ptr<UvHandle<uv_timer_t>> shutdown_timer_;
   std::unique_ptr<UvHandle<uv_timer_t>> reap_timer_;
   std::unique_ptr<LeaseTimer> lease_timer_;
+  std::unique_ptr<Webhooks> webhooks_;
+  std::unique_ptr<StatusStreams> status_streams_;
+  // For the status page: cancels by reason (shared requests' own cancels not counted), and the
+  // work of jobs whose client left (client_disconnect, lease_expired): CPU spent, time limit left.
+  std::map<std::string, uint64_t> cancels_by_reason_;
+  double abandoned_cpu_seconds_ = 0;
+  double unspent_time_limit_seconds_ = 0;
   std::unordered_map<HttpSubscriber*, std::unique_ptr<HttpSubscriber>> subscribers_;
   std::vector<std::unique_ptr<HttpSubscriber>> retired_;
   bool stopping_ = false;

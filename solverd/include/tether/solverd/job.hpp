@@ -118,6 +118,8 @@ struct Job {
   // the result takes the number after the last event.
   std::deque<KeptEvent> events;
   uint64_t last_seq = 0;
+  // Webhooks: (request id, URL) of each submission that gave a callback.
+  std::vector<std::pair<std::string, std::string>> callbacks;
 
   size_t liveRequests() const;
   // What keeps the job going (DESIGN.md "Holders"): live waiting requests and watchers, plus one

@@ -59,6 +59,9 @@ struct Settings {
   std::chrono::milliseconds result_ttl{600'000};
   size_t max_results = 1000;
   std::chrono::milliseconds heartbeat_interval{15'000};
+  // Webhooks: every argument of every `callback_allow` (empty: public addresses only), the secret.
+  std::vector<std::string> callback_allow;
+  std::string callback_secret;
 
   // The grace of a cancel: the frame's grace_ms (or kill_after when absent), capped by max_grace.
   std::chrono::milliseconds graceFor(std::optional<uint32_t> grace_ms) const;

@@ -19,9 +19,15 @@ struct SolveSpec {
   // present after parsing: the request's, capped by default_time_limit, or that default.
   nlohmann::json options = nlohmann::json::object();
 
+  // callback=URL (query) or "callback" (JSON body): where the result is POSTed (webhooks). Not
+  // part of the work: requests with different callbacks still share a job.
+  std::string callback;
+
   double timeLimitSeconds() const;
-  // Coalescing compares whole specs: the same key shares a job only for the same work.
-  bool operator==(const SolveSpec& other) const = default;
+  // Coalescing compares the work: the same key shares a job only for the same model and options.
+  bool operator==(const SolveSpec& other) const {
+    return format == other.format && solver == other.solver && model == other.model && options == other.options;
+  }
 };
 
 // An HTTP error chosen while reading a request: 400, 413, 415 or 422, with a short machine code

@@ -65,10 +65,11 @@ struct WorkerProcess {
   uint64_t started_ns = 0;
 };
 
-// Starts solverd-worker in a fresh cgroup `job-<id>` (or the process-group fallback when `tree`
+// Starts solverd-worker in a fresh cgroup, `cgroup_name` or a hash of `id` (or the process-group fallback when `tree`
 // is null or unavailable). The process waits for its solve frame.
 agent::supervise::Result<WorkerProcess> spawnWorker(uv_loop_t* loop, const agent::supervise::CgroupTree* tree,
-                                                    const WorkerOptions& options, const std::string& id);
+                                                    const WorkerOptions& options, const std::string& id,
+                                                    const std::string& cgroup_name = {});
 
 class SparePool {
  public:

@@ -82,6 +82,8 @@ class CgroupTree {
   // later CLONE_INTO_CGROUP child) and writes the limits that can be applied. Returns its path.
   // `id` must satisfy isValidTargetId().
   Result<std::string> createJobCgroup(std::string_view id, const Limits& limits) const;
+  // The same under a name the caller chose (it must be a plain file name: no `/`, not `.`/`..`).
+  Result<std::string> createNamedCgroup(std::string_view name, const Limits& limits) const;
 
  private:
   bool available_ = false;

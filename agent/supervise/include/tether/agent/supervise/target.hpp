@@ -132,6 +132,9 @@ class Target {
     InterruptAction interrupt;             // empty: signalAll(interrupt_signal)
     bool kill_stragglers = true;           // leader gone: kill what remains of the tree
     Limits limits;                         // applied where delegated; see unavailableLimits()
+    // The cgroup's name under the tree, for targets the daemon names itself (solverd's spares:
+    // "job-spare-N"). Empty: jobCgroupName(id), a hash, since a request id may hold `/` or `%`.
+    std::string cgroup_name;
     // The interrupt action must not destroy the Target; on_done may.
     DoneCallback on_done;
   };

@@ -66,8 +66,10 @@ struct Client::Impl {
     if (uv_timer_init(loop, timer.get()) == 0) {
       timer.markInitialized();
       timer->data = this;
-      // curl's timer alone does not keep the loop running (a daemon's stop closes what is left);
-      // transfers in flight do, through their poll handles.
+      // curl's timer keeps the loop running only while transfers are in flight (start() refs it,
+      // the last transfer's end unrefs it): a transfer's first step is this timer, before any
+      // socket is polled, and a loop with nothing else to do must still make it (a daemon's stop
+      // closes what is left).
       uv_unref(timer.raw());
     }
     multi = curl_multi_init();
@@ -159,6 +161,7 @@ struct Client::Impl {
       if (it == transfers.end()) continue;
       std::unique_ptr<Transfer> t = std::move(it->second);
       transfers.erase(it);
+      if (transfers.empty() && timer.active()) uv_unref(timer.raw());
       curl_multi_remove_handle(multi, easy);
       ClientResult result;
       long status = 0;
@@ -212,6 +215,7 @@ void Client::start(ClientRequest request, std::function<void(const ClientResult&
   curl_easy_setopt(easy, CURLOPT_HTTPHEADER, t->headers);
   curl_easy_setopt(easy, CURLOPT_PRIVATE, t.get());
   impl_->transfers.emplace(easy, std::move(t));
+  if (impl_->timer.active()) uv_ref(impl_->timer.raw());
   curl_multi_add_handle(impl_->multi, easy);
 }
 

@@ -217,7 +217,8 @@ void Daemon::onJobFinished(const Job& job) {
   logger->log(level, "job={} solver={} status={} objective={} incumbents={} cpu_ms={:.3f} run={}{}{}", job.id,
               job.spec.solver, status, objective, job.incumbents, static_cast<double>(job.cpu_us) / 1000.0,
               msText(job.started_ns, job.finished_ns), cancel, extra);
-  if (job.cancel && (job.cancel->reason == "client_disconnect" || job.cancel->reason == "lease_expired")) {
+  if (job.cancel && (job.cancel->reason == reasonName(Reason::ClientDisconnect) ||
+                     job.cancel->reason == reasonName(Reason::LeaseExpired))) {
     abandoned_cpu_seconds_ += static_cast<double>(job.cpu_us) / 1e6;
     double ran = job.started_ns != 0 ? secondsBetween(job.started_ns, job.finished_ns) : 0.0;
     unspent_time_limit_seconds_ += std::max(0.0, job.spec.timeLimitSeconds() - ran);

@@ -6,7 +6,7 @@ target_compile_definitions(tether_solverd_test_support PRIVATE
   TETHER_SOURCE_DIR="${PROJECT_SOURCE_DIR}" TETHER_BIN_DIR="${CMAKE_RUNTIME_OUTPUT_DIRECTORY}")
 
 tether_add_gtest(solverd_daemon_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/daemon_test.cpp
-  LIBS tether_solverd tether_solverd_test_support TIMEOUT 120 LABELS solverd)
+  LIBS tether_solverd tether_solverd_test_support TIMEOUT 300 LABELS solverd)
 if(TARGET solverd AND TARGET solverd-worker)
   add_dependencies(solverd_daemon_test solverd solverd-worker)
 endif()

@@ -4,6 +4,7 @@
 // them, a failing worker binary backs off, `spare_workers 0` starts every worker with its job, and
 // nothing is left once solverd stops. Real workers, real cgroups.
 #include "daemon_support.hpp"
+#include "tether/agent/supervise/cgroup.hpp"
 
 #include <signal.h>
 #include <sys/wait.h>
@@ -217,8 +218,8 @@ TEST_F(SpareWorkerTest, DrainRetiresTheSparesAndAQueuedJobStartsColdThenNothingI
   EXPECT_TRUE(fs::exists(a_cgroup));  // the API is closed for new connections now
   ASSERT_TRUE(d->process().waitForLine("shutting down", 5s));
   ASSERT_TRUE(controlRequest(d->controlPath(), cancelFrame(a, "kill")));
-  // B starts on a worker of its own (job-<id>), not on a spare.
-  EXPECT_TRUE(waitFor([&] { return fs::exists(fs::path(cgroup_root_) / ("job-" + b)); }, 10s))
+  // B starts on a worker of its own (job-<hash of its id>), not on a spare.
+  EXPECT_TRUE(waitFor([&] { return fs::exists(fs::path(cgroup_root_) / ::tether::agent::supervise::jobCgroupName(b)); }, 10s))
       << d->process().output();
   auto ra = ca.response(10s);
   auto rb = cb.response(10s);
@@ -259,7 +260,7 @@ TEST_F(SpareWorkerTest, SpareWorkersZeroStartsEachWorkerWithItsJob) {
   std::string id = newId();
   auto job = solveKnapsack(*d, id);
   EXPECT_EQ(job["worker_start"], "cold") << job.dump();
-  EXPECT_EQ(fs::path(job["cgroup"].get<std::string>()).filename(), "job-" + id);
+  EXPECT_EQ(fs::path(job["cgroup"].get<std::string>()).filename(), ::tether::agent::supervise::jobCgroupName(id));
   EXPECT_TRUE(spares(cgroup_root_).empty());
   auto metrics = d->metrics();
   EXPECT_EQ(metric(metrics, "solverd_spare_workers"), 0) << metrics;

@@ -57,7 +57,9 @@ void expectStoppedWithBestIncumbent(const std::string& solver, const std::string
   const double stop_ms = msSince(stop_at);
   ASSERT_TRUE(result) << "no result after " << how << "; stderr: " << worker.stderrText();
   std::printf("[ %s ] %s -> result in %.1f ms\n", solver.c_str(), how.c_str(), stop_ms);
-  EXPECT_LT(stop_ms, 1000) << "DESIGN.md wants ~100 ms; this bound only guards against a hang";
+  // A guard against a hang that a loaded 2-core CI machine under ASan holds (2.3 s seen there);
+  // the latency itself is bench/cancel_latency.sh's.
+  EXPECT_LT(stop_ms, 10000) << "DESIGN.md wants ~100 ms; this bound only guards against a hang";
 
   EXPECT_EQ((*result)["status"], "interrupted") << result->dump();
   EXPECT_EQ((*result)["status_code"], 7);

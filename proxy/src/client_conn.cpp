@@ -13,6 +13,7 @@
 #include "context.hpp"
 #include "tether/common/clock.hpp"
 #include "tether/common/request_id.hpp"
+#include "tether/common/trace_context.hpp"
 
 namespace tether::proxy {
 namespace {
@@ -282,6 +283,8 @@ void ClientConn::startHeaders() {
   url_.clear();
   head_.clear();
   request_id_.clear();
+  trace_id_.clear();
+  cancel_action_ = cancel_outcome_ = {};
   loc_ = nullptr;
   group_ = nullptr;
   upstream_text_.clear();
@@ -429,18 +432,27 @@ int ClientConn::headersComplete() {
   head_.find("connection", connection);
   std::string_view xff;
   bool has_xff = head_.find("x-forwarded-for", xff);
+  // trace_context pass|start: the client's traceparent is replaced by ours (same trace, a new
+  // parent id); its tracestate passes unchanged with a trace it belongs to and is dropped with
+  // one that is not the client's (W3C Trace Context section 3.3: tracestate goes with its
+  // traceparent). off: both pass as any header.
+  bool continued = false;
+  const std::string traceparent = traceparentFor(continued);
+  const bool own_trace = settings_->trace_context != TraceContext::Off;
   out_.clear();
   out_.append(method_).append(" ").append(url_).append(" HTTP/1.1\r\n");
   for (size_t i = 0; i < head_.count(); ++i) {
     std::string_view name = head_.name(i);
     if (isHopByHop(name, connection) || iequals(name, "expect") || iequals(name, "x-forwarded-for") ||
-        iequals(name, "x-forwarded-proto") || iequals(name, settings_->request_id_header)) {
+        iequals(name, "x-forwarded-proto") || iequals(name, settings_->request_id_header) ||
+        (own_trace && (iequals(name, "traceparent") || (!continued && iequals(name, "tracestate"))))) {
       continue;
     }
     out_.append(name).append(": ").append(head_.value(i)).append("\r\n");
   }
   if (hosts == 0) out_.append("Host: ").append(group_->settings().name).append("\r\n");
   out_.append(settings_->request_id_header).append(": ").append(request_id_).append("\r\n");
+  if (!traceparent.empty()) out_.append("traceparent: ").append(traceparent).append("\r\n");
   out_.append("X-Forwarded-For: ");
   if (has_xff) out_.append(xff).append(", ");
   out_.append(peer_ip_).append("\r\nX-Forwarded-Proto: http\r\n");
@@ -826,14 +838,13 @@ void ClientConn::disconnect(Cause cause) {
     // every other case closes the upstream connection, never to be reused.
     up->detach(action == OnDisconnect::None && request_done_);
   }
-  if ((action == OnDisconnect::Interrupt || action == OnDisconnect::Kill) && group_ != nullptr) {
-    group_->sendCancel(request_id_, action, loc_->kill_after, ph, event_ns);
-  }
-  ctx_.log->info("rid={} client={} disconnected in {} ({}), on_disconnect {}", request_id_, peer_,
+  cancel(action, ph, event_ns, "client_disconnect");
+  ctx_.log->info("rid={} client={} disconnected in {} ({}), on_disconnect {}{}{}", request_id_, peer_,
                  phaseName(ph), causeName(cause),
                  action == OnDisconnect::None ? "none"
                  : action == OnDisconnect::Close ? "close"
-                 : action == OnDisconnect::Interrupt ? "interrupt" : "kill");
+                 : action == OnDisconnect::Interrupt ? "interrupt" : "kill",
+                 trace_id_.empty() ? "" : " trace=", trace_id_);
   accessLog();
   teardown();
 }
@@ -852,10 +863,7 @@ void ClientConn::drain() {
 
 void ClientConn::forceClose() {
   if (closing_) return;
-  if (upstream_ != nullptr && group_ != nullptr && loc_ != nullptr &&
-      (loc_->on_disconnect == OnDisconnect::Interrupt || loc_->on_disconnect == OnDisconnect::Kill)) {
-    group_->sendCancel(request_id_, loc_->on_disconnect, loc_->kill_after, phase(), monotonicNs(), "shutdown");
-  }
+  if (upstream_ != nullptr && loc_ != nullptr) cancel(loc_->on_disconnect, phase(), monotonicNs(), "shutdown");
   if (UpstreamConn* up = std::exchange(upstream_, nullptr)) up->abort();
   if (in_request_ && !response_complete_logged_) {
     // Logged as the request's abort, like a disconnect: 499, its phase, cause `shutdown`.
@@ -891,56 +899,83 @@ void ClientConn::teardown() {
 
 // ---- access log ----------------------------------------------------------------------------
 
+// The cancel frame of a request whose client left (disconnect) or that shutdown cut
+// (forceClose), for locations with on_disconnect interrupt or kill; remembered for the access log.
+void ClientConn::cancel(OnDisconnect action, Phase phase, uint64_t event_ns, std::string_view reason) {
+  if ((action != OnDisconnect::Interrupt && action != OnDisconnect::Kill) || group_ == nullptr || loc_ == nullptr) {
+    return;
+  }
+  cancel_action_ = action == OnDisconnect::Kill ? "kill" : "interrupt";
+  cancel_outcome_ = group_->sendCancel(request_id_, action, loc_->kill_after, phase, event_ns, trace_id_, reason);
+}
+
+// trace_context (DESIGN.md "Trace context"): the traceparent to send upstream, or "" for none.
+// `continued` tells whether it continues the client's trace (whose tracestate then passes).
+std::string ClientConn::traceparentFor(bool& continued) {
+  continued = false;
+  if (settings_->trace_context == TraceContext::Off) return {};
+  std::string_view given;
+  std::optional<trace::TraceParent> parent;
+  // Two traceparent headers are as invalid as a malformed one (section 3.2: a single header).
+  if (head_.countOf("traceparent") == 1 && head_.find("traceparent", given)) parent = trace::parse(given);
+  if (parent) {
+    continued = true;
+  } else if (settings_->trace_context == TraceContext::Start) {
+    parent = trace::TraceParent{trace::newTraceId(), {}, "00"};  // not sampled: we record no spans
+  } else {
+    return {};
+  }
+  trace_id_ = parent->trace_id;
+  parent->parent_id = trace::newParentId();  // this hop is the upstream request's parent
+  parent->flags.resize(2);
+  return trace::format(*parent);
+}
+
+// ---- access log ----------------------------------------------------------------------------
+
+namespace {
+
+bool findHeader(const void* head, std::string_view name, std::string_view& value) {
+  return static_cast<const HeadBuffer*>(head)->find(name, value);
+}
+
+}  // namespace
+
 void ClientConn::accessLog() {
   if (!server_->admin) ctx_.countRequest(status_);  // admin views are not proxied requests
-  int fd = server_->access_log_fd;
-  if (fd < 0) return;
-  // nginx's combined format, then the request id, request time, upstream time and, for a
-  // disconnect, its phase and cause.
-  static thread_local char time_buf[64];
-  static thread_local time_t time_cached = 0;
-  time_t now = time(nullptr);
-  if (now != time_cached) {
-    tm t{};
-    localtime_r(&now, &t);
-    strftime(time_buf, sizeof time_buf, "%d/%b/%Y:%H:%M:%S %z", &t);
-    time_cached = now;
-  }
-  std::string_view referer = "-", agent = "-";
-  head_.find("referer", referer);
-  head_.find("user-agent", agent);
-  std::string line;
-  line.reserve(256);
-  line.append(peer_ip_).append(" - - [").append(time_buf).append("] \"");
-  if (method_.empty()) {
-    line.append("-");
-  } else {
-    line.append(method_).append(" ").append(url_).append(http_minor_ >= 1 ? " HTTP/1.1" : " HTTP/1.0");
-  }
-  line.append("\" ");
-  appendNumber(line, status_);
-  line.append(" ");
-  appendNumber(line, sent_body_bytes_);
-  line.append(" \"").append(referer).append("\" \"").append(agent).append("\" rid=");
-  line.append(request_id_.empty() ? "-" : request_id_);
+  if (server_->access_logs.empty()) return;
   uint64_t end = monotonicNs();
-  char num[32];
-  snprintf(num, sizeof num, " rt=%.3f", secondsBetween(start_ns_, end));
-  line.append(num);
+  AccessRecord r;
+  r.remote_addr = peer_ip_;
+  r.method = method_;
+  r.uri = url_;
+  r.http_minor = http_minor_;
+  r.status = status_;
+  r.body_bytes_sent = sent_body_bytes_;
+  r.request_time = secondsBetween(start_ns_, end);
   if (upstream_start_ns_ != 0 && upstream_head_ns_ != 0) {
-    snprintf(num, sizeof num, " urt=%.3f", secondsBetween(upstream_start_ns_, upstream_end_ns_ != 0 ? upstream_end_ns_ : end));
-    line.append(num);
-  } else {
-    line.append(" urt=-");
+    r.upstream_response_time = secondsBetween(upstream_start_ns_, upstream_end_ns_ != 0 ? upstream_end_ns_ : end);
   }
-  if (!upstream_text_.empty()) line.append(" upstream=").append(upstream_text_);
+  r.upstream_addr = upstream_text_;
+  r.request_id = request_id_;
+  r.trace_id = trace_id_;
   if (status_ == 499) {
-    line.append(" phase=").append(phaseName(disconnect_phase_)).append(" cause=").append(causeName(disconnect_cause_));
+    r.disconnect_phase = phaseName(disconnect_phase_);
+    r.disconnect_cause = causeName(disconnect_cause_);
   }
-  line.append("\n");
-  // A blocking append, as nginx's access log: lines are short and the file is local.
-  ssize_t n = ::write(fd, line.data(), line.size());
-  (void)n;
+  r.cancel_action = cancel_action_;
+  r.cancel_outcome = cancel_outcome_;
+  r.header = findHeader;
+  r.header_source = &head_;
+  r.now = time(nullptr);
+  std::string& line = ctx_.log_line;
+  for (const auto& log : server_->access_logs) {
+    line.clear();
+    log.format->append(line, r);
+    // A blocking append, as nginx's access log: lines are short and the file is local.
+    ssize_t n = ::write(log.fd, line.data(), line.size());
+    (void)n;
+  }
 }
 
 namespace {

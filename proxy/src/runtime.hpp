@@ -207,9 +207,12 @@ class UpstreamGroup {
   void release(UpstreamConn* conn);
   void forget(UpstreamConn* conn);  // an idle connection closed
   void closeIdle();
-  // One cancel frame to this upstream's control socket; false if it has none or dropped it.
-  bool sendCancel(const std::string& id, OnDisconnect action, Millis grace, Phase phase,
-                  uint64_t event_ns, std::string_view reason = "client_disconnect");
+  // One cancel frame to this upstream's control socket, with the request's trace id when it
+  // has one. Returns its outcome for the access log ($cancel_outcome): "sent", "queued" (the
+  // control socket is reconnecting), "dropped" (the queue is full), or "" without a socket.
+  std::string_view sendCancel(const std::string& id, OnDisconnect action, Millis grace, Phase phase,
+                              uint64_t event_ns, std::string_view trace_id,
+                              std::string_view reason = "client_disconnect");
   const UpstreamSettings& settings() const { return settings_; }
   const agent::control::Client* control() const { return control_.get(); }
   std::string resolve();  // start-up: resolves TCP server names; "" or why not
@@ -289,6 +292,9 @@ class ClientConn final : public StreamConn {
   void armTimer();
   void onTimer();
   void accessLog();
+  void cancel(OnDisconnect action, Phase phase, uint64_t event_ns, std::string_view reason);
+  // trace_context: the traceparent line for the upstream ("" for none); sets trace_id_.
+  std::string traceparentFor(bool& continued);
   void sendOrFail(const uv_buf_t* bufs, unsigned count);
   void track(bool active);
 
@@ -330,6 +336,9 @@ class ClientConn final : public StreamConn {
   uint8_t http_minor_ = 1;
   HeadBuffer head_;
   std::string request_id_;
+  std::string trace_id_;                // W3C trace id of this request, "" without one
+  std::string_view cancel_action_;      // for the access log: the cancel frame sent, if any
+  std::string_view cancel_outcome_;
   std::string out_;  // scratch for building heads
   std::string pipelined_;
   const char* exec_begin_ = nullptr;  // the buffer llhttp_execute() is parsing (obs-fold check)

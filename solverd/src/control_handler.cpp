@@ -14,16 +14,17 @@ control::CancelAck Daemon::ControlHandler::onCancel(const control::PeerCredentia
                                                     const control::Cancel& cancel) {
   Daemon& d = daemon_;
   CancelOrder order{cancel.action == control::Action::Kill ? CancelAction::Kill : CancelAction::Interrupt,
-                    d.settings_.graceFor(cancel.grace_ms), cancel.reason, cancel.phase};
+                    d.settings_.graceFor(cancel.grace_ms), cancel.reason, cancel.phase, cancel.trace_id};
   std::string_view state = d.table_->cancelRequest(cancel.id, order, false);
   control::CancelAck ack{cancel.id, control::CancelState::Unknown};
   control::parseCancelState(state, ack.state);
   if (ack.state == control::CancelState::Unknown || ack.state == control::CancelState::Finished) {
     if (ack.state == control::CancelState::Unknown) d.tombstones_.add(cancel.id, monotonicNs());
     d.countCancel(order.action, state);
-    log::get("control")->info("rid={} cancel {} from pid={} uid={} ({}{}): {}", cancel.id, toString(order.action),
+    log::get("control")->info("rid={} cancel {} from pid={} uid={} ({}{}): {}{}{}", cancel.id, toString(order.action),
                               peer.pid, peer.uid, cancel.reason, cancel.phase.empty() ? "" : ", " + cancel.phase,
-                              state == "unknown" ? "unknown id, tombstone left" : "already finished");
+                              state == "unknown" ? "unknown id, tombstone left" : "already finished",
+                              cancel.trace_id.empty() ? "" : " trace=", cancel.trace_id);
   }
   return ack;
 }

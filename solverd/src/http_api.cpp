@@ -4,6 +4,7 @@
 // frame would cancel it.
 #include "tether/common/clock.hpp"
 #include "tether/common/log.hpp"
+#include "tether/common/trace_context.hpp"
 #include "tether/solverd/daemon.hpp"
 #include "http_subscriber.hpp"
 
@@ -90,7 +91,13 @@ void Daemon::handleSolve(const std::shared_ptr<http::Exchange>& ex) {
   auto owned = std::make_unique<HttpSubscriber>(*this, ex, wantsStream(req));
   HttpSubscriber* sub = owned.get();
   subscribers_.emplace(sub, std::move(owned));
-  auto result = table_->submit(rid, key, std::move(*spec), sub);
+  // W3C Trace Context: the trace this request belongs to (tether-proxy sends it with a parent
+  // id of its own), logged with the job and kept in its record. A malformed one is ignored.
+  std::string trace_id;
+  if (const std::string* traceparent = req.header("traceparent")) {
+    if (auto parent = trace::parse(*traceparent)) trace_id = std::move(parent->trace_id);
+  }
+  auto result = table_->submit(rid, key, std::move(*spec), sub, trace_id);
   switch (result.admission) {
     case JobTable::Admission::QueueFull:
       respondError(*ex, 503, "queue_full", "every worker is busy and the queue is full", {{"Retry-After", "1"}});
@@ -109,8 +116,9 @@ void Daemon::handleSolve(const std::shared_ptr<http::Exchange>& ex) {
     case JobTable::Admission::Shared:
       break;
   }
-  log::get("http")->debug("rid={} job={} admitted: {} (queue position {})", rid, result.job->id,
-                          result.admission == JobTable::Admission::Shared ? "shared" : "new", result.queue_position);
+  log::get("http")->debug("rid={} job={} admitted: {} (queue position {}){}{}", rid, result.job->id,
+                          result.admission == JobTable::Admission::Shared ? "shared" : "new", result.queue_position,
+                          trace_id.empty() ? "" : " trace=", trace_id);
   sub->watch();
   sub->admitted(result);
 }

@@ -51,7 +51,7 @@ size_t JobTable::queuePosition(const Job& job) const {
 }
 
 JobTable::SubmitResult JobTable::submit(const std::string& request_id, const std::string& key, SolveSpec spec,
-                                        Subscriber* subscriber) {
+                                        Subscriber* subscriber, const std::string& trace_id) {
   if (!admitting_) return {Admission::Draining};
   if (activeByRequest(request_id) != nullptr) return {Admission::DuplicateId};
 
@@ -61,7 +61,7 @@ JobTable::SubmitResult JobTable::submit(const std::string& request_id, const std
       Job* job = it->second;
       // A job being cancelled is on its way out: a new request must not revive it.
       if (job->cancel || !(job->spec == spec)) continue;
-      job->requests.push_back(Attachment{request_id, subscriber, true});
+      job->requests.push_back(Attachment{request_id, subscriber, true, trace_id});
       by_request_[request_id] = job;
       return {Admission::Shared, job, queuePosition(*job)};
     }
@@ -76,9 +76,10 @@ JobTable::SubmitResult JobTable::submit(const std::string& request_id, const std
   Job* job = owned.get();
   job->id = request_id;
   job->key = key;
+  job->trace_id = trace_id;
   job->spec = std::move(spec);
   job->created_ns = monotonicNs();
-  job->requests.push_back(Attachment{request_id, subscriber, true});
+  job->requests.push_back(Attachment{request_id, subscriber, true, trace_id});
   active_.emplace(request_id, std::move(owned));
   by_request_[request_id] = job;
   if (!key.empty()) by_key_.emplace(key, job);
@@ -168,7 +169,7 @@ void JobTable::cancelWholeJob(Job& job, const CancelOrder& order) {
   if (job.state == JobState::Finished) return;
   uint64_t now = monotonicNs();
   if (!job.cancel) {
-    job.cancel = CancelRecord{order.action, order.reason, order.phase, now, 0, 0, 0};
+    job.cancel = CancelRecord{order.action, order.reason, order.phase, now, 0, 0, 0, order.trace_id};
   } else if (order.action == CancelAction::Kill && job.cancel->action != CancelAction::Kill) {
     job.cancel->action = CancelAction::Kill;  // kill after interrupt shortens the grace
   } else if (order.action == CancelAction::Interrupt && job.state == JobState::Running &&

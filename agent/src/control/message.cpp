@@ -1,5 +1,7 @@
 #include "tether/agent/control/message.hpp"
 
+#include "tether/common/trace_context.hpp"
+
 #include <array>
 #include <limits>
 #include <type_traits>
@@ -123,6 +125,7 @@ nlohmann::json toJson(const Message& message) {
           if (m.grace_ms) j["grace_ms"] = *m.grace_ms;
           if (!m.reason.empty()) j["reason"] = m.reason;
           if (!m.phase.empty()) j["phase"] = m.phase;
+          if (!m.trace_id.empty()) j["trace_id"] = m.trace_id;
         } else if constexpr (std::is_same_v<T, CancelAck>) {
           j["id"] = m.id;
           j["state"] = cancelStateName(m.state);
@@ -180,9 +183,12 @@ bool parseMessage(const nlohmann::json& object, Message& out, ProtocolError& err
     std::string action;
     if (!f.str("id", m.id, true) || !f.str("action", action, false) ||
         !f.integer("grace_ms", m.grace_ms, 0, kMaxU32) || !f.str("reason", m.reason, false) ||
-        !f.str("phase", m.phase, false)) {
+        !f.str("phase", m.phase, false) || !f.str("trace_id", m.trace_id, false)) {
       return false;
     }
+    // A trace id is only ever logged and echoed: one that is not the W3C form is dropped
+    // rather than refusing the cancel it came with.
+    if (!m.trace_id.empty() && !trace::isTraceId(m.trace_id)) m.trace_id.clear();
     if (!action.empty() && !parseAction(action, m.action)) {
       error = {ErrorCode::BadMessage, "unknown action \"" + action + "\""};
       return false;

@@ -158,10 +158,10 @@ control::CancelAck Agent::onCancel(const control::PeerCredentials& peer, const c
   const auto state =
       toWire(supervisor_->cancel(cancel.id, action, cancel.grace_ms.value_or(0), cancel.reason));
   cancels_->with({std::string(control::actionName(cancel.action)), std::string(control::cancelStateName(state))}).inc();
-  log_->info("cancel rid={} action={} grace_ms={} reason={} phase={} peer_pid={} peer_uid={}: {}", cancel.id,
+  log_->info("cancel rid={} action={} grace_ms={} reason={} phase={} peer_pid={} peer_uid={}: {}{}{}", cancel.id,
              control::actionName(cancel.action), cancel.grace_ms ? std::to_string(*cancel.grace_ms) : "default",
              cancel.reason, cancel.phase.empty() ? "-" : cancel.phase, peer.pid, peer.uid,
-             control::cancelStateName(state));
+             control::cancelStateName(state), cancel.trace_id.empty() ? "" : " trace=", cancel.trace_id);
   return control::CancelAck{cancel.id, state};
 }
 

@@ -11,6 +11,9 @@ namespace tether {
 // "should never happen" (the kernel's pool is initialized before any daemon runs).
 std::string newRequestId();
 
+// 2 * nbytes lowercase hex digits from nbytes (at most 64) random bytes of getrandom(2).
+std::string randomHex(size_t nbytes);
+
 // True for exactly 32 lowercase hex digits.
 bool isValidRequestId(std::string_view id);
 

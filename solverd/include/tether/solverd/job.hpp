@@ -34,6 +34,7 @@ struct CancelOrder {
   std::chrono::milliseconds grace{5000};
   std::string reason = "client_disconnect";
   std::string phase;  // the proxy's disconnect phase, when the frame carried one
+  std::string trace_id = {};  // the W3C trace id the frame carried, "" without one
 };
 
 // The cancel ladder's record, CLOCK_MONOTONIC nanoseconds (0: has not happened). `signalled` is
@@ -47,6 +48,7 @@ struct CancelRecord {
   uint64_t signalled_ns = 0;
   uint64_t killed_ns = 0;
   uint64_t exited_ns = 0;
+  std::string trace_id = {};  // the trace id the cancel frame carried ("" without one)
 };
 
 // The answer every request of a job gets: an HTTP status and a JSON body (the result object of
@@ -71,11 +73,13 @@ struct Attachment {
   std::string request_id;
   Subscriber* subscriber = nullptr;  // null once the request's connection is gone or answered
   bool live = true;                  // false once cancelled: it no longer keeps the job going
+  std::string trace_id = {};         // the request's W3C trace id (traceparent), "" without one
 };
 
 struct Job {
   std::string id;
   std::string key;  // X-Solve-Key, empty when none
+  std::string trace_id;  // the W3C trace id of the request that created the job, "" without one
   SolveSpec spec;
   JobState state = JobState::Queued;
   uint64_t created_ns = 0;

@@ -61,9 +61,9 @@ class JobTable {
 
   // Admits one request. On Started/Queued/Shared the subscriber is attached and hears of the job
   // until onJobDone; otherwise it is not kept. Supersede mode answers the key's older requests
-  // with 409 before this returns.
+  // with 409 before this returns. `trace_id` is the request's W3C trace id ("" without one).
   SubmitResult submit(const std::string& request_id, const std::string& key, SolveSpec spec,
-                      Subscriber* subscriber);
+                      Subscriber* subscriber, const std::string& trace_id = {});
 
   // Cancels one request: by a control frame (the subscriber stays attached and still gets the
   // outcome if its connection lives) or because its connection closed (`subscriber_gone`: never

@@ -39,6 +39,10 @@ struct Cancel {
   std::optional<uint32_t> grace_ms;  // absent: the daemon's default grace
   std::string reason = "client_disconnect";
   std::string phase;  // empty: not sent
+  // The request's W3C trace id (32 lowercase hex), so the daemon logs the cancel in the client's
+  // trace. Optional: empty is not sent, and a peer that predates it ignores it (unknown fields
+  // are ignored).
+  std::string trace_id = {};
 };
 
 // {"type":"cancel_ack","id":ID,"state":"queued"|"running"|"finished"|"unknown"}

@@ -158,6 +158,7 @@ control::CancelAck Agent::onCancel(const control::PeerCredentials& peer, const c
   const auto state =
       toWire(supervisor_->cancel(cancel.id, action, cancel.grace_ms.value_or(0), cancel.reason));
   cancels_->with({std::string(control::actionName(cancel.action)), std::string(control::cancelStateName(state))}).inc();
+  if (state == control::CancelState::Running && !cancel.trace_id.empty()) cancel_traces_[cancel.id] = cancel.trace_id;
   log_->info("cancel rid={} action={} grace_ms={} reason={} phase={} peer_pid={} peer_uid={}: {}{}{}", cancel.id,
              control::actionName(cancel.action), cancel.grace_ms ? std::to_string(*cancel.grace_ms) : "default",
              cancel.reason, cancel.phase.empty() ? "-" : cancel.phase, peer.pid, peer.uid,
@@ -222,6 +223,7 @@ nlohmann::json Agent::statusTargets() {
       t["cancel"] = {{"action", supervise::toString(info.cancel->action)},
                      {"reason", info.cancel->reason},
                      {"received_ms_ago", msBetween(info.cancel->received_ns, now)}};
+      if (auto it = cancel_traces_.find(info.id); it != cancel_traces_.end()) t["cancel"]["trace_id"] = it->second;
     }
     targets.push_back(std::move(t));
   }
@@ -230,14 +232,19 @@ nlohmann::json Agent::statusTargets() {
 
 void Agent::onTargetDone(const supervise::Outcome& outcome) {
   std::string how = outcome.released ? "released" : outcome.status.describe();
+  std::string trace;
+  if (auto it = cancel_traces_.find(outcome.id); it != cancel_traces_.end()) {
+    trace = " trace=" + it->second;
+    cancel_traces_.erase(it);
+  }
   if (outcome.cancel && outcome.cancel->received_ns != 0 && outcome.cancel->exited_ns != 0) {
     const auto& c = *outcome.cancel;
     cancel_to_exit_->get().observe(secondsBetween(c.received_ns, c.exited_ns));
     log_->info("target rid={} pid={} done ({}) after cancel action={} reason={}: signalled +{:.3f} ms, "
-               "exited +{:.3f} ms{}",
+               "exited +{:.3f} ms{}{}",
                outcome.id, outcome.pid, how, supervise::toString(c.action), c.reason,
                c.signalled_ns ? msBetween(c.received_ns, c.signalled_ns) : 0.0,
-               msBetween(c.received_ns, c.exited_ns), c.killed_ns ? " (killed)" : "");
+               msBetween(c.received_ns, c.exited_ns), c.killed_ns ? " (killed)" : "", trace);
     if (c.interrupt_error) log_->warn("target rid={} interrupt failed: {}", outcome.id, c.interrupt_error.message());
   } else {
     log_->info("target rid={} pid={} done ({})", outcome.id, outcome.pid, how);

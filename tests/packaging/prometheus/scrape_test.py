@@ -33,6 +33,7 @@ for b in ("solverd", "solverd-worker", "tether-proxy", "tether-agent", "tether-r
         sys.exit(77)
 
 CLIENTS_THAT_LEAVE = 3
+TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 started = time.monotonic()
 failures = 0
 
@@ -250,9 +251,12 @@ try:
         s.sendall(frame({"type": "hello", "version": 1, "role": "proxy"}))
         read_frame(s)
         s.sendall(frame({"type": "cancel", "id": "prom-scrape-1", "action": "interrupt", "grace_ms": 1000,
-                         "reason": "client_disconnect"}))
+                         "reason": "client_disconnect", "trace_id": TRACE_ID}))
         ack = read_frame(s)
     check("tether-agent acknowledges the cancel of a running command", ack.get("state") == "running", str(ack))
+    check("tether-agent logs the cancel frame's trace id with the cancel and the command's end",
+          agent.wait_line(r"cancel rid=prom-scrape-1 .* trace=" + TRACE_ID) is not None and
+          agent.wait_line(r"target rid=prom-scrape-1 .* trace=" + TRACE_ID) is not None, "\n".join(agent.lines))
     try:
         run.wait(10)
     except subprocess.TimeoutExpired:

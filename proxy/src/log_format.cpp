@@ -295,8 +295,11 @@ void LogFormat::append(std::string& out, const AccessRecord& r) const {
         text(r.method.empty() ? std::string_view{} : r.http_minor >= 1 ? "HTTP/1.1" : "HTTP/1.0");
         break;
       case Var::Status: {
+        // nginx's three digits ("000" before any status), except in JSON, where a number may not
+        // start with 0 and `"status":$status` must stay a number.
         char buf[8];
-        int len = snprintf(buf, sizeof buf, "%03u", static_cast<unsigned>(r.status));
+        int len = escape_ == LogEscape::Json ? snprintf(buf, sizeof buf, "%u", static_cast<unsigned>(r.status))
+                                              : snprintf(buf, sizeof buf, "%03u", static_cast<unsigned>(r.status));
         out.append(buf, static_cast<size_t>(len));
         break;
       }

@@ -109,6 +109,7 @@ TEST(LogFormat, UnsetVariablesAreADashOrAnEmptyJsonString) {
   EXPECT_EQ(render(text, LogEscape::Json, r), "||||||||||400\n");
   r.status = 0;  // as nginx: a status is always three digits
   EXPECT_EQ(render("$status", LogEscape::Default, r), "000\n");
+  EXPECT_EQ(render("{\"status\":$status}", LogEscape::Json, r), "{\"status\":0}\n");  // still a JSON number
 }
 
 TEST(LogFormat, DefaultEscapeHexesQuotesBackslashesControlAndHighBytes) {

@@ -1,8 +1,17 @@
 // W3C Trace Context parsing (common/trace_context.hpp) against the recommendation's own examples
 // and its invalid forms, and the journal's TRACE_ID= field taken from a log line.
 #include <gtest/gtest.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <cstring>
 #include <set>
+#include <string>
 
 #include "tether/common/log.hpp"
 #include "tether/common/trace_context.hpp"
@@ -65,6 +74,47 @@ TEST(JournalFields, TraceIdIsTakenFromATraceWordOfTheLine) {
   EXPECT_EQ(log::traceIdOf("trace=4bf92f3577b34da6a3ce929d0e0e47"), "");          // short
   EXPECT_EQ(log::traceIdOf("trace=4bf92f3577b34da6a3ce929d0e0e4736ff"), "");      // long
   EXPECT_EQ(log::traceIdOf("trace=4BF92F3577B34DA6A3CE929D0E0E4736"), "");        // not ours
+}
+
+// `error_log journal` for real: the journal's socket is a datagram socket of ours, at its real
+// path inside a private mount namespace (a tmpfs over /run/systemd in a child process), so the
+// entry libsystemd sends is read back field by field. Needs root for the namespace.
+TEST(JournalFields, AJournalEntryOfALineNamingATraceCarriesTraceId) {
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    auto fail = [](int code) { _exit(code); };
+    if (unshare(CLONE_NEWNS) != 0) fail(77);
+    if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) fail(77);
+    if (mount("tmpfs", "/run/systemd", "tmpfs", 0, "mode=0755") != 0) fail(77);
+    if (mkdir("/run/systemd/journal", 0755) != 0) fail(2);
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strcpy(addr.sun_path, "/run/systemd/journal/socket");
+    if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) fail(3);
+    if (!log::configure("tether-test", log::Target{"journal", spdlog::level::info}).empty()) fail(4);
+    log::get("job")->info("job=ab solver=cbc status=interrupted trace=4bf92f3577b34da6a3ce929d0e0e4736");
+    log::get("job")->info("job=cd solver=cbc status=optimal");
+    std::string entries[2];
+    for (std::string& e : entries) {
+      char buf[4096];
+      ssize_t n = recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) fail(5);
+      e.assign(buf, static_cast<size_t>(n));
+    }
+    bool ok = entries[0].find("MESSAGE=job: job=ab solver=cbc status=interrupted trace=4bf92f") != std::string::npos &&
+              entries[0].find("\nTRACE_ID=4bf92f3577b34da6a3ce929d0e0e4736") != std::string::npos &&
+              entries[0].find("\nPRIORITY=6") != std::string::npos &&
+              entries[0].find("\nSYSLOG_IDENTIFIER=tether-test") != std::string::npos &&
+              entries[1].find("TRACE_ID=") == std::string::npos;
+    fail(ok ? 0 : 6);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  if (WEXITSTATUS(status) == 77) GTEST_SKIP() << "no private mount namespace (needs root)";
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "1-5: the child could not set up or read; 6: a field was wrong";
 }
 
 }  // namespace

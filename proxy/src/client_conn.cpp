@@ -897,7 +897,7 @@ void ClientConn::teardown() {
   ctx_.connectionClosed(this);
 }
 
-// ---- access log ----------------------------------------------------------------------------
+// ---- cancel frames and trace context ------------------------------------------------------
 
 // The cancel frame of a request whose client left (disconnect) or that shutdown cut
 // (forceClose), for locations with on_disconnect interrupt or kill; remembered for the access log.
@@ -927,7 +927,6 @@ std::string ClientConn::traceparentFor(bool& continued) {
   }
   trace_id_ = parent->trace_id;
   parent->parent_id = trace::newParentId();  // this hop is the upstream request's parent
-  parent->flags.resize(2);
   return trace::format(*parent);
 }
 

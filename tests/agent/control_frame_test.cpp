@@ -258,6 +258,13 @@ TEST(ControlMessage, CancelCarriesAnOptionalTraceIdAndDropsOneOfTheWrongForm) {
     EXPECT_EQ(std::get<Cancel>(m).trace_id, "") << bad;
   }
   EXPECT_FALSE(parseMessage(json::parse(R"({"type":"cancel","id":"x","trace_id":7})"), m, e));
+  // tether-run's register carries the trace of $TRACEPARENT the same way.
+  Register reg{"abc", std::nullopt, "4bf92f3577b34da6a3ce929d0e0e4736"};
+  EXPECT_EQ(toJson(reg), json::parse(R"({"type":"register","id":"abc","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"})"));
+  ASSERT_TRUE(parseMessage(toJson(reg), m, e)) << e.message;
+  EXPECT_EQ(std::get<Register>(m).trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+  ASSERT_TRUE(parseMessage(json::parse(R"({"type":"register","id":"abc","trace_id":"nope"})"), m, e));
+  EXPECT_EQ(std::get<Register>(m).trace_id, "");
 }
 
 }  // namespace

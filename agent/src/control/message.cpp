@@ -132,6 +132,7 @@ nlohmann::json toJson(const Message& message) {
         } else if constexpr (std::is_same_v<T, Register>) {
           j["id"] = m.id;
           if (m.pid) j["pid"] = *m.pid;
+          if (!m.trace_id.empty()) j["trace_id"] = m.trace_id;
         } else if constexpr (std::is_same_v<T, Registered>) {
           j["id"] = m.id;
           j["cgroup"] = m.cgroup ? nlohmann::json(*m.cgroup) : nlohmann::json(nullptr);
@@ -202,7 +203,10 @@ bool parseMessage(const nlohmann::json& object, Message& out, ProtocolError& err
     out = std::move(m);
   } else if (type == "register") {
     Register m;
-    if (!f.str("id", m.id, true) || !f.integer("pid", m.pid, 1, kMaxPid)) return false;
+    if (!f.str("id", m.id, true) || !f.integer("pid", m.pid, 1, kMaxPid) || !f.str("trace_id", m.trace_id, false)) {
+      return false;
+    }
+    if (!m.trace_id.empty() && !trace::isTraceId(m.trace_id)) m.trace_id.clear();  // as in a cancel
     out = std::move(m);
   } else if (type == "registered") {
     Registered m;

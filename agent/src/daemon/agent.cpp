@@ -158,7 +158,7 @@ control::CancelAck Agent::onCancel(const control::PeerCredentials& peer, const c
   const auto state =
       toWire(supervisor_->cancel(cancel.id, action, cancel.grace_ms.value_or(0), cancel.reason));
   cancels_->with({std::string(control::actionName(cancel.action)), std::string(control::cancelStateName(state))}).inc();
-  if (state == control::CancelState::Running && !cancel.trace_id.empty()) cancel_traces_[cancel.id] = cancel.trace_id;
+  if (state == control::CancelState::Running && !cancel.trace_id.empty()) traces_.try_emplace(cancel.id, cancel.trace_id);
   log_->info("cancel rid={} action={} grace_ms={} reason={} phase={} peer_pid={} peer_uid={}: {}{}{}", cancel.id,
              control::actionName(cancel.action), cancel.grace_ms ? std::to_string(*cancel.grace_ms) : "default",
              cancel.reason, cancel.phase.empty() ? "-" : cancel.phase, peer.pid, peer.uid,
@@ -191,7 +191,9 @@ control::Message Agent::onRegister(const control::PeerCredentials& peer, const c
   supervise::Target* target = *adopted;
   control::Registered reply{request.id, std::nullopt};
   if (target->inCgroup()) reply.cgroup = target->cgroupPath();
-  log_->info("registered rid={} pid={} cgroup={}", request.id, pid, reply.cgroup.value_or("none"));
+  if (!request.trace_id.empty()) traces_[request.id] = request.trace_id;
+  log_->info("registered rid={} pid={} cgroup={}{}{}", request.id, pid, reply.cgroup.value_or("none"),
+             request.trace_id.empty() ? "" : " trace=", request.trace_id);
   return reply;
 }
 
@@ -219,11 +221,11 @@ nlohmann::json Agent::statusTargets() {
                      {"state", supervise::toString(info.state)},
                      {"adopted", info.adopted},
                      {"age_ms", msBetween(info.started_ns, now)}};
+    if (auto it = traces_.find(info.id); it != traces_.end()) t["trace_id"] = it->second;
     if (info.cancel) {
       t["cancel"] = {{"action", supervise::toString(info.cancel->action)},
                      {"reason", info.cancel->reason},
                      {"received_ms_ago", msBetween(info.cancel->received_ns, now)}};
-      if (auto it = cancel_traces_.find(info.id); it != cancel_traces_.end()) t["cancel"]["trace_id"] = it->second;
     }
     targets.push_back(std::move(t));
   }
@@ -233,9 +235,9 @@ nlohmann::json Agent::statusTargets() {
 void Agent::onTargetDone(const supervise::Outcome& outcome) {
   std::string how = outcome.released ? "released" : outcome.status.describe();
   std::string trace;
-  if (auto it = cancel_traces_.find(outcome.id); it != cancel_traces_.end()) {
+  if (auto it = traces_.find(outcome.id); it != traces_.end()) {
     trace = " trace=" + it->second;
-    cancel_traces_.erase(it);
+    traces_.erase(it);
   }
   if (outcome.cancel && outcome.cancel->received_ns != 0 && outcome.cancel->exited_ns != 0) {
     const auto& c = *outcome.cancel;

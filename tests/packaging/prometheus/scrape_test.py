@@ -248,13 +248,21 @@ try:
         check(f"client {i + 1} that leaves got its response head", got.startswith(b"HTTP/1.1 200"), got[:80])
         c.close()
     # A supervised command under tether-agent, cancelled by a frame as the proxy would send it.
+    # The service passes its request's trace to the command in $TRACEPARENT (OpenTelemetry's
+    # environment carrier); tether-run hands it to the agent with the registration.
     run = subprocess.Popen([f"{bin_dir}/tether-run", "--agent", f"unix:{tmp}/agent.sock", "--id",
-                            "prom-scrape-1", "--require-agent", "--", "sleep", "30"])
-    agent.wait_line(r"registered rid=prom-scrape-1")
+                            "prom-scrape-1", "--require-agent", "--", "sleep", "30"],
+                           env=dict(os.environ, TRACEPARENT=f"00-{TRACE_ID}-b7ad6b7169203331-01"))
+    check("tether-agent logs the registration with the trace id of $TRACEPARENT",
+          agent.wait_line(r"registered rid=prom-scrape-1 .* trace=" + TRACE_ID) is not None, "\n".join(agent.lines))
     with socket.socket(socket.AF_UNIX) as s:
         s.connect(f"{tmp}/agent.sock")
         s.sendall(frame({"type": "hello", "version": 1, "role": "proxy"}))
         read_frame(s)
+        s.sendall(frame({"type": "status"}))
+        targets = read_frame(s).get("targets", [])
+        check("the agent's status record of the command has its trace id",
+              [t.get("trace_id") for t in targets if t.get("id") == "prom-scrape-1"] == [TRACE_ID], str(targets))
         s.sendall(frame({"type": "cancel", "id": "prom-scrape-1", "action": "interrupt", "grace_ms": 1000,
                          "reason": "client_disconnect", "trace_id": TRACE_ID}))
         ack = read_frame(s)

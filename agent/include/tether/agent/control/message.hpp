@@ -55,6 +55,9 @@ struct CancelAck {
 struct Register {
   std::string id;
   std::optional<int64_t> pid;
+  // The W3C trace id of the request the command serves (tether-run reads it from $TRACEPARENT),
+  // optional as in Cancel: the agent logs it with the target and keeps it in its record.
+  std::string trace_id = {};
 };
 
 // {"type":"registered","id":ID,"cgroup":PATH|null}

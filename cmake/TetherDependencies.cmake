@@ -58,3 +58,12 @@ if(TETHER_BUILD_TESTS)
 endif()
 
 find_package(Threads REQUIRED)
+
+# Tools the packaging tests run (tests/packaging): lintian on the .deb, man for the manual pages,
+# Debian's prometheus package for promtool and the server. Without one, its test skips and says so.
+foreach(tool lintian man promtool prometheus)
+  find_program(TETHER_TOOL_${tool} ${tool})
+  if(NOT TETHER_TOOL_${tool})
+    message(STATUS "${tool} not found: its packaging test will skip (scripts/setup-deps installs it)")
+  endif()
+endforeach()

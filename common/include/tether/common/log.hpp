@@ -23,6 +23,10 @@ bool parseLevel(std::string_view name, spdlog::level::level_enum& out);
 // Called at start-up and on SIGHUP; existing loggers switch in place.
 std::string configure(std::string_view program, const Target& target);
 
+// The trace id a log line names (`trace=<32 lowercase hex>` as a word of its own), or "". The
+// journal sink gives it its own field, TRACE_ID= (DESIGN.md "Trace context").
+std::string_view traceIdOf(std::string_view line);
+
 // The logger of one component ("proxy", "control", "job", ...), created on first use with the
 // sinks of the last configure() (stderr before any).
 std::shared_ptr<spdlog::logger> get(std::string_view component);

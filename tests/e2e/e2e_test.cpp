@@ -440,7 +440,7 @@ TEST_F(EndToEndTest, BalancerIdsUnderARenamedHeaderAreEchoedAndTheirCancelStopsT
     // (the three ids hold no character special to a regular expression)
     EXPECT_TRUE(stack.proxy().waitForLine("rid=" + id + " cancel interrupt sent", 2s)) << stack.proxy().output();
   }
-  EXPECT_NE(stack.solverd().metrics().find("solverd_cancels_total{action=\"interrupt\",phase=\"running\"} 3"),
+  EXPECT_NE(stack.solverd().metrics().find("solverd_cancels_total{action=\"interrupt\",reason=\"client_disconnect\",phase=\"running\"} 3"),
             std::string::npos)
       << stack.solverd().metrics();
   EXPECT_TRUE(jobCgroups(cgroup_root_).empty());

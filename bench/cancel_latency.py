@@ -62,22 +62,20 @@ big_milp = transportation_lp(300, integer_cols=300)
 # The markers are the solvers' own log lines at the worker's log level 1 (looked up on these
 # models): CBC prints "command line" as CbcMain1 starts (then the root LP and CglPreProcess run,
 # with no line between them), "processed model has" when preprocessing is done (then the root
-# node's heuristics and cut rounds); CLP prints Coin0506I after its presolve, Clp0030I during the
-# Idiot crash that its automatic mode runs first on these LPs, Clp0006I during the simplex. CLP's
-# presolve itself has no line before it ends, so it has no row (docs/cancel-latency.md).
+# node's heuristics and cut rounds); CLP prints Coin0506I after its presolve and Clp0006I during
+# the dual simplex. CLP's presolve has no line before it ends, so it has no row
+# (docs/cancel-latency.md).
 ROWS = [
     ("cbc", "root LP + preprocess", big_milp, r"^command line", "interrupt", 0.0),
     ("cbc", "root node: heur+cuts", hard, r"^processed model has", "interrupt", 0.0),
     ("cbc", "branch and bound", hard, "incumbent", "interrupt", 0.3),
-    ("clp", "idiot crash", big_lp, r"^Clp0030I", "interrupt", 0.0),
-    ("clp", "simplex", big_lp, r"^Clp0006I", "interrupt", 0.0),
+    ("clp", "dual simplex", big_lp, r"^Clp0006I", "interrupt", 0.0),
     ("glpk", "LP simplex", big_lp, r"obj =", "interrupt", 0.2),
     ("glpk", "MILP root LP", big_milp, r"obj =", "interrupt", 0.2),
     ("glpk", "branch and bound", hard, "incumbent", "interrupt", 0.3),
     ("cbc", "kill (cgroup.kill)", hard, "incumbent", "kill", 0.1),
     # Phases without a hook, cancelled with a 200 ms grace: the kill ends them at the grace.
     ("cbc", "root LP, grace 200ms", big_milp, r"^command line", "interrupt&grace_ms=200", 0.0),
-    ("clp", "idiot, grace 200ms", big_lp, r"^Clp0030I", "interrupt&grace_ms=200", 0.0),
 ]
 
 

@@ -31,7 +31,23 @@ cgroot=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
 [ -n "$cgroot" ] || skip "no cgroup v2 hierarchy is mounted"
 [ -w "$cgroot/cgroup.procs" ] || skip "the cgroup v2 hierarchy at $cgroot is not writable"
 
+# A run that was killed outright (SIGKILL from ctest's timeout reaches no trap) left its cgroup
+# and root behind: each names the pid of its script, and those whose script is gone are ended
+# and removed here.
+for stale in "$cgroot"/tether-nspawn-*; do
+    [ -d "$stale" ] || continue
+    kill -0 "${stale##*-}" 2>/dev/null && continue
+    echo 1 >"$stale/cgroup.kill" 2>/dev/null
+    for _ in $(seq 50); do grep -q 'populated 0' "$stale/cgroup.events" 2>/dev/null && break; sleep 0.1; done
+    find "$stale" -depth -type d -exec rmdir {} + 2>/dev/null
+done
+for stale in /tmp/tether-nspawn.*; do
+    [ -f "$stale/pid" ] || continue
+    kill -0 "$(cat "$stale/pid")" 2>/dev/null || rm -rf "$stale"
+done
+
 work=$(mktemp -d /tmp/tether-nspawn.XXXXXX)
+echo $$ >"$work/pid"
 machine="tether-nspawn-$$"
 cg="$cgroot/$machine"
 nspawn_pid=""
@@ -52,7 +68,7 @@ cleanup() {
         [ -d "$cg" ] && echo "WARNING: cgroup $cg could not be removed"
     fi
     rm -rf "/run/systemd/nspawn/propagate/$machine" 2>/dev/null
-    rmdir /run/systemd/nspawn/propagate /run/systemd/nspawn 2>/dev/null
+    rmdir /run/systemd/nspawn/propagate /run/systemd/nspawn/locks /run/systemd/nspawn 2>/dev/null
     rm -rf "$work"
 }
 trap cleanup EXIT

@@ -55,6 +55,12 @@ if(TETHER_BUILD_TESTS)
   if(NOT GTest_FOUND)
     message(FATAL_ERROR "GoogleTest not found: apt-get install googletest libgtest-dev libgmock-dev (or run scripts/setup-deps)")
   endif()
+  # tests/systemd boots the units under systemd in a container; without nspawn it skips, so this
+  # is said at configure time rather than refused.
+  find_program(TETHER_SYSTEMD_NSPAWN systemd-nspawn)
+  if(NOT TETHER_SYSTEMD_NSPAWN)
+    message(STATUS "systemd-nspawn not found: tests/systemd will skip (apt-get install systemd-container, or run scripts/setup-deps)")
+  endif()
 endif()
 
 find_package(Threads REQUIRED)

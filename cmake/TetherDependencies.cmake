@@ -59,6 +59,21 @@ if(TETHER_BUILD_TESTS)
   if(NOT GTest_FOUND)
     message(FATAL_ERROR "GoogleTest not found: apt-get install googletest libgtest-dev libgmock-dev (or run scripts/setup-deps)")
   endif()
+  # tests/systemd boots the units under systemd in a container; without nspawn it skips, so this
+  # is said at configure time rather than refused.
+  find_program(TETHER_SYSTEMD_NSPAWN systemd-nspawn)
+  if(NOT TETHER_SYSTEMD_NSPAWN)
+    message(STATUS "systemd-nspawn not found: tests/systemd will skip (apt-get install systemd-container, or run scripts/setup-deps)")
+  endif()
 endif()
 
 find_package(Threads REQUIRED)
+
+# Tools the packaging tests run (tests/packaging): lintian on the .deb, man for the manual pages,
+# Debian's prometheus package for promtool and the server. Without one, its test skips and says so.
+foreach(tool lintian man promtool prometheus)
+  find_program(TETHER_TOOL_${tool} ${tool})
+  if(NOT TETHER_TOOL_${tool})
+    message(STATUS "${tool} not found: its packaging test will skip (scripts/setup-deps installs it)")
+  endif()
+endforeach()

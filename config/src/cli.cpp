@@ -28,7 +28,8 @@ void usage(std::ostream& out, const Schema& schema) {
       << "  -T            test the configuration, print the effective configuration and exit\n"
       << "  -V            print the version and exit\n"
       << "  -h            print this help and exit\n"
-      << "  --directives  print the directive reference (Markdown) and exit\n\n"
+      << "  --directives  print the directive reference (Markdown) and exit\n"
+      << "  --directives=man  the same as roff, for the tether.conf(5) manual page\n\n"
       << "Directives:\n";
   for (const DirectiveSpec& spec : schema.directives) {
     out << "  " << spec.name << std::string(spec.name.size() < 24 ? 24 - spec.name.size() : 1, ' ')
@@ -106,6 +107,11 @@ CommandLine parseCommandLine(int argc, const char* const* argv, const Schema& sc
     }
     if (arg == "--directives") {
       out << referenceMarkdown(schema);
+      result.exit_code = 0;
+      return result;
+    }
+    if (arg == "--directives=man") {
+      out << referenceRoff(schema);
       result.exit_code = 0;
       return result;
     }

@@ -1,4 +1,5 @@
-// -T's effective configuration and the Markdown directive reference.
+// -T's effective configuration and the directive reference (Markdown for docs/directives.md, roff
+// for the tether.conf(5) manual page), both from the same table so that they cannot drift.
 #include <sstream>
 
 #include "storage.hpp"
@@ -72,6 +73,35 @@ std::string contextList(const DirectiveSpec& spec) {
   return out;
 }
 
+// Text for a roff line: a backslash is `\e`, and a leading `.` or `'` would be read as a
+// request (groff(7) "Control characters"), so it is shielded with `\&`.
+std::string roffText(std::string_view text) {
+  std::string out;
+  if (text.starts_with('.') || text.starts_with('\'')) out += "\\&";
+  for (char c : text) {
+    if (c == '\\') {
+      out += "\\e";
+    } else if (c == '-') {
+      out += "\\-";  // a real minus (lintian: hyphen-used-as-minus-sign), as in option names
+    } else if (c == '`') {
+      continue;  // Markdown code marks in help texts
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+// "`main`, `server`" without the Markdown marks.
+std::string plainContextList(const DirectiveSpec& spec) {
+  std::string out;
+  for (const std::string& context : spec.contexts) {
+    if (!out.empty()) out += ", ";
+    out += context;
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string dump(const Config& config) {
@@ -115,6 +145,31 @@ std::string referenceMarkdown(const Schema& schema) {
     out << "- Context: " << contextList(spec) << "\n";
     if (spec.multiple) out << "- May appear more than once.\n";
     out << "\n" << spec.help << "\n\n";
+  }
+  return out.str();
+}
+
+std::string referenceRoff(const Schema& schema) {
+  std::ostringstream out;
+  out << ".SS " << roffText(schema.program) << "\n";
+  for (const DirectiveSpec& spec : schema.directives) {
+    out << ".TP\n\\fB" << roffText(spec.name) << "\\fR";
+    if (!spec.syntax.empty()) out << " " << roffText(spec.syntax);
+    if (!spec.block) {
+      out << ";";
+    } else if (!spec.syntax.ends_with('}')) {
+      out << " { ... }";
+    }
+    out << "\n" << roffText(spec.help) << ".\n.br\n";
+    if (!spec.default_value.empty()) {
+      out << "Default: \\fB" << roffText(spec.name) << " " << roffText(spec.default_value)
+          << ";\\fR\n.br\n";
+    } else {
+      out << "Default: none.\n.br\n";
+    }
+    out << "Context: " << roffText(plainContextList(spec)) << ".";
+    if (spec.multiple) out << " May appear more than once.";
+    out << "\n";
   }
   return out.str();
 }

@@ -12,6 +12,7 @@
 #include "context.hpp"
 #include "tether/common/clock.hpp"
 #include "tether/agent/control/request_id.hpp"
+#include "tether/common/trace_context.hpp"
 
 namespace tether::proxy {
 namespace {
@@ -406,19 +407,28 @@ int ClientConn::forward() {
   r.head_.find("connection", connection);
   std::string_view xff;
   bool has_xff = r.head_.find("x-forwarded-for", xff);
+  // trace_context pass|start: the client's traceparent is replaced by ours (same trace, a new
+  // parent id); its tracestate passes unchanged with a trace it belongs to and is dropped with
+  // one that is not the client's (W3C Trace Context section 3.3: tracestate goes with its
+  // traceparent). off: both pass as any header.
+  bool continued = false;
+  const std::string traceparent = r.traceparentFor(continued);
+  const bool own_trace = settings_->trace_context != TraceContext::Off;
   std::string& out = r.upstream_head_;  // kept for one retry on a fresh connection
   out.clear();
   out.append(r.method_).append(" ").append(r.url_).append(" HTTP/1.1\r\n");
   for (size_t i = 0; i < r.head_.count(); ++i) {
     std::string_view name = r.head_.name(i);
     if (isHopByHop(name, connection) || iequals(name, "expect") || iequals(name, "x-forwarded-for") ||
-        iequals(name, "x-forwarded-proto") || iequals(name, settings_->request_id_header)) {
+        iequals(name, "x-forwarded-proto") || iequals(name, settings_->request_id_header) ||
+        (own_trace && (iequals(name, "traceparent") || (!continued && iequals(name, "tracestate"))))) {
       continue;
     }
     out.append(name).append(": ").append(r.head_.value(i)).append("\r\n");
   }
   if (r.head_.countOf("host") == 0) out.append("Host: ").append(r.group_->settings().name).append("\r\n");
   out.append(settings_->request_id_header).append(": ").append(r.request_id_).append("\r\n");
+  if (!traceparent.empty()) out.append("traceparent: ").append(traceparent).append("\r\n");
   out.append("X-Forwarded-For: ");
   if (has_xff) out.append(xff).append(", ");
   out.append(peer_ip_).append("\r\nX-Forwarded-Proto: http\r\n");
@@ -635,7 +645,9 @@ void Request::sendCancel(Phase phase, uint64_t event_ns, agent::control::Reason 
   // One frame per request: a client that leaves during an upstream timeout's grace, or a
   // shutdown after it, would only repeat the cancel under another reason.
   cancel_sent_ = true;
-  group_->sendCancel(request_id_, loc_->on_disconnect, loc_->kill_after, phase, event_ns, reason);
+  cancel_action_ = loc_->on_disconnect == OnDisconnect::Kill ? "kill" : "interrupt";
+  cancel_outcome_ = group_->sendCancel(request_id_, loc_->on_disconnect, loc_->kill_after, phase, event_ns, trace_id_,
+                                       reason);
 }
 
 void Request::onUpstreamDrained() {
@@ -828,11 +840,12 @@ void ClientConn::disconnect(Cause cause) {
     // every other case closes the upstream connection, never to be reused.
     up->detach(action == OnDisconnect::None && req_->request_done_);
   }
-  ctx_.log->info("rid={} client={} disconnected in {} ({}), on_disconnect {}", req_->request_id_, peer_,
+  ctx_.log->info("rid={} client={} disconnected in {} ({}), on_disconnect {}{}{}", req_->request_id_, peer_,
                  phaseName(ph), causeName(cause),
                  action == OnDisconnect::None ? "none"
                  : action == OnDisconnect::Close ? "close"
-                 : action == OnDisconnect::Interrupt ? "interrupt" : "kill");
+                 : action == OnDisconnect::Interrupt ? "interrupt" : "kill",
+                 req_->trace_id_.empty() ? "" : " trace=", req_->trace_id_);
   req_->accessLog();
   teardown();
 }
@@ -888,60 +901,77 @@ void ClientConn::teardown() {
   ctx_.connectionClosed(this);
 }
 
+// ---- trace context -------------------------------------------------------------------------
+
+// trace_context (DESIGN.md "Trace context"): the traceparent to send upstream, or "" for none.
+// `continued` tells whether it continues the client's trace (whose tracestate then passes).
+std::string Request::traceparentFor(bool& continued) {
+  continued = false;
+  const ServerSettings& settings = *conn_.settings_;
+  if (settings.trace_context == TraceContext::Off) return {};
+  std::string_view given;
+  std::optional<trace::TraceParent> parent;
+  // Two traceparent headers are as invalid as a malformed one (section 3.2: a single header).
+  if (head_.countOf("traceparent") == 1 && head_.find("traceparent", given)) parent = trace::parse(given);
+  if (parent) {
+    continued = true;
+  } else if (settings.trace_context == TraceContext::Start) {
+    parent = trace::TraceParent{trace::newTraceId(), {}, "00"};  // not sampled: we record no spans
+  } else {
+    return {};
+  }
+  trace_id_ = parent->trace_id;
+  parent->parent_id = trace::newParentId();  // this hop is the upstream request's parent
+  return trace::format(*parent);
+}
+
 // ---- access log ----------------------------------------------------------------------------
+
+namespace {
+
+bool findHeader(const void* head, std::string_view name, std::string_view& value) {
+  return static_cast<const HeadBuffer*>(head)->find(name, value);
+}
+
+}  // namespace
 
 void Request::accessLog() {
   if (!conn_.server_->admin) conn_.ctx_.countRequest(status_);  // admin views are not proxied requests
-  int fd = conn_.server_->access_log_fd;
-  if (fd < 0) return;
-  // nginx's combined format, then the request id, request time, upstream time and, for a
-  // disconnect, its phase and cause.
-  static thread_local char time_buf[64];
-  static thread_local time_t time_cached = 0;
-  time_t now = time(nullptr);
-  if (now != time_cached) {
-    tm t{};
-    localtime_r(&now, &t);
-    strftime(time_buf, sizeof time_buf, "%d/%b/%Y:%H:%M:%S %z", &t);
-    time_cached = now;
-  }
-  std::string_view referer = "-", agent = "-";
-  head_.find("referer", referer);
-  head_.find("user-agent", agent);
-  std::string line;
-  line.reserve(256);
-  line.append(conn_.peer_ip_).append(" - - [").append(time_buf).append("] \"");
-  if (method_.empty()) {
-    line.append("-");
-  } else {
-    line.append(method_).append(" ").append(url_).append(http_minor_ >= 1 ? " HTTP/1.1" : " HTTP/1.0");
-  }
-  line.append("\" ");
-  appendNumber(line, status_);
-  line.append(" ");
-  appendNumber(line, sent_body_bytes_);
-  line.append(" \"").append(referer).append("\" \"").append(agent).append("\" rid=");
-  line.append(request_id_.empty() ? "-" : request_id_);
-  // A trusted balancer's id that broke the rule: the generated id above stands in for it.
-  if (request_id_replaced_) line.append(" rid_replaced=invalid");
+  if (conn_.server_->access_logs.empty()) return;
   uint64_t end = monotonicNs();
-  char num[32];
-  snprintf(num, sizeof num, " rt=%.3f", secondsBetween(start_ns_, end));
-  line.append(num);
+  AccessRecord r;
+  r.remote_addr = conn_.peer_ip_;
+  r.method = method_;
+  r.uri = url_;
+  r.http_minor = http_minor_;
+  r.status = status_;
+  r.body_bytes_sent = sent_body_bytes_;
+  r.request_time = secondsBetween(start_ns_, end);
   if (upstream_start_ns_ != 0 && upstream_head_ns_ != 0) {
-    snprintf(num, sizeof num, " urt=%.3f", secondsBetween(upstream_start_ns_, upstream_end_ns_ != 0 ? upstream_end_ns_ : end));
-    line.append(num);
-  } else {
-    line.append(" urt=-");
+    r.upstream_response_time = secondsBetween(upstream_start_ns_, upstream_end_ns_ != 0 ? upstream_end_ns_ : end);
   }
-  if (!upstream_text_.empty()) line.append(" upstream=").append(upstream_text_);
+  r.upstream_addr = upstream_text_;
+  r.request_id = request_id_;
+  // A trusted balancer's id that broke the rule: the generated id stands in for it.
+  r.request_id_replaced = request_id_replaced_;
+  r.trace_id = trace_id_;
   if (status_ == 499 || upstream_timed_out_) {
-    line.append(" phase=").append(phaseName(disconnect_phase_)).append(" cause=").append(causeName(disconnect_cause_));
+    r.disconnect_phase = phaseName(disconnect_phase_);
+    r.disconnect_cause = causeName(disconnect_cause_);
   }
-  line.append("\n");
-  // A blocking append, as nginx's access log: lines are short and the file is local.
-  ssize_t n = ::write(fd, line.data(), line.size());
-  (void)n;
+  r.cancel_action = cancel_action_;
+  r.cancel_outcome = cancel_outcome_;
+  r.header = findHeader;
+  r.header_source = &head_;
+  r.now = time(nullptr);
+  std::string& line = conn_.ctx_.log_line;
+  for (const auto& log : conn_.server_->access_logs) {
+    line.clear();
+    log.format->append(line, r);
+    // A blocking append, as nginx's access log: lines are short and the file is local.
+    ssize_t n = ::write(log.fd, line.data(), line.size());
+    (void)n;
+  }
 }
 
 namespace {

@@ -22,6 +22,10 @@ config::Schema makeSchema() {
                "where the error log goes and its level", "stderr | journal | FILE [level]"});
   d.push_back({"shutdown_timeout", ctx({"main"}), 1, 1, false, false, durationValue(), "30s",
                "drain time for in-flight requests on SIGTERM", "TIME"});
+  d.push_back({"log_format", ctx({"main"}), 2, kAnyArgs, false, true, {}, "",
+               "an access log format: literal text and $variables (nginx's, plus tether's), "
+               "its strings joined; `tether` and `combined` are predefined",
+               "NAME [escape=default|json|none] STRING ..."});
   d.push_back({"admin", ctx({"main"}), 0, 0, true, false, {}, "",
                "the admin listener: GET /metrics /health /requests", ""});
   d.push_back({"listen", ctx({"admin"}), 1, 1, false, true, addressValue(), "",
@@ -40,9 +44,15 @@ config::Schema makeSchema() {
   // server { }
   d.push_back({"listen", ctx({"server"}), 1, 1, false, true, addressValue(), "",
                "a listen address", "port | host:port | [v6]:port | unix:PATH | systemd:NAME"});
-  d.push_back({"access_log", ctx({"server"}), 1, 1, false, false, {}, "stderr",
-               "one line per request (combined format plus id, times, disconnect)",
-               "FILE | stderr | off"});
+  d.push_back({"access_log", ctx({"server"}), 1, 2, false, true, {}, "stderr",
+               "one line per request to FILE in FORMAT (a log_format, default `tether`: "
+               "combined plus id, times, disconnect); several allowed",
+               "FILE | stderr | off [FORMAT]"});
+  d.push_back({"trace_context", ctx({"server"}), 1, 1, false, false,
+               oneOf({"pass", "start", "off"}), "pass",
+               "W3C traceparent: pass a valid one upstream with a new parent id, also start a "
+               "trace when none comes, or leave the headers alone",
+               "pass | start | off"});
   d.push_back({"request_id_header", ctx({"server"}), 1, 1, false, false, {}, "X-Request-Id",
                "the header that carries the request id both ways", "NAME"});
   d.push_back({"trust_request_id", ctx({"server"}), 1, 1, false, false, flagValue(), "off",

@@ -1,6 +1,7 @@
 // From a checked config::Config to Settings. The table already checked every value's form, so
 // the typed accessors cannot fail here; what is left are checks across directives.
 #include <algorithm>
+#include <map>
 
 #include "tether/proxy/config.hpp"
 
@@ -23,6 +24,61 @@ OnDisconnect onDisconnectFrom(std::string_view v) {
   if (v == "interrupt") return OnDisconnect::Interrupt;
   if (v == "kill") return OnDisconnect::Kill;
   return OnDisconnect::Close;
+}
+
+using LogFormats = std::map<std::string, std::shared_ptr<const LogFormat>, std::less<>>;
+
+// Every `log_format NAME [escape=...] STRING ...;` of the main context, compiled once, with the
+// predefined `tether` and `combined`.
+std::optional<config::Error> logFormats(const Block& root, LogFormats& out) {
+  out.emplace("tether", std::make_shared<const LogFormat>(LogFormat::tether()));
+  out.emplace("combined", std::make_shared<const LogFormat>(LogFormat::combined()));
+  for (const Directive* d : root.all("log_format")) {
+    std::string name(d->args[0]);
+    if (out.contains(name)) return config::errorAt(*d, "duplicate log_format name \"" + name + "\"", 0);
+    size_t first = 1;
+    LogEscape escape = LogEscape::Default;
+    if (d->args[1].starts_with("escape=")) {
+      if (!parseLogEscape(d->args[1], escape)) {
+        return config::errorAt(*d, "unknown log format escaping \"" + std::string(d->args[1].substr(7)) +
+                                       "\", it must be default, json or none", 1);
+      }
+      first = 2;
+    }
+    if (first >= d->args.size()) return config::errorAt(*d, "log_format \"" + name + "\" has no format string");
+    std::string text;
+    for (size_t i = first; i < d->args.size(); ++i) text += d->args[i];
+    std::string why;
+    auto format = LogFormat::compile(text, escape, why);
+    if (!format) return config::errorAt(*d, why, first);
+    out.emplace(std::move(name), std::make_shared<const LogFormat>(std::move(*format)));
+  }
+  return std::nullopt;
+}
+
+// The `access_log` lines of one server; none is `access_log stderr;` in the `tether` format.
+std::optional<config::Error> accessLogs(const Block& server, const LogFormats& formats,
+                                        std::vector<AccessLogSettings>& out) {
+  std::vector<const Directive*> lines = server.all("access_log");
+  if (lines.empty()) {
+    out.push_back({"stderr", formats.at("tether")});
+    return std::nullopt;
+  }
+  for (const Directive* d : lines) {
+    if (d->args[0] == "off") {
+      if (d->args.size() > 1 || lines.size() > 1) {
+        return config::errorAt(*d, "\"access_log off\" takes no format and stands alone", 0);
+      }
+      return std::nullopt;
+    }
+    std::string_view format_name = d->args.size() > 1 ? d->args[1] : std::string_view("tether");
+    auto it = formats.find(format_name);
+    if (it == formats.end()) {
+      return config::errorAt(*d, "unknown log format \"" + std::string(format_name) + "\"", 1);
+    }
+    out.push_back({std::string(d->args[0]), it->second});
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -51,6 +107,9 @@ std::optional<config::Error> toSettings(const config::Config& config, Settings& 
   if (const Directive* admin = root.find("admin"); admin != nullptr && admin->block) {
     s.admin_listens = addresses(*admin->block, "listen");
   }
+
+  LogFormats formats;
+  if (auto why = logFormats(root, formats)) return why;
 
   for (const Directive* up : root.all("upstream")) {
     UpstreamSettings u;
@@ -85,7 +144,11 @@ std::optional<config::Error> toSettings(const config::Config& config, Settings& 
     ServerSettings srv;
     srv.listens = addresses(b, "listen");
     if (srv.listens.empty()) return config::errorAt(*sd, "no \"listen\" in server");
-    srv.access_log = std::string(b.str("access_log"));
+    if (auto why = accessLogs(b, formats, srv.access_logs)) return why;
+    std::string_view trace = b.str("trace_context");
+    srv.trace_context = trace == "start" ? TraceContext::Start
+                        : trace == "off" ? TraceContext::Off
+                                         : TraceContext::Pass;
     srv.request_id_header = std::string(b.str("request_id_header"));
     srv.trust_request_id = b.flag("trust_request_id");
     srv.client_header_timeout = b.duration("client_header_timeout");

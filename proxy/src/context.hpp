@@ -30,7 +30,12 @@ struct ServerRef {
   std::shared_ptr<Generation> gen;
   const ServerSettings* settings = nullptr;
   bool admin = false;
-  int access_log_fd = -1;  // -1: off
+  // One per `access_log` line of the server: the open file (stderr is 2) and its format.
+  struct AccessLog {
+    int fd;
+    const LogFormat* format;  // owned by settings
+  };
+  std::vector<AccessLog> access_logs;  // empty: off
 };
 
 // Access log files by path, opened once (O_APPEND | O_CLOEXEC); stderr is fd 2.
@@ -68,6 +73,7 @@ struct Context {
   // One read buffer for every stream: each read is consumed (parsed, forwarded, or copied when
   // the peer is slow) before the callback returns, so no connection needs its own.
   char read_buf[64 * 1024];
+  std::string log_line;  // one access log line at a time: its capacity is reused
 
   void countRequest(uint16_t status);
   void connectionClosed(ClientConn* conn);

@@ -192,7 +192,9 @@ struct Proxy::Impl {
       ref->gen = gen;
       ref->settings = &srv;
       try {
-        ref->access_log_fd = ctx.access_logs.open(srv.access_log);
+        for (const auto& log : srv.access_logs) {
+          ref->access_logs.push_back({ctx.access_logs.open(log.path), log.format.get()});
+        }
       } catch (const std::exception& e) {
         return e.what();
       }
@@ -200,7 +202,6 @@ struct Proxy::Impl {
     }
     if (!gen->settings.admin_listens.empty()) {
       auto admin = std::make_unique<ServerSettings>();
-      admin->access_log = "off";
       admin->client_header_timeout = Millis(10000);
       admin->keepalive_timeout = Millis(10000);
       admin->client_max_body_size = 0;

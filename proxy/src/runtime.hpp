@@ -209,9 +209,12 @@ class UpstreamGroup {
   void release(UpstreamConn* conn);
   void forget(UpstreamConn* conn);  // an idle connection closed
   void closeIdle();
-  // One cancel frame to this upstream's control socket; false if it has none or dropped it.
-  bool sendCancel(const std::string& id, OnDisconnect action, Millis grace, Phase phase,
-                  uint64_t event_ns, agent::control::Reason reason = agent::control::Reason::ClientDisconnect);
+  // One cancel frame to this upstream's control socket, with the request's trace id when it
+  // has one. Returns its outcome for the access log ($cancel_outcome): "sent", "queued" (the
+  // control socket is reconnecting), "dropped" (the queue is full), or "" without a socket.
+  std::string_view sendCancel(const std::string& id, OnDisconnect action, Millis grace, Phase phase,
+                              uint64_t event_ns, std::string_view trace_id,
+                              agent::control::Reason reason = agent::control::Reason::ClientDisconnect);
   const UpstreamSettings& settings() const { return settings_; }
   const agent::control::Client* control() const { return control_.get(); }
   std::string resolve();  // start-up: resolves TCP server names; "" or why not
@@ -281,9 +284,12 @@ class Request final : public Exchange {
   Phase phase() const;
   // Writes to the upstream; a synchronous failure ends the exchange as a 502.
   void sendOrFail(const uv_buf_t* bufs, unsigned count);
-  // The request's one cancel frame, on interrupt|kill locations with an upstream bound.
+  // The request's one cancel frame, on interrupt|kill locations with an upstream bound; its
+  // action and outcome are kept for the access log.
   void sendCancel(Phase phase, uint64_t event_ns, agent::control::Reason reason);
   void accessLog();
+  // trace_context: the traceparent line for the upstream ("" for none); sets trace_id_.
+  std::string traceparentFor(bool& continued);
 
   ClientConn& conn_;
   bool headers_done_ = false;
@@ -316,6 +322,9 @@ class Request final : public Exchange {
   HeadBuffer head_;
   std::string request_id_;
   bool request_id_replaced_ = false;  // a trusted id broke the rule (access log)
+  std::string trace_id_;               // W3C trace id of this request, "" without one
+  std::string_view cancel_action_;     // for the access log: the cancel frame sent, if any
+  std::string_view cancel_outcome_;    // "sent", "queued", "dropped" (static strings)
   std::string out_;  // the response head being built
   const LocationSettings* loc_ = nullptr;
   UpstreamGroup* group_ = nullptr;

@@ -91,20 +91,24 @@ void UpstreamGroup::startControl() {
   control_->start();
 }
 
-bool UpstreamGroup::sendCancel(const std::string& id, OnDisconnect action, Millis grace, Phase phase,
-                               uint64_t event_ns, agent::control::Reason reason) {
-  if (!control_) return false;
+std::string_view UpstreamGroup::sendCancel(const std::string& id, OnDisconnect action, Millis grace,
+                                           Phase phase, uint64_t event_ns, std::string_view trace_id,
+                                           agent::control::Reason reason) {
+  if (!control_) return {};
   agent::control::Cancel c;
   c.id = id;
   c.action = action == OnDisconnect::Kill ? agent::control::Action::Kill : agent::control::Action::Interrupt;
   if (action == OnDisconnect::Interrupt) c.grace_ms = static_cast<uint32_t>(grace.count());
   c.reason = std::string(agent::control::reasonName(reason));
   c.phase = std::string(phaseName(phase));
+  c.trace_id = std::string(trace_id);
   bool ok = control_->sendCancel(c, event_ns);
-  ctx_.log->info("rid={} cancel {} sent to unix:{} (phase {}, reason {}){}", id,
+  std::string_view outcome = !ok ? "dropped" : control_->connected() ? "sent" : "queued";
+  ctx_.log->info("rid={} cancel {} sent to unix:{} (phase {}, reason {}){}{}{}", id,
                  agent::control::actionName(c.action), settings_.control_path, c.phase, c.reason,
-                 ok ? (control_->connected() ? "" : ", queued until the control socket is back") : ", dropped");
-  return ok;
+                 outcome == "sent" ? "" : outcome == "queued" ? ", queued until the control socket is back" : ", dropped",
+                 trace_id.empty() ? "" : " trace=", trace_id);
+  return outcome;
 }
 
 UpstreamConn* UpstreamGroup::acquire(const LocationSettings& loc) {

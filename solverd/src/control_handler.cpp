@@ -20,14 +20,16 @@ control::CancelAck Daemon::ControlHandler::onCancel(const control::PeerCredentia
   order.reason = cancel.reason;
   order.phase = cancel.phase;
   order.source = CancelSource::Frame;
+  order.trace_id = cancel.trace_id;
   const control::CancelAck ack{cancel.id, d.table_->cancelRequest(cancel.id, order, false)};
   if (ack.state == control::CancelState::Unknown || ack.state == control::CancelState::Finished) {
     if (ack.state == control::CancelState::Unknown) d.tombstones_.add(cancel.id, monotonicNs());
     d.countCancel(order, toString(ack.state));
-    log::get("control")->info("rid={} cancel {} from pid={} uid={} ({}{}): {}", cancel.id, toString(order.action),
+    log::get("control")->info("rid={} cancel {} from pid={} uid={} ({}{}): {}{}{}", cancel.id, toString(order.action),
                               peer.pid, peer.uid, cancel.reason, cancel.phase.empty() ? "" : ", " + cancel.phase,
                               ack.state == control::CancelState::Unknown ? "unknown id, tombstone left"
-                                                                         : "already finished");
+                                                                         : "already finished",
+                              cancel.trace_id.empty() ? "" : " trace=", cancel.trace_id);
   }
   return ack;
 }

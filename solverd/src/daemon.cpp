@@ -118,6 +118,12 @@ void Daemon::setupMetrics() {
                           [this] { return table_ ? static_cast<double>(table_->running()) : 0.0; });
   registry_.callbackGauge("solverd_jobs_queued", "Jobs waiting for a worker.",
                           [this] { return table_ ? static_cast<double>(table_->queued()) : 0.0; });
+  // The configured limits beside the counts, so that a saturation alert is a ratio that holds
+  // for any `workers` and `queue_size` (packaging/prometheus).
+  registry_.callbackGauge("solverd_workers", "Parallel solves allowed (the workers directive).",
+                          [this] { return static_cast<double>(settings_.workers); });
+  registry_.callbackGauge("solverd_queue_capacity", "Jobs that may wait for a worker (the queue_size directive).",
+                          [this] { return static_cast<double>(settings_.queue_size); });
   cancels_total_ = &registry_.counter("solverd_cancels_total",
                                       "Cancels, by action, reason and the job's phase when it arrived "
                                       "(queued, running, shared, finished, unknown).",
@@ -180,9 +186,11 @@ void Daemon::onJobCancelled(const Job& job, const CancelOrder& order, std::strin
   ++cancels_by_reason_[order.reason];
   // A queued job ends at once: its outcome line carries the cancel; one line per job is enough.
   auto level = state == "queued" ? spdlog::level::debug : spdlog::level::info;
-  log::get("job")->log(level, "job={} cancel {} ({}{}) while {}{}", job.id, toString(order.action), order.reason,
+  const std::string& trace = order.trace_id.empty() ? job.trace_id : order.trace_id;
+  log::get("job")->log(level, "job={} cancel {} ({}{}) while {}{}{}{}", job.id, toString(order.action), order.reason,
                         order.phase.empty() ? "" : ", " + order.phase, state,
-                        order.action == CancelAction::Interrupt ? fmt::format(", grace {}ms", order.grace.count()) : "");
+                        order.action == CancelAction::Interrupt ? fmt::format(", grace {}ms", order.grace.count()) : "",
+                        trace.empty() ? "" : " trace=", trace);
 }
 
 void Daemon::onJobFinished(const Job& job) {
@@ -214,6 +222,7 @@ void Daemon::onJobFinished(const Job& job) {
   auto level = spdlog::level::info;
   if (status == "crashed") level = spdlog::level::warn;
   if (job.outcome && job.outcome->http_status >= 500) level = spdlog::level::err;
+  if (!job.trace_id.empty()) extra += " trace=" + job.trace_id;
   logger->log(level, "job={} solver={} status={} objective={} incumbents={} cpu_ms={:.3f} run={}{}{}", job.id,
               job.spec.solver, status, objective, job.incumbents, static_cast<double>(job.cpu_us) / 1000.0,
               msText(job.started_ns, job.finished_ns), cancel, extra);

@@ -5,6 +5,7 @@
 #include "tether/agent/control/request_id.hpp"
 #include "tether/common/clock.hpp"
 #include "tether/common/log.hpp"
+#include "tether/common/trace_context.hpp"
 #include "tether/solverd/daemon.hpp"
 #include "http_subscriber.hpp"
 #include "lease_timer.hpp"
@@ -140,18 +141,22 @@ void Daemon::handleSolve(const std::shared_ptr<http::Exchange>& ex) {
   if (!spec) return;
   const std::string* key_header = req.header("X-Solve-Key");
   std::string key = key_header != nullptr ? *key_header : std::string{};
+  // W3C Trace Context: the trace this request belongs to (tether-proxy sends it with a parent
+  // id of its own), logged with the job and kept in its record. A malformed one is ignored.
+  const std::string trace_id = trace::traceIdOf(req.header("traceparent"));
 
   auto owned = std::make_unique<HttpSubscriber>(*this, ex, streamFormat(req));
   HttpSubscriber* sub = owned.get();
   subscribers_.emplace(sub, std::move(owned));
   std::string callback = spec->callback;
-  auto result = table_->submit(rid, key, std::move(*spec), sub);
+  auto result = table_->submit(rid, key, std::move(*spec), sub, trace_id);
   if (refused(*ex, result, callback)) {
     retire(sub);
     return;
   }
-  log::get("http")->debug("rid={} job={} admitted: {} (queue position {})", rid, result.job->id,
-                          result.admission == JobTable::Admission::Shared ? "shared" : "new", result.queue_position);
+  log::get("http")->debug("rid={} job={} admitted: {} (queue position {}){}{}", rid, result.job->id,
+                          result.admission == JobTable::Admission::Shared ? "shared" : "new", result.queue_position,
+                          trace_id.empty() ? "" : " trace=", trace_id);
   sub->watch();
   sub->admitted(result);
 }

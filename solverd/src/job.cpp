@@ -53,6 +53,7 @@ nlohmann::json Job::describe(uint64_t now_ns) const {
                    {"incumbents", incumbents},
                    {"cpu_ms", static_cast<double>(cpu_us) / 1000.0}};
   if (!key.empty()) j["key"] = key;
+  if (!trace_id.empty()) j["trace_id"] = trace_id;
   j["age_ms"] = ms(created_ns, now_ns);
   j["queued_ms"] = ms(created_ns, started_ns);
   j["run_ms"] = ms(started_ns, finished_ns != 0 ? finished_ns : (started_ns != 0 ? now_ns : 0));
@@ -63,7 +64,9 @@ nlohmann::json Job::describe(uint64_t now_ns) const {
       watchers += r.live ? 1 : 0;
       continue;  // watchers come and go; their count is enough
     }
-    reqs.push_back({{"id", r.request_id}, {"live", r.live}});
+    nlohmann::json one{{"id", r.request_id}, {"live", r.live}};
+    if (!r.trace_id.empty()) one["trace_id"] = r.trace_id;
+    reqs.push_back(std::move(one));
   }
   j["requests"] = std::move(reqs);
   j["watchers"] = watchers;
@@ -88,6 +91,7 @@ nlohmann::json Job::describe(uint64_t now_ns) const {
                    {"exited_ns", cancel->exited_ns},
                    {"received_to_signalled_ms", ms(cancel->received_ns, cancel->signalled_ns)},
                    {"received_to_exited_ms", ms(cancel->received_ns, cancel->exited_ns)}};
+    if (!cancel_trace_id.empty()) j["cancel"]["trace_id"] = cancel_trace_id;
   }
   if (outcome) j["result"] = outcome->body;
   return j;

@@ -61,7 +61,7 @@ size_t JobTable::queuePosition(const Job& job) const {
 }
 
 JobTable::SubmitResult JobTable::submit(const std::string& request_id, const std::string& key, SolveSpec spec,
-                                        Subscriber* subscriber) {
+                                        Subscriber* subscriber, const std::string& trace_id) {
   if (!admitting_) return {Admission::Draining};
   if (activeByRequest(request_id) != nullptr) return {Admission::DuplicateId};
 
@@ -71,7 +71,7 @@ JobTable::SubmitResult JobTable::submit(const std::string& request_id, const std
       Job* job = it->second;
       // A job being cancelled is on its way out: a new request must not revive it.
       if (job->cancel || !(job->spec == spec)) continue;
-      job->requests.push_back(Attachment{request_id, subscriber, true});
+      job->requests.push_back(Attachment{request_id, subscriber, true, Attachment::Kind::Request, trace_id});
       by_request_[request_id] = job;
       return {Admission::Shared, job, queuePosition(*job)};
     }
@@ -86,9 +86,10 @@ JobTable::SubmitResult JobTable::submit(const std::string& request_id, const std
   Job* job = owned.get();
   job->id = request_id;
   job->key = key;
+  job->trace_id = trace_id;
   job->spec = std::move(spec);
   job->created_ns = monotonicNs();
-  job->requests.push_back(Attachment{request_id, subscriber, true});
+  job->requests.push_back(Attachment{request_id, subscriber, true, Attachment::Kind::Request, trace_id});
   active_.emplace(request_id, std::move(owned));
   by_request_[request_id] = job;
   if (!key.empty()) by_key_.emplace(key, job);
@@ -129,8 +130,9 @@ void JobTable::supersede(const std::string& key) {
 }
 
 JobTable::SubmitResult JobTable::submitDetached(const std::string& request_id, const std::string& key,
-                                                SolveSpec spec, std::chrono::milliseconds lease) {
-  SubmitResult result = submit(request_id, key, std::move(spec), nullptr);
+                                                SolveSpec spec, std::chrono::milliseconds lease,
+                                                const std::string& trace_id) {
+  SubmitResult result = submit(request_id, key, std::move(spec), nullptr, trace_id);
   if (result.job == nullptr) return result;
   Job& job = *result.job;
   for (auto& r : job.requests) {
@@ -289,6 +291,7 @@ void JobTable::cancelWholeJob(Job& job, const CancelOrder& order) {
     // the action (the grace is settled below for a second interrupt).
     job.cancel->reason = order.reason;
     job.cancel->phase = order.phase;
+    if (!order.trace_id.empty()) job.cancel_trace_id = order.trace_id;  // and its trace
   }
   if (!job.cancel) {
     job.cancel.emplace();
@@ -297,6 +300,7 @@ void JobTable::cancelWholeJob(Job& job, const CancelOrder& order) {
     job.cancel->phase = order.phase;
     job.cancel->received_ns = now;
     job.cancel_source = order.source;
+    job.cancel_trace_id = order.trace_id;
   } else if (order.action == CancelAction::Kill && job.cancel->action != CancelAction::Kill) {
     job.cancel->action = CancelAction::Kill;  // kill after interrupt shortens the grace
   } else if (order.action == CancelAction::Interrupt && job.state == JobState::Running &&

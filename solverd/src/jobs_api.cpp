@@ -4,6 +4,7 @@
 // LeaseTimer.
 #include "tether/common/clock.hpp"
 #include "tether/common/log.hpp"
+#include "tether/common/trace_context.hpp"
 #include "tether/config/units.hpp"
 #include "tether/solverd/daemon.hpp"
 
@@ -73,15 +74,17 @@ void Daemon::handleSubmitJob(const std::shared_ptr<http::Exchange>& ex) {
   const std::string* key_header = req.header("X-Solve-Key");
   std::string key = key_header != nullptr ? *key_header : std::string{};
 
+  const std::string trace_id = trace::traceIdOf(req.header("traceparent"));  // as in handleSolve
+
   std::string callback = spec->callback;
-  auto result = table_->submitDetached(rid, key, std::move(*spec), lease);
+  auto result = table_->submitDetached(rid, key, std::move(*spec), lease, trace_id);
   if (refused(*ex, result, callback)) return;
   const Job& job = *result.job;
   uint64_t now = monotonicNs();
   if (job.lease_expires_ns > now) lease_timer_->leaseChanged(job.lease_expires_ns);
-  log::get("http")->debug("rid={} job={} detached: {} (queue position {}, lease {}ms)", rid, job.id,
+  log::get("http")->debug("rid={} job={} detached: {} (queue position {}, lease {}ms){}{}", rid, job.id,
                           result.admission == JobTable::Admission::Shared ? "shared" : "new", result.queue_position,
-                          job.lease.count());
+                          job.lease.count(), trace_id.empty() ? "" : " trace=", trace_id);
   nlohmann::json body{{"id", rid},
                       {"job", job.id},
                       {"state", toString(job.state)},

@@ -240,5 +240,32 @@ TEST(ControlMessage, WireFormOfCancelMatchesDesign) {
   EXPECT_EQ(toJson(Registered{"abc", std::nullopt}), json::parse(R"({"type":"registered","id":"abc","cgroup":null})"));
 }
 
+// The trace id is optional both ways: a frame without it is what older peers send, and one with
+// a value that is not a W3C trace id still cancels (the id is only logged, so it is dropped).
+TEST(ControlMessage, CancelCarriesAnOptionalTraceIdAndDropsOneOfTheWrongForm) {
+  Cancel traced{"abc", Action::Interrupt, 5000, "client_disconnect", "awaiting_response",
+                "4bf92f3577b34da6a3ce929d0e0e4736"};
+  EXPECT_EQ(toJson(traced), json::parse(R"({"type":"cancel","id":"abc","action":"interrupt","grace_ms":5000,
+      "reason":"client_disconnect","phase":"awaiting_response","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"})"));
+  Message m;
+  ProtocolError e;
+  ASSERT_TRUE(parseMessage(toJson(traced), m, e)) << e.message;
+  EXPECT_EQ(std::get<Cancel>(m).trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+  for (const char* bad : {R"("4BF92F3577B34DA6A3CE929D0E0E4736")", R"("00000000000000000000000000000000")",
+                          R"("not-a-trace")", R"("")"}) {
+    ASSERT_TRUE(parseMessage(json::parse(std::string(R"({"type":"cancel","id":"x","trace_id":)") + bad + "}"), m, e))
+        << bad << ": " << e.message;
+    EXPECT_EQ(std::get<Cancel>(m).trace_id, "") << bad;
+  }
+  EXPECT_FALSE(parseMessage(json::parse(R"({"type":"cancel","id":"x","trace_id":7})"), m, e));
+  // tether-run's register carries the trace of $TRACEPARENT the same way.
+  Register reg{"abc", std::nullopt, "4bf92f3577b34da6a3ce929d0e0e4736"};
+  EXPECT_EQ(toJson(reg), json::parse(R"({"type":"register","id":"abc","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"})"));
+  ASSERT_TRUE(parseMessage(toJson(reg), m, e)) << e.message;
+  EXPECT_EQ(std::get<Register>(m).trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+  ASSERT_TRUE(parseMessage(json::parse(R"({"type":"register","id":"abc","trace_id":"nope"})"), m, e));
+  EXPECT_EQ(std::get<Register>(m).trace_id, "");
+}
+
 }  // namespace
 }  // namespace tether::agent::control

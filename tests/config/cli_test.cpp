@@ -139,6 +139,26 @@ TEST(CommandLine, DirectivesPrintsTheMarkdownReference) {
   EXPECT_EQ(r.out, referenceMarkdown(testing::proxySchema()));
 }
 
+// tether.conf(5) is built from this output: every directive of the table gets its own tagged
+// paragraph, and no text line can be mistaken for a roff request.
+TEST(CommandLine, DirectivesManPrintsEveryDirectiveAsRoff) {
+  const CliRun r = run({"--directives=man"});
+  EXPECT_EQ(r.result.exit_code, 0);
+  EXPECT_TRUE(r.out.starts_with(".SS tether\\-proxy\n")) << r.out.substr(0, 40);
+  for (const DirectiveSpec& spec : testing::proxySchema().directives) {
+    std::string name;
+    for (char c : spec.name) name += c == '-' ? std::string("\\-") : std::string(1, c);
+    EXPECT_NE(r.out.find(".TP\n\\fB" + name + "\\fR"), std::string::npos) << spec.name;
+  }
+  std::istringstream lines(r.out);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.starts_with('.')) {
+      EXPECT_TRUE(line == ".TP" || line == ".br" || line.starts_with(".SS ")) << line;
+    }
+    EXPECT_EQ(line.find('`'), std::string::npos) << line;
+  }
+}
+
 TEST(RuntimeDir, PrefersRuntimeDirectoryThenXdgThenTmp) {
   {
     ScopedEnv runtime("RUNTIME_DIRECTORY", "/run/tether:/run/other");

@@ -4,6 +4,8 @@
 // the proxy's.
 #include "daemon_support.hpp"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -16,6 +18,20 @@ namespace {
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
 
+// A file path in a fresh directory under /tmp, removed with it.
+struct TempLogDir {
+  TempLogDir() {
+    char tmpl[] = "/tmp/tether-e2e-XXXXXX";
+    dir = mkdtemp(tmpl) != nullptr ? tmpl : "/tmp";
+    path = dir + "/access.log";
+  }
+  ~TempLogDir() {
+    std::remove(path.c_str());
+    if (dir != "/tmp") rmdir(dir.c_str());
+  }
+  std::string dir, path;
+};
+
 class Stack {
  public:
   struct Options {
@@ -25,6 +41,7 @@ class Stack {
     std::string location_kill_after = "5s";
     std::string worker_path;            // default: the real solverd-worker
     std::string solve_location_extra;   // directives of the proxy's /v1/solve location
+    std::string proxy_main_extra;       // directives of the proxy's main context (log_format)
   };
 
   Stack(const std::string& cgroup_root, const std::string& proxy_action, const std::string& solverd_extra,
@@ -38,6 +55,7 @@ class Stack {
     admin_path_ = solverd_->dir() + "/proxy-admin.sock";
     std::ofstream(proxy_conf_) << "error_log stderr info;\n"
                                << "admin { listen unix:" << admin_path_ << "; }\n"
+                               << o.proxy_main_extra
                                << "upstream solverd {\n"
                                << "    server 127.0.0.1:" << solverd_->port() << ";\n"
                                << "    control unix:" << solverd_->controlPath() << ";\n"
@@ -204,6 +222,68 @@ TEST_F(EndToEndTest, UpstreamTimeoutOnAnInterruptLocationAnswersTheWaitingClient
   for (const auto& line : stack.proxy().lines()) {
     EXPECT_EQ(line.find("[error]"), std::string::npos) << line;
   }
+  stack.solverd().expectNoErrorsLogged();
+}
+
+// One W3C trace id from the client's traceparent to the worker's exit (issue 18): the proxy's
+// access log, solverd's job record and log, and the cancel frame of the client that leaves.
+// solverd's own connection watch is off, so the cancel solverd records is the proxy's frame.
+TEST_F(EndToEndTest, TraceparentFollowsTheRequestIntoSolverdsJobAndTheCancelOfTheClientThatLeaves) {
+  const std::string trace = "0af7651916cd43dd8448eb211c80319c";
+  TempLogDir logs;
+  Stack::Options o;
+  o.solverd_extra = "on_disconnect none;\n";
+  o.proxy_main_extra =
+      "log_format trace escape=json '{\"rid\":\"$request_id\",\"trace_id\":\"$trace_id\",'\n"
+      "  '\"status\":$status,\"cancel_action\":\"$cancel_action\"}';\n";
+  o.proxy_server_extra = "    access_log " + logs.path + " trace;\n";
+  Stack stack(cgroup_root_, o);
+  ASSERT_TRUE(stack.started()) << stack.proxy().output();
+  auto c = std::make_unique<HttpClient>(stack.port());
+  c->send("POST", "/v1/solve?solver=cbc", readFile(modelPath("market_split_hard.lp")),
+          {{"Content-Type", "text/x-lp"}, {"Accept", "application/x-ndjson"},
+           {"traceparent", "00-" + trace + "-b7ad6b7169203331-01"}, {"tracestate", "vendor=x"}});
+  auto head = c->head(10s);
+  ASSERT_TRUE(head);
+  ASSERT_EQ(head->status, 200);
+  const std::string id = head->headers["x-request-id"];
+  ASSERT_TRUE(c->eventNamed("incumbent", 20s)) << stack.solverd().process().output();
+
+  nlohmann::json running = stack.solverd().job(id);
+  EXPECT_EQ(running["trace_id"], trace) << running.dump();
+  ASSERT_EQ(running["requests"].size(), 1u);
+  EXPECT_EQ(running["requests"][0]["trace_id"], trace);
+
+  c->close();
+  auto job = stack.solverd().waitFinished(id, 10s);
+  ASSERT_TRUE(job) << stack.solverd().process().output();
+  EXPECT_EQ((*job)["trace_id"], trace);
+  EXPECT_EQ((*job)["cancel"]["reason"], "client_disconnect");
+  EXPECT_EQ((*job)["cancel"]["trace_id"], trace) << "the proxy's cancel frame carries the trace id";
+
+  EXPECT_TRUE(stack.solverd().process().waitForLine("job=" + id + " cancel interrupt .* trace=" + trace, 2s))
+      << stack.solverd().process().output();
+  EXPECT_TRUE(stack.solverd().process().waitForLine("job=" + id + " solver=cbc status=interrupted .* trace=" + trace, 2s))
+      << stack.solverd().process().output();
+  EXPECT_TRUE(stack.proxy().waitForLine("rid=" + id + " cancel interrupt sent .* trace=" + trace, 2s))
+      << stack.proxy().output();
+  // The line is written when the proxy notices the close, which the solverd checks above followed.
+  std::optional<nlohmann::json> line;
+  std::string unparsed;
+  waitFor([&] {
+    std::ifstream in(logs.path);
+    for (std::string l; std::getline(in, l);) {
+      auto j = nlohmann::json::parse(l, nullptr, false);
+      if (j.is_discarded()) unparsed = l;
+      if (j.is_object() && j["rid"] == id) line = j;
+    }
+    return line.has_value();
+  }, 5s);
+  EXPECT_EQ(unparsed, "") << "an access log line that is not JSON";
+  ASSERT_TRUE(line) << "no access log line for " << id;
+  EXPECT_EQ((*line)["trace_id"], trace);
+  EXPECT_EQ((*line)["status"], 499);
+  EXPECT_EQ((*line)["cancel_action"], "interrupt");
   stack.solverd().expectNoErrorsLogged();
 }
 

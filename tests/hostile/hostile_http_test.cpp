@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
@@ -99,6 +100,14 @@ std::vector<Case> corpus() {
   std::string flood = "GET /health HTTP/1.1\r\n" + host;
   for (int i = 0; i < 10000; ++i) flood += "X-" + std::to_string(i) + ": v\r\n";
   c.push_back({"10,000 headers", flood + "\r\n", {400, 431}, true});
+  // Bytes aimed at the access log: quotes and braces that would forge a field or a JSON line,
+  // backslashes, a tab, DEL, bytes that are not UTF-8 and a UTF-16 surrogate in UTF-8 form.
+  c.push_back({"log injection in headers",
+               "GET /health HTTP/1.1\r\n" + host + "Connection: close\r\nUser-Agent: x\"},\"forged\":1,{\"\\ \t" +
+                   std::string("\x80\xff\xc3\xa9") + "\r\nReferer: \xed\xa0\x80\\u0000\r\n\r\n",
+               {200}, false});
+  c.push_back({"log injection in the target",
+               "GET /health?q=\"}{\\\x80 HTTP/1.1\r\n" + host + "Connection: close\r\n\r\n", {200, 400}, true});
   c.push_back({"body larger than client_max_body_size",
                "POST /v1/solve HTTP/1.1\r\n" + host + "Content-Type: text/x-lp\r\nContent-Length: 99999999999\r\n\r\n",
                {413}, true});
@@ -201,6 +210,67 @@ TEST_F(HostileHttpTest, MalformedAndHostileRequestsGetTheirStatusWhileGoodClient
       << "proxy fds beyond its keep-alive pool: " << balance_before << " -> " << host.fdBalance();
   EXPECT_TRUE(host.healthy());
   auto errors = host.errorLines();
+  EXPECT_TRUE(errors.empty()) << errors.size() << " error lines, first: " << errors.front();
+}
+
+// The access log under the same corpus (issue 18): a JSON log_format with every variable that
+// carries the client's bytes writes one line per answered request, and every line parses as JSON
+// whatever the client sent.
+TEST_F(HostileHttpTest, EveryHostileRequestLeavesAnAccessLogLineThatParsesAsJson) {
+  HostOptions o;  // access_log stderr (the tether format) stays, beside the JSON file
+  o.proxy_main_extra =
+      "log_format json escape=json '{\"request\":\"$request\",\"uri\":\"$request_uri\",'\n"
+      "  '\"method\":\"$request_method\",\"status\":$status,\"ua\":\"$http_user_agent\",'\n"
+      "  '\"referer\":\"$http_referer\",\"host\":\"$http_host\",\"xa\":\"$http_x_a\",'\n"
+      "  '\"big\":\"$http_x_big\",\"te\":\"$http_transfer_encoding\",\"rid\":\"$request_id\",'\n"
+      "  '\"phase\":\"$disconnect_phase\",\"cause\":\"$disconnect_cause\",\"time\":\"$time_local\"}';\n";
+  char dir[] = "/tmp/tether-hlog-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string log_path = std::string(dir) + "/access.json";
+  struct Cleanup {
+    std::string dir, file;
+    ~Cleanup() {
+      std::remove(file.c_str());
+      rmdir(dir.c_str());
+    }
+  } cleanup{dir, log_path};
+  o.proxy_server_extra = "  client_header_timeout 1s;\n  access_log " + log_path + " json;\n";
+  SolverHost logged(cgroup_root_, o);
+  ASSERT_TRUE(logged.startSolverd()) << logged.solverd()->output();
+  ASSERT_TRUE(logged.startProxy()) << logged.proxy()->output();
+
+  int answered = 0;
+  for (const auto& k : corpus()) {
+    RawClient c(logged.proxyPort());
+    c.send(k.bytes);
+    if (tether::proxy::test::statusOf(c.readUntilClosed(5s)) != 0) ++answered;
+  }
+  std::vector<std::string> lines;
+  auto read = [&] {
+    lines.clear();
+    std::ifstream in(log_path);
+    for (std::string l; std::getline(in, l);) lines.push_back(l);
+    return lines.size() >= static_cast<size_t>(answered);
+  };
+  EXPECT_TRUE(tether::test::waitFor(read, 5s)) << lines.size() << " lines for " << answered << " answers";
+  int parsed = 0;
+  bool forged_ua_seen = false;
+  for (const std::string& l : lines) {
+    auto j = nlohmann::json::parse(l, nullptr, false);
+    EXPECT_TRUE(j.is_object()) << "not a JSON object: " << l.substr(0, 300);
+    if (!j.is_object()) continue;
+    ++parsed;
+    EXPECT_TRUE(j["status"].is_number()) << l.substr(0, 300);
+    EXPECT_FALSE(j.contains("forged")) << l;
+    if (j["ua"].is_string() && j["ua"].get<std::string>().starts_with("x\"},\"forged\":1,{\"\\ \t")) {
+      forged_ua_seen = true;  // valid UTF-8 comes back as sent
+    }
+  }
+  std::printf("[ measure  ] %zu access log lines for %d answered hostile requests, %d parsed as JSON\n", lines.size(),
+              answered, parsed);
+  EXPECT_TRUE(forged_ua_seen) << "the log injection case left no line with its User-Agent";
+  EXPECT_EQ(parsed, static_cast<int>(lines.size()));
+  auto errors = logged.errorLines();
   EXPECT_TRUE(errors.empty()) << errors.size() << " error lines, first: " << errors.front();
 }
 

@@ -130,7 +130,7 @@ SolverHost::SolverHost(std::string cgroup_root, HostOptions options)
   s += "shutdown_timeout 2s;\n" + options_.solverd_extra;
   std::ofstream(solverd_conf_) << s;
 
-  std::string p = "error_log stderr info;\nshutdown_timeout 2s;\n";
+  std::string p = "error_log stderr info;\nshutdown_timeout 2s;\n" + options_.proxy_main_extra;
   p += "admin { listen unix:" + admin_path_ + "; }\n";
   p += "upstream solverd {\n  server unix:" + api_path_ + ";\n  keepalive 64;\n  control unix:" +
        (options_.proxy_control.empty() ? control_path_ : options_.proxy_control) + ";\n}\n";

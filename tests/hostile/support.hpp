@@ -62,6 +62,7 @@ struct HostOptions {
   int queue_size = 100;
   std::string solverd_extra;                  // directives appended to solverd.conf
   std::string worker_path;                    // solverd's worker_path; default: solverd-worker
+  std::string proxy_main_extra;               // directives at the top of the proxy's configuration
   std::string proxy_server_extra;             // directives appended to the proxy's server block
   std::string on_disconnect = "interrupt";
   bool access_log = true;

@@ -63,6 +63,18 @@ deb=$(ls "$work"/tether_*.deb)
 echo "built $(basename "$deb") in $(( ($(date +%s%N) - started_ns) / 1000000 )) ms"
 dpkg-deb --field "$deb" Package Version Architecture Depends
 
+# Debian's standard: lintian finds no error and no warning (an override lives in
+# packaging/debian/lintian-overrides, each with a comment that says why).
+if command -v lintian >/dev/null 2>&1; then
+    lintian_out=$(lintian --fail-on error,warning --display-level '>=warning' "$deb" 2>&1)
+    lintian_rc=$?
+    [ -n "$lintian_out" ] && echo "$lintian_out"
+    check "lintian reports no error or warning" test "$lintian_rc" -eq 0
+else
+    echo "FAILED: lintian is not installed (scripts/setup-deps installs it)"
+    failures=$((failures + 1))
+fi
+
 # Nothing may be started by the installation: remember which of our binaries run now.
 running_installed() {
     local pid exe
@@ -114,6 +126,14 @@ check "solverd -t passes on the shipped /etc/tether/solverd.conf" \
 check "tether-agent -t passes on the shipped /etc/tether/agent.conf" \
     /usr/bin/tether-agent -t -c /etc/tether/agent.conf
 check "tether-proxy -V runs from /usr/bin" /usr/bin/tether-proxy -V
+# man(1) finds every page where the package put it (man-db's own search path, not -l).
+for page in tether-proxy:8 solverd:8 tether-agent:8 tether-run:1 tether.conf:5; do
+    name=${page%:*} section=${page#*:}
+    check "man $section $name finds /usr/share/man/man$section/$name.$section.gz" \
+        test "$(man -w "$section" "$name" 2>/dev/null)" = "/usr/share/man/man$section/$name.$section.gz"
+done
+check "man tether-proxy renders" bash -c 'MANWIDTH=80 man tether-proxy 2>/dev/null | grep -Eq "tether-proxy +- +reverse +proxy"'
+check "/usr/share/doc/tether/copyright installed" test -s /usr/share/doc/tether/copyright
 
 files=$(dpkg -L tether | grep -v '^/\.$')
 if ! DEBIAN_FRONTEND=noninteractive dpkg --purge tether >"$work/dpkg-purge.log" 2>&1; then

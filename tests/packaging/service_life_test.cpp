@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,7 +22,6 @@
 #include <vector>
 
 #include "service_harness.hpp"
-#include "../support/transportation_lp.hpp"
 
 namespace tether::service_test {
 namespace {
@@ -697,9 +697,15 @@ TEST(SolverdService, ServesTheApiOnASocketPassedBySystemd) {
   EXPECT_TRUE(exitedZero(r.daemon->waitExit(kEvent))) << r.daemon->log();
 }
 
-// A transportation LP that GLPK's simplex takes seconds over: its simplex cannot be interrupted
-// (DESIGN.md "Worker protocol"), so only the ladder's kill stops it.
-std::string slowGlpkLp(int n) { return ::tether::test::transportationLp(n, 99); }
+// A worker that ignores the interrupt frame, end of stdin and SIGTERM alike: only the ladder's
+// kill stops it. (Every backend heeds the interrupt since GLPK's simplex runs in slices, so no
+// real solve can stand in for it any more.)
+std::string stubbornWorker(const TempDir& dir) {
+  std::string path = dir.file("stubborn-worker.sh");
+  std::ofstream(path) << "#!/bin/sh\ntrap '' TERM INT\nexec sleep 60\n";
+  ::chmod(path.c_str(), 0755);
+  return path;
+}
 
 TEST(SolverdService, SigtermPastShutdownTimeoutKillsAJobThatIgnoresTheInterrupt) {
   REQUIRE_BINARY(solverd, "solverd");
@@ -708,17 +714,18 @@ TEST(SolverdService, SigtermPastShutdownTimeoutKillsAJobThatIgnoresTheInterrupt)
   Endpoint api;
   api.unix_path = dir.file("api.sock");
   // shutdown_timeout 1s, then the interrupt, then max_grace 1s, then cgroup.kill.
-  Running r = start(dir, solverd, "solverd.conf", solverdConfig(dir, "1s", "unix:" + api.unix_path, "1s"));
+  std::string conf = solverdConfig(dir, "1s", "unix:" + api.unix_path, "1s");
+  conf = conf.substr(0, conf.find("worker_path ")) + "worker_path " + stubbornWorker(dir) + ";\n";
+  Running r = start(dir, solverd, "solverd.conf", conf);
   ASSERT_TRUE(r.notify->waitFor("READY=1", kStart)) << r.daemon->log();
   Fd fd = connectTo(api);
   ASSERT_TRUE(fd);
-  std::string request = buildRequest("POST", "/v1/solve?solver=glpk", slowGlpkLp(400),
+  std::string request = buildRequest("POST", "/v1/solve?solver=glpk", "Maximize\n obj: x\nSubject To\n c: x <= 1\nEnd\n",
                                      {"Content-Type: text/x-lp", "Accept: application/x-ndjson"}, true);
   ASSERT_EQ(::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL), static_cast<ssize_t>(request.size()));
-  // GLPK's own progress lines ("N: obj = ...") come as log events once its simplex runs: only
-  // then is the interrupt sure to land where GLPK cannot heed it.
+  // With `workers 1` and nothing queued, the job's worker is spawned when it is accepted.
   std::string stream;
-  ASSERT_TRUE(readUntil(fd.get(), stream, "obj =", milliseconds(30000))) << stream << "\n" << r.daemon->log();
+  ASSERT_TRUE(readUntil(fd.get(), stream, "\"event\":\"accepted\"", milliseconds(30000))) << stream << "\n" << r.daemon->log();
 
   auto sigterm_at = Clock::now();
   r.daemon->signal(SIGTERM);
@@ -727,7 +734,7 @@ TEST(SolverdService, SigtermPastShutdownTimeoutKillsAJobThatIgnoresTheInterrupt)
   bool got_result = readUntil(fd.get(), stream, "\"event\":\"result\"", kEvent);
   EXPECT_TRUE(exitedZero(status)) << describeExit(status) << "\n" << r.daemon->log();
   // Stopped by the kill after the grace: not before shutdown_timeout + max_grace, not much after.
-  EXPECT_GE(took, milliseconds(1900)) << "stopped before the grace ran out: did GLPK stop on the interrupt?\n"
+  EXPECT_GE(took, milliseconds(1900)) << "stopped before the grace ran out: did the stub stop on the interrupt?\n"
                                       << r.daemon->log();
   EXPECT_LT(took, milliseconds(8000)) << r.daemon->log();
   EXPECT_TRUE(got_result) << "the client got no result event: " << stream.substr(stream.size() > 600 ? stream.size() - 600 : 0);
@@ -737,7 +744,7 @@ TEST(SolverdService, SigtermPastShutdownTimeoutKillsAJobThatIgnoresTheInterrupt)
   ASSERT_NE(killed, std::string::npos) << log;
   EXPECT_NE(log[killed + std::string("received->killed=").size()], '-') << "the job was not killed:\n" << log;
   EXPECT_TRUE(r.daemon->waitNoProcessLeft(kEvent).empty()) << "a worker outlived solverd";
-  std::cout << "solverd killed the GLPK job and exited " << took.count() << " ms after SIGTERM\n";
+  std::cout << "solverd killed the stubborn job and exited " << took.count() << " ms after SIGTERM\n";
 }
 
 // ---------------------------------------------------------------------------------------------

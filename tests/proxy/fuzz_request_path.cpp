@@ -85,7 +85,7 @@ struct World {
     s.upstreams.push_back(u);
     ServerSettings srv;
     srv.listens.push_back(*config::parseAddress("unix:" + proxy_path));
-    srv.access_log = "off";
+    srv.access_logs.clear();  // access_log off
     srv.client_max_body_size = 4096;
     srv.client_header_timeout = Millis(200);
     srv.client_body_timeout = Millis(200);

@@ -221,7 +221,7 @@ class ProxyTeardown : public ::testing::Test {
     s.shutdown_timeout = Millis(300);
     ServerSettings srv;
     srv.listens.push_back(*config::parseAddress("127.0.0.1:0"));
-    srv.access_log = "off";
+    srv.access_logs.clear();  // off
     srv.client_header_timeout = Millis(150);
     srv.client_body_timeout = Millis(150);
     srv.send_timeout = Millis(150);

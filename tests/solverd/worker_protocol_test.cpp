@@ -103,6 +103,51 @@ TEST_F(WorkerInterrupt, RepeatedInterruptFramesAreHarmless) {
   });
 }
 
+// GLPK's simplex has no hook of its own; it runs in slices of a few milliseconds, resumed from the
+// basis the last one left, and the interrupt is read between slices. A transportation LP whose
+// simplex takes seconds, interrupted once GLPK reports progress ("N: obj = ..."), must end
+// within a fraction of that: before slicing it ran to its end (or to the kill after the grace).
+void expectGlpkSimplexInterrupted(const std::string& lp, const std::string& what) {
+  WorkerProcess worker;
+  ASSERT_TRUE(worker.send(solveFrame(lp, "lp", "glpk")));
+  const auto start = Clock::now();
+  bool in_simplex = false;
+  while (!in_simplex) {
+    auto f = worker.next(60s);
+    ASSERT_TRUE(f) << "no progress from GLPK; stderr: " << worker.stderrText();
+    ASSERT_NE((*f)["type"], "result") << what << " ended before the interrupt: make the model bigger\n" << f->dump();
+    in_simplex = (*f)["type"] == "log" && (*f)["line"].get<std::string>().find("obj =") != std::string::npos;
+  }
+  const double before_ms = msSince(start);
+  const auto stop_at = Clock::now();
+  ASSERT_TRUE(worker.send({{"type", "interrupt"}}));
+  auto result = worker.nextOfType("result", 30s);
+  const double stop_ms = msSince(stop_at);
+  ASSERT_TRUE(result) << worker.stderrText();
+  std::printf("[ glpk ] %s: interrupt %.0f ms into the simplex -> result in %.1f ms\n", what.c_str(), before_ms,
+              stop_ms);
+  EXPECT_EQ((*result)["status"], "interrupted") << result->dump().substr(0, 300);
+  // A sanitizer build on a loaded machine: far above the slice, far below the solve's seconds.
+  EXPECT_LT(stop_ms, 500) << "GLPK did not see the interrupt between slices";
+  auto code = worker.finish(10s);
+  ASSERT_TRUE(code);
+  EXPECT_EQ(*code, 0) << "an interrupted solve with a result is a success";
+}
+
+TEST_F(WorkerInterrupt, InterruptFrameStopsGlpkSimplexOfAnLpWithinASlice) {
+  expectGlpkSimplexInterrupted(::tether::test::transportationLp(300, 99), "LP");
+}
+
+TEST_F(WorkerInterrupt, InterruptFrameStopsGlpkInTheRootLpOfAMilp) {
+  // The same LP with its variables integer: the root LP is where GLPK spends its seconds, and
+  // glp_intopt's own presolver would have solved it without any callback.
+  std::string milp = ::tether::test::transportationLp(300, 99);
+  std::string general = "General\n";
+  for (int i = 0; i < 300; ++i) general += " x" + std::to_string(i) + "_0";
+  milp.insert(milp.rfind("End\n"), general + "\n");
+  expectGlpkSimplexInterrupted(milp, "MILP root LP");
+}
+
 // The time limit ends the search with the best incumbent, status time_limit and exit code 3.
 void expectTimeLimit(const std::string& solver) {
   WorkerProcess worker;

@@ -2,7 +2,7 @@
 // A generated transportation LP in CPLEX LP format: n sources (capacity 100) by n sinks (demand
 // `demand`), costs from a fixed-seed LCG in 1..1000. Its text grows as n² (n = 200 is over the
 // control protocol's 1 MiB frame) and its simplex takes seconds for n in the hundreds, which is
-// what the tests that use it need: a big model, or a solve GLPK cannot be interrupted out of.
+// what the tests that use it need: a big model, or a long simplex to interrupt.
 #include <string>
 
 namespace tether::test {

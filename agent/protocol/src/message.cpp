@@ -1,5 +1,7 @@
 #include "tether/agent/control/message.hpp"
 
+#include "tether/agent/control/request_id.hpp"
+
 #include <limits>
 #include <type_traits>
 
@@ -86,12 +88,14 @@ nlohmann::json toJson(const Message& message) {
           if (m.grace_ms) j["grace_ms"] = *m.grace_ms;
           if (!m.reason.empty()) j["reason"] = m.reason;
           if (!m.phase.empty()) j["phase"] = m.phase;
+          if (!m.trace_id.empty()) j["trace_id"] = m.trace_id;
         } else if constexpr (std::is_same_v<T, CancelAck>) {
           j["id"] = m.id;
           j["state"] = cancelStateName(m.state);
         } else if constexpr (std::is_same_v<T, Register>) {
           j["id"] = m.id;
           if (m.pid) j["pid"] = *m.pid;
+          if (!m.trace_id.empty()) j["trace_id"] = m.trace_id;
         } else if constexpr (std::is_same_v<T, Registered>) {
           j["id"] = m.id;
           j["cgroup"] = m.cgroup ? nlohmann::json(*m.cgroup) : nlohmann::json(nullptr);
@@ -143,9 +147,12 @@ bool parseMessage(const nlohmann::json& object, Message& out, ProtocolError& err
     std::string action;
     if (!f.str("id", m.id, true) || !f.str("action", action, false) ||
         !f.integer("grace_ms", m.grace_ms, 0, kMaxU32) || !f.str("reason", m.reason, false) ||
-        !f.str("phase", m.phase, false)) {
+        !f.str("phase", m.phase, false) || !f.str("trace_id", m.trace_id, false)) {
       return false;
     }
+    // A trace id is only ever logged and echoed: one that is not the W3C form is dropped
+    // rather than refusing the cancel it came with.
+    if (!m.trace_id.empty() && !isValidTraceId(m.trace_id)) m.trace_id.clear();
     if (!action.empty() && !parseAction(action, m.action)) {
       error = {ErrorCode::BadMessage, "unknown action \"" + action + "\""};
       return false;
@@ -159,7 +166,10 @@ bool parseMessage(const nlohmann::json& object, Message& out, ProtocolError& err
     out = std::move(m);
   } else if (type == "register") {
     Register m;
-    if (!f.str("id", m.id, true) || !f.integer("pid", m.pid, 1, kMaxPid)) return false;
+    if (!f.str("id", m.id, true) || !f.integer("pid", m.pid, 1, kMaxPid) || !f.str("trace_id", m.trace_id, false)) {
+      return false;
+    }
+    if (!m.trace_id.empty() && !isValidTraceId(m.trace_id)) m.trace_id.clear();  // as in a cancel
     out = std::move(m);
   } else if (type == "registered") {
     Registered m;

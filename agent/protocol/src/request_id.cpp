@@ -64,18 +64,31 @@ class RandomPool {
 }  // namespace
 
 
-std::string newRequestId() {
+std::string randomHex(size_t nbytes) {
   static thread_local RandomPool pool;
   uint8_t bytes[16];
-  pool.take(bytes, sizeof bytes);
+  if (nbytes > sizeof bytes) std::abort();  // a programming error: callers ask for 8 or 16
+  pool.take(bytes, nbytes);
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string id(32, '0');
-  for (size_t i = 0; i < sizeof bytes; ++i) {
+  std::string id(2 * nbytes, '0');
+  for (size_t i = 0; i < nbytes; ++i) {
     id[2 * i] = kHex[bytes[i] >> 4];
     id[2 * i + 1] = kHex[bytes[i] & 0x0f];
   }
-  explicit_bzero(bytes, sizeof bytes);
+  explicit_bzero(bytes, nbytes);
   return id;
+}
+
+std::string newRequestId() { return randomHex(16); }
+
+bool isValidTraceId(std::string_view id) {
+  if (id.size() != 32) return false;
+  bool nonzero = false;
+  for (char c : id) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+    nonzero = nonzero || c != '0';
+  }
+  return nonzero;
 }
 
 bool isValidRequestId(std::string_view id) {

@@ -147,10 +147,11 @@ control::CancelAck Agent::onCancel(const control::PeerCredentials& peer, const c
   const auto state = supervisor_->cancel(cancel.id, cancel.action, cancel.grace_ms.value_or(0), cancel.reason);
   cancels_->with({std::string(control::actionName(cancel.action)), std::string(control::reasonLabel(cancel.reason)),
                   std::string(control::cancelStateName(state))}).inc();
-  log_->info("cancel rid={} action={} grace_ms={} reason={} phase={} peer_pid={} peer_uid={}: {}", cancel.id,
+  if (state == control::CancelState::Running && !cancel.trace_id.empty()) traces_.try_emplace(cancel.id, cancel.trace_id);
+  log_->info("cancel rid={} action={} grace_ms={} reason={} phase={} peer_pid={} peer_uid={}: {}{}{}", cancel.id,
              control::actionName(cancel.action), cancel.grace_ms ? std::to_string(*cancel.grace_ms) : "default",
              cancel.reason, cancel.phase.empty() ? "-" : cancel.phase, peer.pid, peer.uid,
-             control::cancelStateName(state));
+             control::cancelStateName(state), cancel.trace_id.empty() ? "" : " trace=", cancel.trace_id);
   return control::CancelAck{cancel.id, state};
 }
 
@@ -179,7 +180,9 @@ control::Message Agent::onRegister(const control::PeerCredentials& peer, const c
   supervise::Target* target = *adopted;
   control::Registered reply{request.id, std::nullopt};
   if (target->inCgroup()) reply.cgroup = target->cgroupPath();
-  log_->info("registered rid={} pid={} cgroup={}", request.id, pid, reply.cgroup.value_or("none"));
+  if (!request.trace_id.empty()) traces_[request.id] = request.trace_id;
+  log_->info("registered rid={} pid={} cgroup={}{}{}", request.id, pid, reply.cgroup.value_or("none"),
+             request.trace_id.empty() ? "" : " trace=", request.trace_id);
   return reply;
 }
 
@@ -207,6 +210,7 @@ nlohmann::json Agent::statusTargets() {
                      {"state", supervise::toString(info.state)},
                      {"adopted", info.adopted},
                      {"age_ms", msBetween(info.started_ns, now)}};
+    if (auto it = traces_.find(info.id); it != traces_.end()) t["trace_id"] = it->second;
     if (info.cancel) {
       t["cancel"] = {{"action", control::actionName(info.cancel->action)},
                      {"reason", info.cancel->reason},
@@ -219,14 +223,19 @@ nlohmann::json Agent::statusTargets() {
 
 void Agent::onTargetDone(const supervise::Outcome& outcome) {
   std::string how = outcome.released ? "released" : outcome.status.describe();
+  std::string trace;
+  if (auto it = traces_.find(outcome.id); it != traces_.end()) {
+    trace = " trace=" + it->second;
+    traces_.erase(it);
+  }
   if (outcome.cancel && outcome.cancel->received_ns != 0 && outcome.cancel->exited_ns != 0) {
     const auto& c = *outcome.cancel;
     cancel_to_exit_->get().observe(secondsBetween(c.received_ns, c.exited_ns));
     log_->info("target rid={} pid={} done ({}) after cancel action={} reason={}: signalled +{:.3f} ms, "
-               "exited +{:.3f} ms{}",
+               "exited +{:.3f} ms{}{}",
                outcome.id, outcome.pid, how, control::actionName(c.action), c.reason,
                c.signalled_ns ? msBetween(c.received_ns, c.signalled_ns) : 0.0,
-               msBetween(c.received_ns, c.exited_ns), c.killed_ns ? " (killed)" : "");
+               msBetween(c.received_ns, c.exited_ns), c.killed_ns ? " (killed)" : "", trace);
     if (c.interrupt_error) log_->warn("target rid={} interrupt failed: {}", outcome.id, c.interrupt_error.message());
   } else {
     log_->info("target rid={} pid={} done ({})", outcome.id, outcome.pid, how);

@@ -16,6 +16,8 @@
 #include <functional>
 #include <memory>
 #include <stdexcept>
+#include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace tether::agent::daemon {
@@ -75,6 +77,10 @@ class Agent : public control::Handler {
   metrics::Family<metrics::Counter>* cancels_ = nullptr;
   metrics::Family<metrics::Histogram>* cancel_to_exit_ = nullptr;
   std::function<void()> shutdown_done_;
+  // The W3C trace id of a target, by request id, from its register or its cancel frame: shown in
+  // the status record and the target's last line, dropped when the target is done (so bounded
+  // by the targets).
+  std::unordered_map<std::string, std::string> traces_;
 };
 
 }  // namespace tether::agent::daemon

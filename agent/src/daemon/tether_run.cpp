@@ -11,6 +11,7 @@
 
 #include "tether/agent/control/blocking_client.hpp"
 #include "tether/agent/control/request_id.hpp"
+#include "tether/common/trace_context.hpp"
 #include "tether/config/cli.hpp"
 
 #include <unistd.h>
@@ -135,6 +136,15 @@ std::optional<RunOptions> parseArgs(int argc, char** argv, int* exit_code) {
 
 enum class Registration { Registered, Cancelled, Failed };
 
+// The trace of the request this command serves: $TRACEPARENT, the environment carrier of W3C
+// Trace Context that OpenTelemetry SDKs read and write for child processes. "" without a valid one.
+std::string traceIdFromEnvironment() {
+  const char* value = std::getenv("TRACEPARENT");
+  if (value == nullptr) return {};
+  auto parent = trace::parse(value);
+  return parent ? parent->trace_id : std::string{};
+}
+
 // Registers this process. `why` says what failed.
 Registration registerSelf(const RunOptions& o, std::string& why) {
   control::BlockingConnection c;
@@ -144,7 +154,7 @@ Registration registerSelf(const RunOptions& o, std::string& why) {
   }
   // hello and register in one write; the replies come in order.
   const std::string bytes = control::encodeMessage(control::Hello{control::kProtocolVersion, "tether-run", {}}) +
-                            control::encodeMessage(control::Register{o.id, std::nullopt});
+                            control::encodeMessage(control::Register{o.id, std::nullopt, traceIdFromEnvironment()});
   if (int rc = c.sendRaw(bytes, o.timeout); rc != 0) {
     why = std::string("cannot send: ") + std::strerror(-rc);
     return Registration::Failed;

@@ -7,6 +7,8 @@
 #include <CbcEventHandler.hpp>
 #include <CbcModel.hpp>
 #include <CbcSolver.hpp>
+#include <ClpEventHandler.hpp>
+#include <ClpSimplex.hpp>
 #include <OsiClpSolverInterface.hpp>
 
 #include <cmath>
@@ -29,6 +31,37 @@ struct CbcRun {
   double reported = std::numeric_limits<double>::infinity();  // minimization sense
   bool stopped_by_interrupt = false;
   bool stopped_by_deadline = false;
+  // Set when an LP solved before the search (the root LP, those inside CglPreProcess) was cut
+  // short by the interrupt: CBC then takes that LP for infeasible, so nothing it concludes
+  // afterwards is proven and the status is interrupted whatever CBC says.
+  bool lp_stopped_by_interrupt = false;
+  // Set at CBC's first event (its first heuristics or branchAndBound): from then on CbcHooks
+  // stops the search, and the LPs must run to their end, or CglPreProcess could not map the
+  // incumbent back to the model as written (its postprocessing solves an LP).
+  bool search_started = false;
+};
+
+// CBC's event handler is not called before its first heuristic, and the root LP of a large model
+// (and the LPs inside preprocessing) take seconds. Every LP CBC solves runs in a copy of the
+// ClpSimplex of the solver we hand it, and a copy clones its ClpEventHandler: this one, attached
+// before CbcModel copies the solver, reaches all of them and, until the search starts, stops the
+// simplex at the next iteration once the interrupt is set.
+class CbcLpStop : public ClpEventHandler {
+ public:
+  explicit CbcLpStop(CbcRun* run) : run_(run) {}
+  ClpEventHandler* clone() const override { return new CbcLpStop(*this); }
+
+  int event(Event which) override {
+    if (which != endOfIteration && which != endOfFactorization) return -1;
+    if (!run_->hooks->interrupted()) return -1;
+    std::lock_guard lock(run_->mutex);
+    if (run_->search_started) return -1;
+    run_->lp_stopped_by_interrupt = true;
+    return 0;
+  }
+
+ private:
+  CbcRun* run_;
 };
 
 class CbcHooks : public CbcEventHandler {
@@ -38,6 +71,10 @@ class CbcHooks : public CbcEventHandler {
 
   CbcAction event(CbcEvent which) override {
     if (model_ == nullptr) return noAction;
+    {
+      std::lock_guard lock(run_->mutex);
+      run_->search_started = true;
+    }
     // Sub-models of heuristics (RINS, RENS, ... run a small branch and bound) have a parent;
     // their solutions reach the main model, which reports them.
     if (model_->parentModel() == nullptr) reportIncumbent();
@@ -108,6 +145,7 @@ Status statusOf(const CbcModel& model, const CbcRun& run, bool has_solution) {
   // A search that finished is reported as such even if an interrupt came in its last moments
   // (the handler may have seen the flag at endSearch).
   if (run.stopped_by_interrupt && model.status() != 0) return Status::Interrupted;
+  if (run.lp_stopped_by_interrupt) return Status::Interrupted;
   switch (model.status()) {
     case 0:
       if (model.secondaryStatus() == 7) return Status::Unbounded;
@@ -155,6 +193,8 @@ SolveOutcome solveWithCbc(const CoinProblem& problem, const SolveRequest& reques
   run.hooks = &hooks;
   run.problem = &problem;
   run.deadline = Deadline::from(request.options, hooks.start_ns);
+  CbcLpStop lp_stop(&run);
+  solver.getModelPtr()->passInEventHandler(&lp_stop);  // Clp keeps a clone, as do its copies
 
   CbcModel model(solver);
   model.passInMessageHandler(&handler);

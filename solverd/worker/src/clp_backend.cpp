@@ -84,6 +84,11 @@ SolveOutcome solveWithClp(const CoinProblem& problem, const SolveRequest& reques
   } else {
     ClpSolve options;
     options.setPresolveType(ClpSolve::presolveOn);
+    // The dual simplex from the all-slack basis, not initialSolve's automatic choice: that one
+    // may run the Idiot crash (or Sprint) first, and neither calls the event handler, so an
+    // interrupt waited for them to end (seconds on a large LP). The dual simplex reads the
+    // handler at every iteration (docs/cancel-latency.md).
+    options.setSolveType(ClpSolve::useDual);
     model.initialSolve(options);
     // The clone that CLP polled said whether the deadline passed; ask the clock again.
     timed_out = timed_out || deadline.passed();

@@ -1,7 +1,16 @@
 // GLPK: simplex for LPs, branch and cut (glp_intopt) for MILPs.
+//
+// GLPK has no hook inside glp_simplex, so the simplex runs in slices: each call gets a time limit
+// of kSliceMs and resumes from the basis the previous one left in the problem object (GLPK's
+// warm start), and the interrupt flag is read between slices. An interrupt is thus seen within
+// one slice plus one simplex iteration. A MILP's root LP goes through the same slices (and then
+// glp_intopt runs without its presolver, which would solve the root LP again, unstoppably);
+// the search itself stops through glp_ios_terminate in the callback. What is left unstoppable:
+// one node LP or one cut generator call inside glp_intopt (docs/cancel-latency.md).
 #include "backends.hpp"
 #include "tether/common/clock.hpp"
 
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <limits>
@@ -29,8 +38,7 @@ void onSearchEvent(glp_tree* tree, void* info) {
   if (int best = glp_ios_best_node(tree); best != 0) run->bound = glp_ios_node_bound(tree, best);
 
   if (glp_ios_reason(tree) == GLP_IBINGO) {
-    // With the MIP presolver on, the search works on a transformed problem: its objective
-    // value is the original one (the presolver keeps the constant), read from that problem.
+    // The problem the search works on (the original one: the MIP presolver is off).
     glp_prob* searched = glp_ios_get_prob(tree);
     Incumbent found;
     found.objective = glp_mip_obj_val(searched);
@@ -46,6 +54,10 @@ void onSearchEvent(glp_tree* tree, void* info) {
     glp_ios_terminate(tree);
   }
 }
+
+// Short enough that an interrupt waits a few milliseconds; long enough that the work each call
+// redoes (GLPK rebuilds its internal LP and refactorizes the basis) stays small beside it.
+constexpr int kSliceMs = 5;
 
 int msToGlpk(double seconds) {
   double ms = std::ceil(seconds * 1000.0);
@@ -89,6 +101,33 @@ Status mipStatus(int rc, glp_prob* p, const GlpkRun& run) {
   }
 }
 
+// glp_simplex in slices of kSliceMs from the problem's current basis, until it ends by itself,
+// the interrupt comes (returns GLP_ESTOP: GLPK's own code for "stopped by the application") or
+// `total_ms` is used up (GLP_ETMLIM, as one call would have said). Only the first slice prints
+// GLPK's banner and progress; later ones only errors, or every slice would repeat the banner.
+int slicedSimplex(glp_prob* p, glp_smcp smcp, std::optional<int> total_ms, const SolveHooks& hooks,
+                  int& slices) {
+  const uint64_t begin = monotonicNs();
+  for (;;) {
+    int slice = kSliceMs;
+    if (total_ms) {
+      const auto used = static_cast<int64_t>((monotonicNs() - begin) / 1'000'000);
+      if (used >= *total_ms) return GLP_ETMLIM;
+      slice = static_cast<int>(std::min<int64_t>(slice, *total_ms - used));
+    }
+    smcp.tm_lim = slice;
+    const int rc = glp_simplex(p, &smcp);
+    ++slices;
+    smcp.msg_lev = GLP_MSG_ERR;
+    if (rc != GLP_ETMLIM) return rc;
+    if (hooks.interrupted()) return GLP_ESTOP;
+  }
+}
+
+// The point an interrupted simplex stopped at, when it is primal feasible: a feasible answer,
+// which is what an incumbent is to an LP.
+bool feasiblePoint(glp_prob* p) { return glp_get_prim_stat(p) == GLP_FEAS; }
+
 }  // namespace
 
 SolveOutcome solveWithGlpk(GlpkProblem problem, const SolveRequest& request,
@@ -114,38 +153,59 @@ SolveOutcome solveWithGlpk(GlpkProblem problem, const SolveRequest& request,
 
   if (hooks.interrupted()) {
     result.status = Status::Interrupted;
-  } else if (!mip) {
+  } else {
+    std::optional<int> total_ms;
+    if (request.options.time_limit) total_ms = msToGlpk(*request.options.time_limit);
     glp_smcp smcp;
     glp_init_smcp(&smcp);
     smcp.msg_lev = GLP_MSG_ON;
-    // No presolve: without it GLPK tells an infeasible LP from an unbounded one.
+    // No presolve: without it GLPK tells an infeasible LP from an unbounded one; and the
+    // presolver would throw away the basis each slice resumes from.
     smcp.presolve = GLP_OFF;
-    if (request.options.time_limit) smcp.tm_lim = msToGlpk(*request.options.time_limit);
-    int rc = glp_simplex(p, &smcp);
-    result.status = lpStatus(rc, p);
-    if (result.status == Status::Optimal) {
-      result.objective = glp_get_obj_val(p);
-      result.bound = result.objective;
-    }
-  } else {
-    glp_iocp iocp;
-    glp_init_iocp(&iocp);
-    iocp.msg_lev = GLP_MSG_ON;
-    iocp.presolve = GLP_ON;  // also solves the LP relaxation, so no glp_simplex first
-    iocp.cb_func = onSearchEvent;
-    iocp.cb_info = &run;
-    if (request.options.time_limit) iocp.tm_lim = msToGlpk(*request.options.time_limit);
-    if (request.options.mip_gap) iocp.mip_gap = *request.options.mip_gap;
-    int rc = glp_intopt(p, &iocp);
-    result.status = mipStatus(rc, p, run);
-    const int mip_status = glp_mip_status(p);
-    if (mip_status == GLP_OPT || mip_status == GLP_FEAS) result.objective = glp_mip_obj_val(p);
-    if (result.status == Status::Optimal && result.objective && !request.options.mip_gap) {
-      result.bound = result.objective;
+    int slices = 0;
+    const int lp_rc = slicedSimplex(p, smcp, total_ms, hooks, slices);
+    if (slices > 1) hooks.log("glpk: simplex ran in " + std::to_string(slices) + " slices");
+    if (!mip) {
+      if (lp_rc == GLP_ESTOP) {
+        result.status = Status::Interrupted;
+        if (feasiblePoint(p)) result.objective = glp_get_obj_val(p);
+      } else {
+        result.status = lpStatus(lp_rc, p);
+        if (result.status == Status::Optimal) {
+          result.objective = glp_get_obj_val(p);
+          result.bound = result.objective;
+        }
+      }
+    } else if (lp_rc == GLP_ESTOP) {
+      // Interrupted in the root LP: no integer point yet.
+      result.status = Status::Interrupted;
+    } else if (lp_rc != 0 || glp_get_status(p) != GLP_OPT) {
+      // The root LP did not end optimal: its status is the MILP's (an unbounded relaxation
+      // means an unbounded MILP unless it is infeasible, which GLPK does not go on to find out).
+      result.status = lpStatus(lp_rc, p);
     } else {
-      result.bound = run.bound;
+      glp_iocp iocp;
+      glp_init_iocp(&iocp);
+      iocp.msg_lev = GLP_MSG_ON;
+      iocp.presolve = GLP_OFF;  // the root LP is solved: the search starts from its basis
+      iocp.cb_func = onSearchEvent;
+      iocp.cb_info = &run;
+      if (total_ms) {
+        const auto used = static_cast<int64_t>((monotonicNs() - begin) / 1'000'000);
+        iocp.tm_lim = static_cast<int>(std::max<int64_t>(1, *total_ms - used));
+      }
+      if (request.options.mip_gap) iocp.mip_gap = *request.options.mip_gap;
+      const int rc = glp_intopt(p, &iocp);
+      result.status = mipStatus(rc, p, run);
+      const int mip_status = glp_mip_status(p);
+      if (mip_status == GLP_OPT || mip_status == GLP_FEAS) result.objective = glp_mip_obj_val(p);
+      if (result.status == Status::Optimal && result.objective && !request.options.mip_gap) {
+        result.bound = result.objective;
+      } else {
+        result.bound = run.bound;
+      }
+      result.nodes = run.nodes;
     }
-    result.nodes = run.nodes;
   }
   result.iterations = glp_get_it_cnt(p);
 

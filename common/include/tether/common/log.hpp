@@ -23,6 +23,18 @@ bool parseLevel(std::string_view name, spdlog::level::level_enum& out);
 // Called at start-up and on SIGHUP; existing loggers switch in place.
 std::string configure(std::string_view program, const Target& target);
 
+// The journal fields that `error_log journal` adds to a line besides MESSAGE= and PRIORITY=
+// (one table in log.cpp): `REQUEST_ID=` from the line's `rid=` token (ids follow the request-id
+// rule: visible ASCII, no spaces), so that `journalctl REQUEST_ID=...` finds every line of one
+// request across the daemons; `JOB_ID=` likewise from `job=` (solverd's job lines; a job's id is
+// the id of the request that created it); `TRACE_ID=` from `trace=` (DESIGN.md "Trace
+// context"). The placeholder `rid=-` adds nothing. Exposed for the tests; each returns "" when
+// the line names no request, job or trace.
+std::string_view requestIdField(std::string_view message);
+std::string_view jobIdField(std::string_view message);
+// The trace id a log line names (`trace=<32 lowercase hex>` as a word of its own), or "".
+std::string_view traceIdOf(std::string_view line);
+
 // The logger of one component ("proxy", "control", "job", ...), created on first use with the
 // sinks of the last configure() (stderr before any).
 std::shared_ptr<spdlog::logger> get(std::string_view component);

@@ -198,6 +198,8 @@ std::string dump(const Config& config);
 
 // The directive reference (docs/directives.md) for one program's schema.
 std::string referenceMarkdown(const Schema& schema);
+// The same reference as roff (one `.SS` section for the program), for tether.conf(5).
+std::string referenceRoff(const Schema& schema);
 
 // An Error placed at a directive (or at one of its arguments), for checks a daemon makes after
 // loading (e.g. `proxy_pass` naming an upstream that does not exist).

@@ -10,6 +10,7 @@
 
 #include "tether/common/tcp_keepalive.hpp"
 #include "tether/config/address.hpp"
+#include "tether/proxy/log_format.hpp"
 
 namespace tether::proxy {
 
@@ -17,6 +18,14 @@ using Millis = std::chrono::milliseconds;
 
 enum class OnDisconnect { None, Close, Interrupt, Kill };
 enum class HalfClose { Abort, Wait };
+// trace_context (W3C Trace Context, https://www.w3.org/TR/trace-context/).
+enum class TraceContext { Pass, Start, Off };
+
+// One `access_log PATH [FORMAT];`.
+struct AccessLogSettings {
+  std::string path;  // FILE | stderr
+  std::shared_ptr<const LogFormat> format;
+};
 
 struct UpstreamSettings {
   std::string name;
@@ -43,7 +52,8 @@ using TcpKeepalive = ::tether::TcpKeepalive;  // `tcp_keepalive IDLE INTERVAL CO
 
 struct ServerSettings {
   std::vector<config::Address> listens;
-  std::string access_log = "stderr";  // FILE | stderr | off
+  std::vector<AccessLogSettings> access_logs;  // empty: off
+  TraceContext trace_context = TraceContext::Pass;
   std::string request_id_header = "X-Request-Id";
   bool trust_request_id = false;
   Millis client_header_timeout{10000};

@@ -48,6 +48,7 @@ struct CancelOrder {
   // Set by the job table for the runner: the grace is to end `grace` after the first interrupt,
   // later or sooner (a frame after the watch), instead of only ever shortening it.
   bool replace_grace = false;
+  std::string trace_id = {};  // the W3C trace id the frame carried, "" without one (issue 18)
 };
 
 // The cancel ladder's record, the supervision library's (CLOCK_MONOTONIC ns, 0: has not
@@ -81,6 +82,7 @@ struct Attachment {
   Subscriber* subscriber = nullptr;  // null once the request's connection is gone or answered
   bool live = true;                  // false once cancelled: it no longer keeps the job going
   Kind kind = Kind::Request;
+  std::string trace_id = {};  // the request's W3C trace id (traceparent), "" without one
 };
 
 // One event of a job kept for watchers that attach late or resume (Last-Event-ID).
@@ -92,6 +94,7 @@ struct KeptEvent {
 struct Job {
   std::string id;
   std::string key;  // X-Solve-Key, empty when none
+  std::string trace_id;  // the W3C trace id of the request that created the job, "" without one
   SolveSpec spec;
   JobState state = JobState::Queued;
   uint64_t created_ns = 0;
@@ -100,6 +103,9 @@ struct Job {
   std::vector<Attachment> requests;
   std::optional<CancelRecord> cancel;
   CancelSource cancel_source = CancelSource::Daemon;  // of the order that set cancel's grace
+  // The trace id of the cancel frame that cancelled the job, "" without one: the supervision
+  // library's CancelRecord has no trace, so it is kept beside it.
+  std::string cancel_trace_id;
   nlohmann::json last_incumbent;  // null until the worker reports one
   uint64_t incumbents = 0;
   uint64_t cpu_us = 0;

@@ -68,15 +68,15 @@ class JobTable {
 
   // Admits one request. On Started/Queued/Shared the subscriber is attached and hears of the job
   // until onJobDone; otherwise it is not kept. Supersede mode answers the key's older requests
-  // with 409 before this returns.
+  // with 409 before this returns. `trace_id` is the request's W3C trace id ("" without one).
   SubmitResult submit(const std::string& request_id, const std::string& key, SolveSpec spec,
-                      Subscriber* subscriber);
+                      Subscriber* subscriber, const std::string& trace_id = {});
 
   // POST /v1/jobs: admits a detached job, held by a lease of `lease` from now (and by watchers,
   // and by waiting requests that share it through its X-Solve-Key). A keyed job already running
   // is shared as submit() shares it and gains the lease (the later of the two ends).
   SubmitResult submitDetached(const std::string& request_id, const std::string& key, SolveSpec spec,
-                              std::chrono::milliseconds lease);
+                              std::chrono::milliseconds lease, const std::string& trace_id = {});
   // GET /v1/jobs/ID: a detached job's lease runs again for its length from now. False when the
   // job is unknown, finished, not detached or already cancelled.
   bool renewLease(std::string_view id);

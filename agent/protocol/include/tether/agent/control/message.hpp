@@ -34,6 +34,10 @@ struct Cancel {
   std::optional<uint32_t> grace_ms;  // absent: the daemon's default grace
   std::string reason{reasonName(Reason::ClientDisconnect)};
   std::string phase;  // empty: not sent
+  // The request's W3C trace id (32 lowercase hex), so the daemon logs the cancel in the client's
+  // trace. Optional: empty is not sent, and a peer that predates it ignores it (unknown fields
+  // are ignored).
+  std::string trace_id = {};
 };
 
 // {"type":"cancel_ack","id":ID,"state":"queued"|"running"|"finished"|"unknown"}
@@ -46,6 +50,9 @@ struct CancelAck {
 struct Register {
   std::string id;
   std::optional<int64_t> pid;
+  // The W3C trace id of the request the command serves (tether-run reads it from $TRACEPARENT),
+  // optional as in Cancel: the agent logs it with the target and keeps it in its record.
+  std::string trace_id = {};
 };
 
 // {"type":"registered","id":ID,"cgroup":PATH|null}

@@ -25,6 +25,16 @@ bool isValidRequestId(std::string_view id);
 // happen" (the kernel's pool is initialized before any daemon runs).
 std::string newRequestId();
 
+// 2 * nbytes lowercase hex digits from nbytes (at most 16) random bytes of the same pool as
+// newRequestId: the proxy's W3C trace and parent ids (common/trace_context) are made per request
+// too, so they share its one getrandom(2) call per 4 KiB.
+std::string randomHex(size_t nbytes);
+
+// The cancel and register frames' optional `trace_id` (issue 18): a W3C trace id, 32 lowercase
+// hex digits, not all zero (Trace Context section 3.2.2.3). Daemons accept only this form from
+// the wire and drop any other value rather than refuse the frame it came with.
+bool isValidTraceId(std::string_view id);
+
 // The id of a request: `given` when it is present and valid, else a fresh one. `replaced` is
 // set when a value was given but broke the rule (callers log it: the access log says so).
 struct RequestId {

@@ -3,9 +3,9 @@
 // solve it, stream log lines and incumbents, and return the result.
 //
 // Interruption follows DESIGN.md: another thread sets `interrupt`, and the solver's own callback
-// polls it (CBC: CbcEventHandler; CLP: ClpEventHandler; GLPK: glp_ios_terminate from the MIP
-// callback; GLPK's simplex cannot be stopped). An interrupted solve still returns a result, with
-// status interrupted and the best incumbent found so far.
+// polls it (CBC: CbcEventHandler; CLP: ClpEventHandler; GLPK: between the slices its simplex
+// runs in, and glp_ios_terminate from the MIP callback). An interrupted solve still returns a
+// result, with status interrupted and the best incumbent (or feasible LP point) found so far.
 #include "tether/solverd/worker/protocol.hpp"
 
 #include <atomic>

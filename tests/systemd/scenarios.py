@@ -245,10 +245,32 @@ def uid_of(pid):
         return int(re.search(r"(?m)^Uid:\s+(\d+)", f.read()).group(1))
 
 
+def job_cgroup_name(job_id):
+    """The job cgroup's name for an id: `job-` and 16 hex digits of its 64-bit FNV-1a hash, as
+    agent/supervise's jobCgroupName makes it (DESIGN.md "Request identity": nothing is named by
+    the raw id)."""
+    h = 14695981039346656037
+    for c in job_id.encode():
+        h = ((h ^ c) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return f"job-{h:016x}"
+
+
 def find_job_cgroup(service_cgroup, job_id):
+    # A job on a warm spare (spare_workers, default 1) runs in the spare's job-spare-N cgroup: the
+    # job record names it. Otherwise the name is job_cgroup_name's.
+    try:
+        r = http("GET", f"/v1/jobs/{job_id}", unix="/run/tether/solverd.sock", timeout=5)
+        path = r.json().get("cgroup", "") if r.status == 200 else ""
+    except (OSError, ValueError):
+        path = ""
+    if path:
+        full = path if path.startswith(CGROOT) else CGROOT + path
+        if os.path.isdir(full) and (full + "/").startswith(CGROOT + service_cgroup + "/"):
+            return full
+    name = job_cgroup_name(job_id)
     for dirpath, dirnames, _ in os.walk(CGROOT + service_cgroup):
-        if f"job-{job_id}" in dirnames:
-            return os.path.join(dirpath, f"job-{job_id}")
+        if name in dirnames:
+            return os.path.join(dirpath, name)
     return None
 
 
@@ -287,7 +309,8 @@ def scenario_client_leaves():
         return
     service_cg = prop("solverd.service", "ControlGroup")
     job_cg = find_job_cgroup(service_cg, rid)
-    check(f"job-{rid} is inside solverd.service's delegated subtree {service_cg}", job_cg is not None)
+    check(f"{job_cgroup_name(rid)} (job {rid}) is inside solverd.service's delegated subtree {service_cg}",
+          job_cg is not None)
     if job_cg is None:
         stream.close()
         return

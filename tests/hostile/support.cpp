@@ -364,8 +364,10 @@ Nginx::Nginx(const std::vector<std::string>& upstream_servers) {
   std::ofstream(dir_ + "/nginx.conf") << c;
   process_ = std::make_unique<Process>(
       std::vector<std::string>{"/usr/sbin/nginx", "-p", dir_, "-c", dir_ + "/nginx.conf", "-e", "stderr"});
-  started_ = waitFor([&] { return fs::exists(socket_path_) || process_->wait(0ms).has_value(); }, 10s) &&
-             fs::exists(socket_path_);
+  // Ready once a connection is accepted: nginx binds the socket file before it listens on it, and
+  // a client in between (a loaded machine) is refused.
+  auto accepting = [this] { return fs::exists(socket_path_) && HttpClient(socket_path_).connected(); };
+  started_ = waitFor([&] { return accepting() || process_->wait(0ms).has_value(); }, 10s) && accepting();
 }
 
 Nginx::~Nginx() {

@@ -46,7 +46,7 @@ class Stack {
 
   Stack(const std::string& cgroup_root, const std::string& proxy_action, const std::string& solverd_extra,
         const std::string& solve_location_extra = "")
-      : Stack(cgroup_root, Options{proxy_action, solverd_extra, {}, "5s", {}, solve_location_extra}) {}
+      : Stack(cgroup_root, Options{proxy_action, solverd_extra, {}, "5s", {}, solve_location_extra, {}}) {}
 
   Stack(const std::string& cgroup_root, const Options& o) {
     solverd_ = std::make_unique<Solverd>(cgroup_root, Solverd::Options{o.solverd_extra, false, o.worker_path, {}});

@@ -637,6 +637,13 @@ void H2Stream::closed(uint32_t error_code) {
     return;
   }
   (void)error_code;
+  // A gRPC client resets its stream when its own deadline passes, which races our timer for the
+  // same deadline: a reset within 100 ms of it is the deadline, not a client that left early.
+  if (deadline_ns_ != 0 && monotonicNs() + 100'000'000ull >= deadline_ns_) {
+    deadline_passed_ = true;
+    disconnect(Cause::Deadline, agent::control::Reason::Deadline);
+    return;
+  }
   disconnect(Cause::Reset, agent::control::Reason::ClientDisconnect);
 }
 

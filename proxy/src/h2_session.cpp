@@ -575,6 +575,12 @@ void H2Stream::releaseUpstream(bool reusable) {
 
 void H2Stream::onResponseComplete(bool reusable) {
   upstream_end_ns_ = monotonicNs();
+  if (upstream_ != nullptr && !eof_) {
+    const HeadBuffer& h = upstream_->head();
+    for (size_t i = upstream_->trailerFrom(); i < h.count(); ++i) {
+      if (UpstreamConn::passTrailer(h.name(i))) trailers_.emplace_back(lowerCase(h.name(i)), h.value(i));
+    }
+  }
   releaseUpstream(reusable);
   eof_ = true;
   resume();
@@ -669,7 +675,8 @@ void H2Stream::disconnect(Cause cause, agent::control::Reason reason) {
     OnDisconnect action = loc_ != nullptr ? loc_->on_disconnect : OnDisconnect::Close;
     // Past the per-connection bound (a reset flood) the upstream request is only closed; the
     // upstream's own watch (solverd's) still sees that.
-    if (reason != agent::control::Reason::ClientDisconnect || session_.allowCancel()) {
+    const bool cancels = action == OnDisconnect::Interrupt || action == OnDisconnect::Kill;
+    if (cancels && (reason != agent::control::Reason::ClientDisconnect || session_.allowCancel())) {
       sendCancel(ph, event_ns, reason);
     }
     if (UpstreamConn* up = std::exchange(upstream_, nullptr)) {

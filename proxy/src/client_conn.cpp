@@ -183,7 +183,9 @@ bool ClientConn::sniffHttp2(const char* data, size_t len) {
     pipelined_.append(data, len);
     got = pipelined_;
   }
-  size_t n = std::min(got.size(), kPreface.size());
+  // "PRI" starts no HTTP/1.1 request we serve: from there on nghttp2 checks the rest of the
+  // preface, and a wrong one gets GOAWAY(PROTOCOL_ERROR) rather than an HTTP/1.1 400.
+  size_t n = std::min<size_t>(got.size(), 3);
   const bool h2 = got.substr(0, n) == kPreface.substr(0, n);
   if (h2 && n < 3) {
     if (pipelined_.empty()) pipelined_.assign(data, len);

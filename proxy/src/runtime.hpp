@@ -298,6 +298,8 @@ class RequestBase : public Exchange {
   virtual void pauseDownstream() = 0;
   // The request's deadline passed (grpc-timeout, Request-Timeout): answer 504 / grpc-status 4.
   virtual void onDeadline() = 0;
+  // An upstream request is in flight (an HTTP/1.1 upstream connection, or an h2c stream).
+  virtual bool upstreamBound() const { return upstream_ != nullptr; }
 
   // The request id (DESIGN.md "Request identity") from the head, if a trusted balancer's.
   void identify();

@@ -2,7 +2,7 @@
 // (RequestBase), and a stream the client resets is a disconnect of that stream only: 499 in the
 // access log, its upstream request ended, one cancel frame (DESIGN.md "HTTP/2"). nghttp2 does the
 // framing, HPACK, flow control and the protocol's own checks; this file decides what the streams
-// mean. The frames of one event are gathered and written with one write (flush()).
+// mean. The frames of one loop turn are gathered and written with one write (flushSoon()).
 #include "h2_session.hpp"
 
 #include <algorithm>
@@ -66,7 +66,7 @@ std::vector<nghttp2_nv> toNv(const H2Headers& headers) {
 
 // ---- the session ---------------------------------------------------------------------------
 
-H2Session::H2Session(ClientConn& conn) : conn_(conn), reaper_(conn.ctx_.loop) { reaper_->data = this; }
+H2Session::H2Session(ClientConn& conn) : conn_(conn), soon_(conn.ctx_.loop) { soon_->data = this; }
 
 H2Session::~H2Session() {
   // The streams go after the session: nghttp2 holds pointers to them until it is deleted.
@@ -126,7 +126,7 @@ void H2Session::feed(const char* data, size_t len) {
       goAway(NGHTTP2_PROTOCOL_ERROR, nghttp2_strerror(static_cast<int>(rv)));
     }
   }
-  flush();
+  flushSoon();
 }
 
 void H2Session::goAway(uint32_t error_code, std::string_view why) {
@@ -207,9 +207,19 @@ void H2Session::retire(H2Stream* s) {
   if (ng_ != nullptr) nghttp2_session_set_stream_user_data(ng_, s->id_, nullptr);
   dead_.push_back(std::move(*s->pos_));
   streams_.erase(s->pos_);
-  if (reaper_) {
-    uv_timer_start(reaper_.get(), [](uv_timer_t* t) { static_cast<H2Session*>(t->data)->reap(); }, 0, 0);
-  }
+  flushSoon();  // frees it too, outside every call of its own
+}
+
+void H2Session::flushSoon() {
+  if (soon_queued_ || !soon_) return;
+  soon_queued_ = true;
+  uv_idle_start(soon_.get(), [](uv_idle_t* h) {
+    auto* self = static_cast<H2Session*>(h->data);
+    uv_idle_stop(h);
+    self->soon_queued_ = false;
+    self->reap();
+    self->flush();
+  });
 }
 
 void H2Session::reap() { dead_.clear(); }
@@ -476,15 +486,16 @@ void H2Stream::requestComplete() {
 
 void H2Stream::onUpstreamDrained() {
   session_.consume(id_, std::exchange(unconsumed_, 0));
-  session_.flush();
+  session_.flushSoon();
 }
 
 // ---- the response --------------------------------------------------------------------------
 
-void H2Stream::submitHead(const Headers& headers, bool end_stream) {
+void H2Stream::submitHead(const Headers& headers, bool end_stream) { submitNv(toNv(headers), end_stream); }
+
+void H2Stream::submitNv(const std::vector<nghttp2_nv>& nv, bool end_stream) {
   submitted_ = true;
   response_started_ = true;
-  std::vector<nghttp2_nv> nv = toNv(headers);
   nghttp2_data_provider provider{};
   provider.source.ptr = this;
   provider.read_callback = readResponseBody;
@@ -505,7 +516,7 @@ void H2Stream::respondLocal(uint16_t status, std::string_view body) {
   if (!head_request_) body_.assign(body);
   eof_ = true;
   submitHead(h, body_.empty());
-  session_.flush();
+  session_.flushSoon();
 }
 
 void H2Stream::onResponseHead(UpstreamConn& up) {
@@ -515,15 +526,29 @@ void H2Stream::onResponseHead(UpstreamConn& up) {
   std::string_view connection;
   h.find("connection", connection);
   const std::string& rid_header = session_.settings().request_id_header;
-  Headers out{{":status", statusText(status_)}};
-  out.reserve(h.count() + 2);
+  // The fields as nghttp2 views of the upstream's head: values as they are, names lower-cased
+  // into one scratch buffer (reserved first, so the views into it stay put); nghttp2 copies both.
+  std::string& names = session_.scratch_;
+  names.clear();
+  names.reserve(h.bytes() + rid_header.size());
+  std::vector<nghttp2_nv>& nv = session_.nv_;
+  nv.clear();
+  char status[8];
+  auto r = std::to_chars(status, status + sizeof status, status_);
+  auto view = [](const char* p) { return reinterpret_cast<uint8_t*>(const_cast<char*>(p)); };
+  nv.push_back({view(":status"), view(status), 7, static_cast<size_t>(r.ptr - status), NGHTTP2_NV_FLAG_NONE});
+  auto add = [&](std::string_view name, std::string_view value) {
+    size_t at = names.size();
+    for (char c : name) names.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c);
+    nv.push_back({view(names.data() + at), view(value.data()), name.size(), value.size(), NGHTTP2_NV_FLAG_NONE});
+  };
   for (size_t i = 0; i < h.count(); ++i) {
     std::string_view name = h.name(i);
     if (isHopByHop(name, connection) || iequals(name, rid_header)) continue;
-    out.emplace_back(lowerCase(name), h.value(i));
+    add(name, h.value(i));
   }
-  out.emplace_back(lowerCase(rid_header), request_id_);
-  submitHead(out, up.bodyless() || head_request_);
+  add(rid_header, request_id_);
+  submitNv(nv, up.bodyless() || head_request_);
 }
 
 void H2Stream::onResponseBody(const char* at, size_t len) {
@@ -533,7 +558,7 @@ void H2Stream::onResponseBody(const char* at, size_t len) {
   if (body_.size() - body_off_ > kHighWater && upstream_ != nullptr) upstream_->pauseReading();
 }
 
-void H2Stream::flushHead() { session_.flush(); }
+void H2Stream::flushHead() { session_.flushSoon(); }
 
 void H2Stream::resume() {
   if (submitted_ && !end_sent_) nghttp2_session_resume_data(session_.ng(), id_);
@@ -584,7 +609,7 @@ void H2Stream::onResponseComplete(bool reusable) {
   releaseUpstream(reusable);
   eof_ = true;
   resume();
-  session_.flush();
+  session_.flushSoon();
 }
 
 void H2Stream::onUpstreamFailed(int status_code) {
@@ -597,10 +622,11 @@ void H2Stream::onUpstreamFailed(int status_code) {
   // The response is cut short: the client must see it, so the stream is reset.
   finish();
   nghttp2_submit_rst_stream(session_.ng(), NGHTTP2_FLAG_NONE, id_, NGHTTP2_INTERNAL_ERROR);
-  session_.flush();
+  session_.flushSoon();
 }
 
 void H2Stream::onDeadline() {
+  deadline_answered_ = true;  // what the upstream still sends is not passed on
   releaseUpstream(false);
   if (GrpcUpstream* g = std::exchange(grpc_up_, nullptr)) g->cancel(*this);
   if (grpc_client_) {
@@ -624,7 +650,7 @@ void H2Stream::onDeadline() {
     finish();
     nghttp2_submit_rst_stream(session_.ng(), NGHTTP2_FLAG_NONE, id_, NGHTTP2_CANCEL);
   }
-  session_.flush();
+  session_.flushSoon();
 }
 
 // ---- the end of a stream -------------------------------------------------------------------
@@ -742,7 +768,21 @@ void H2Stream::grpcHeader(std::string_view name, std::string_view value, bool tr
 }
 
 void H2Stream::grpcHeadersDone(bool trailers, bool end_stream) {
-  if (finished_ || deadline_passed_) return;
+  if (finished_ || deadline_answered_) return;
+  // The upstream gave up at the deadline we passed it (grpc-status 4, DEADLINE_EXCEEDED) before
+  // our own timer did: its answer passes as it is, and the work behind it still gets its cancel.
+  if (deadline_ns_ != 0 && (trailers || end_stream) && monotonicNs() + 100'000'000ull >= deadline_ns_) {
+    for (const auto& [name, value] : trailers ? trailers_ : grpc_head_) {
+      if (name == "grpc-status" && value == "4") {
+        deadline_passed_ = true;
+        disconnect_phase_ = phase();
+        disconnect_cause_ = Cause::Deadline;
+        ctx_.log->info("rid={} deadline passed upstream first (grpc-status 4)", request_id_);
+        sendCancel(disconnect_phase_, monotonicNs(), agent::control::Reason::Deadline);
+        break;
+      }
+    }
+  }
   if (!trailers) {
     if (status_ >= 100 && status_ < 200) {  // an interim response: not forwarded
       grpc_head_.clear();
@@ -757,19 +797,19 @@ void H2Stream::grpcHeadersDone(bool trailers, bool end_stream) {
     eof_ = true;
     resume();
   }
-  session_.flush();
+  session_.flushSoon();
 }
 
 void H2Stream::grpcData(const uint8_t* at, size_t len) {
   if (finished_ || eof_) return;
   body_.append(reinterpret_cast<const char*>(at), len);
   resume();
-  session_.flush();
+  session_.flushSoon();
 }
 
 void H2Stream::grpcClosed(uint32_t error_code) {
   grpc_up_ = nullptr;
-  if (finished_ || deadline_passed_) return;
+  if (finished_ || deadline_answered_) return;
   upstream_end_ns_ = monotonicNs();
   if (submitted_ && error_code == NGHTTP2_NO_ERROR) {
     eof_ = true;
@@ -781,7 +821,7 @@ void H2Stream::grpcClosed(uint32_t error_code) {
     finish();
     nghttp2_submit_rst_stream(session_.ng(), NGHTTP2_FLAG_NONE, id_, NGHTTP2_INTERNAL_ERROR);
   }
-  session_.flush();
+  session_.flushSoon();
 }
 
 }  // namespace tether::proxy

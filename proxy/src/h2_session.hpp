@@ -79,6 +79,7 @@ class H2Stream final : public RequestBase {
   bool end_sent_ = false;     // our END_STREAM went out (or a local answer's)
   bool finished_ = false;     // logged and untracked: nothing more happens to it
   bool has_length_ = false;   // content-length given: the body goes upstream as is
+  bool deadline_answered_ = false;  // our deadline's answer went out (onDeadline)
   size_t header_bytes_ = 0;
   std::string authority_;
   std::string body_;  // response bytes not yet taken by nghttp2
@@ -96,6 +97,7 @@ class H2Stream final : public RequestBase {
  private:
   void respondLocal(uint16_t status, std::string_view body);
   void submitHead(const std::vector<std::pair<std::string, std::string>>& headers, bool end_stream);
+  void submitNv(const std::vector<nghttp2_nv>& nv, bool end_stream);
   void resume();
   void finish();
   void startGrpc();
@@ -115,6 +117,9 @@ class H2Session {
   // Writes what nghttp2 has queued (up to the high-water mark); closes the connection when the
   // session is over (GOAWAY sent and nothing left).
   void flush();
+  // flush() before the loop next waits for events: the frames of every stream that advanced in
+  // one loop turn (many upstream responses, say) go out in one write.
+  void flushSoon();
   void onDrained();  // the socket took everything: more frames, and paused upstreams resume
   void connectionLost(Cause cause);
   void drain();       // GOAWAY(NO_ERROR): open streams finish, no new ones
@@ -151,8 +156,11 @@ class H2Session {
   nghttp2_session* ng_ = nullptr;
   std::list<std::unique_ptr<H2Stream>> streams_;
   std::vector<std::unique_ptr<H2Stream>> dead_;
-  uv::Handle<uv_timer_t> reaper_;
+  uv::Handle<uv_idle_t> soon_;  // the deferred flush, and freeing retired streams
+  bool soon_queued_ = false;
   std::string out_;  // frames of one flush, written at once
+  std::string scratch_;           // a response head's lower-cased names (onResponseHead)
+  std::vector<nghttp2_nv> nv_;    // its fields
   bool flushing_ = false;
   bool lost_ = false;
   // Rapid reset (CVE-2023-44487) and the cancel frames resets may cause, per one-second window.

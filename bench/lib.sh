@@ -34,14 +34,17 @@ http { access_log off; keepalive_requests 1000000; $(bench_nginx_temp_paths "$1"
 CONF
 }
 
-# bench_wait_http PORT...: waits up to 10 s for each port to answer a GET / with curl; fails
-# naming the first that does not.
+# bench_wait_http [--http2-prior-knowledge] PORT...: waits up to 10 s for each port to answer a
+# GET / with curl (over h2c with the option: nginx's `listen ... http2` without TLS speaks nothing
+# else); fails naming the first that does not.
 bench_wait_http() {
+  local opt=--http1.1
+  if [ "$1" = --http2-prior-knowledge ]; then opt=$1; shift; fi
   for p in "$@"; do
     for _ in $(seq 1 200); do
-      curl -fsS -o /dev/null "http://127.0.0.1:$p/" 2>/dev/null && break
+      curl -fsS "$opt" -o /dev/null "http://127.0.0.1:$p/" 2>/dev/null && break
       sleep 0.05
     done
-    curl -fsS -o /dev/null "http://127.0.0.1:$p/" || { echo "port $p does not answer" >&2; return 1; }
+    curl -fsS "$opt" -o /dev/null "http://127.0.0.1:$p/" || { echo "port $p does not answer ($opt)" >&2; return 1; }
   done
 }

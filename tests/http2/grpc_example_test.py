@@ -8,8 +8,10 @@ for temporary paths and ports).
   complete    a call that completes returns cbc's result (knapsack: objective 309)
   cancel      a call the client cancels: cbc stops (tether-agent logs the cancel and the end of
               the cbc that tether-run registered, and that pid is gone); the proxy logs 499
-  deadline    a call with a 1 s deadline ends with DEADLINE_EXCEEDED and cbc stops (reason
-              `deadline` in tether-agent's log)
+  deadline    a call with a 1 s deadline ends with DEADLINE_EXCEEDED and cbc stops (grpcio resets
+              the stream at its deadline too: reason `deadline` or `client_disconnect`)
+  proxy-deadline  raw frames (python3-h2) with grpc-timeout 1S and no reset of their own: the
+              proxy answers grpc-status 4 and cbc stops with reason `deadline`
   two-calls   two calls on one channel: the cancelled one's cbc stops, the other returns its result
 Fails when a daemon logged an error, or left a process or a cgroup behind. Exits 77 (skip) when
 cbc or python3-grpcio is missing.
@@ -27,6 +29,7 @@ except ImportError:
     print("SKIP: python3-grpcio is not installed (apt-get install python3-grpcio)")
     sys.exit(77)
 
+from h2_client import H2Client
 from h2_stack import SKIP, Stack, run, run_cases
 from run_example import example_proxy_conf, rewrite
 
@@ -66,18 +69,21 @@ def registered(s, since, timeout=15):
         s.fail(f"cbc (pid {pid}) of rid={rid} ended before the test could watch it: the model is too easy")
 
 
-def expect_cbc_stopped(s, rid, pidfd, pid, reason, started):
+def expect_cbc_stopped(s, rid, pidfd, pid, reasons, started):
+    """cbc `pid` of `rid` ends, and tether-agent logs the cancel with one of `reasons` (a
+    regular expression) and the end of that cbc."""
     try:
         if not select.select([pidfd], [], [], 10)[0]:
             s.fail(f"cbc (pid {pid}) of rid={rid} still runs 10 s after its call ended")
     finally:
         os.close(pidfd)
     gone_ms = 1000 * (time.monotonic() - started)
-    if not s.agent.wait_for(rf"cancel rid={re.escape(rid)} action=interrupt .*reason={reason}", 5):
-        s.fail(f"tether-agent logged no cancel (reason {reason}) for rid={rid}")
+    m = s.agent.wait_for(rf"cancel rid={re.escape(rid)} action=interrupt .*reason=({reasons}) ", 5)
+    if not m:
+        s.fail(f"tether-agent logged no cancel (reason {reasons}) for rid={rid}")
     if not s.agent.wait_for(rf"target rid={re.escape(rid)} pid={pid} done", 5):
         s.fail(f"tether-agent logged no end of cbc of rid={rid}")
-    print(f"  rid={rid}: cbc pid {pid} gone {gone_ms:.0f} ms after the call ended (reason {reason})")
+    print(f"  rid={rid}: cbc pid {pid} gone {gone_ms:.0f} ms after the call ended (reason {m.group(1)})")
 
 
 def case_complete(s, solve):
@@ -101,6 +107,8 @@ def case_cancel(s, solve):
 
 
 def case_deadline(s, solve):
+    # grpcio keeps the deadline too and resets the stream when it passes; its reset and the
+    # proxy's deadline are some milliseconds apart, either may come first: both stop cbc.
     since = s.agent.mark()
     call = solve.future(s.model("market_split_hard.lp"), timeout=1)
     rid, pidfd, pid = registered(s, since)
@@ -110,6 +118,28 @@ def case_deadline(s, solve):
     except grpc.RpcError as e:
         if e.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
             s.fail(f"a hard solve with a 1 s deadline ended with {e.code()}: {e.details()}")
+    expect_cbc_stopped(s, rid, pidfd, pid, "deadline|client_disconnect", time.monotonic())
+
+
+def case_proxy_deadline(s, solve):
+    """The proxy's own deadline: a gRPC request from raw frames (python3-h2) with grpc-timeout
+    1S that never resets its stream. The proxy answers grpc-status 4 (DEADLINE_EXCEEDED), and
+    cbc stops on its cancel frame, reason `deadline`."""
+    model = s.model("market_split_hard.lp")
+    since = s.agent.mark()
+    c = H2Client(s.port)
+    stream = c.request("POST", METHOD, b"\0" + len(model).to_bytes(4, "big") + model,
+                       [("content-type", "application/grpc"), ("te", "trailers"), ("grpc-timeout", "1S")])
+    rid, pidfd, pid = registered(s, since)
+    sent = time.monotonic()
+    if not c.wait(lambda: stream.ended or stream.reset_code is not None, 10):
+        s.fail(f"no answer 10 s after a 1 s grpc-timeout: {stream.headers}")
+    status = (stream.trailers or {}).get("grpc-status") or (stream.headers or {}).get("grpc-status")
+    if status != "4":
+        s.fail(f"the proxy's deadline: grpc-status {status}, not 4: {stream.headers} {stream.trailers} "
+               f"reset={stream.reset_code}")
+    print(f"  grpc-status 4 after {1000 * (time.monotonic() - sent):.0f} ms")
+    c.close()
     expect_cbc_stopped(s, rid, pidfd, pid, "deadline", time.monotonic())
 
 
@@ -128,7 +158,8 @@ def case_two_calls(s, solve):
     print(f"  the other call on the same channel: {result.splitlines()[0].decode()}")
 
 
-CASES = {"complete": case_complete, "cancel": case_cancel, "deadline": case_deadline, "two-calls": case_two_calls}
+CASES = {"complete": case_complete, "cancel": case_cancel, "deadline": case_deadline,
+         "proxy-deadline": case_proxy_deadline, "two-calls": case_two_calls}
 
 
 def main(source_dir, bin_dir):

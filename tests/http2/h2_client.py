@@ -8,6 +8,7 @@ import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
+import hyperframe.frame
 
 
 class Stream:
@@ -58,8 +59,11 @@ class H2Client:
         self.flush()
 
     def send_goaway(self, code):
-        self.conn.close_connection(error_code=code)
+        """Sends GOAWAY past h2's state machine, which takes its own GOAWAY as the end of the
+        connection and would refuse what the server still sends on the open streams (RFC 9113
+        section 6.8: after a GOAWAY NO_ERROR they may finish)."""
         self.flush()
+        self.sock.sendall(hyperframe.frame.GoAwayFrame(0, last_stream_id=0, error_code=code).serialize())
 
     def pump(self, timeout):
         """Reads what arrives within `timeout` seconds (at most one recv that blocks)."""

@@ -64,6 +64,13 @@ TEST_F(RequestTimeoutTest, CapIsTheBudgetLessATenthBetweenHalfASecondAndKillAfte
   EXPECT_DOUBLE_EQ(limitOf("", "0.550"), 0.1); // the floor
   EXPECT_DOUBLE_EQ(limitOf("&time_limit=3", "10"), 3);
   EXPECT_DOUBLE_EQ(limitOf("", "0.05"), 0.1);
+  // A detached job (POST /v1/jobs) reads the same header.
+  const std::string id = newId();
+  auto r = httpRequest(d->port(), "POST", "/v1/jobs", readFile(modelPath("knapsack.lp")), lpHeaders(id, "10"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 202) << r->body;
+  EXPECT_DOUBLE_EQ(d->job(id)["time_limit"].get<double>(), 9) << d->job(id).dump();
+  ASSERT_TRUE(d->waitFinished(id, 10s));
   d->expectNoErrorsLogged();
 }
 

@@ -18,6 +18,8 @@ tether_require_pkg(LIBSYSTEMD libsystemd libsystemd-dev)
 # signature's HMAC-SHA256 from OpenSSL's libcrypto.
 tether_require_pkg(LIBCURL libcurl libcurl4-openssl-dev)
 tether_require_pkg(LIBCRYPTO libcrypto libssl-dev)
+# HTTP/2 framing, HPACK and flow control for tether-proxy (h2c downstream, grpc_pass upstream).
+tether_require_pkg(LIBNGHTTP2 libnghttp2 libnghttp2-dev)
 tether_require_pkg(COIN_CBC cbc coinor-libcbc-dev)
 tether_require_pkg(COIN_CLP clp coinor-libclp-dev)
 tether_require_pkg(COIN_OSICLP osi-clp coinor-libosi-dev)

@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "context.hpp"
+#include "h2_session.hpp"
 #include "tether/common/clock.hpp"
 #include "tether/agent/control/request_id.hpp"
 #include "tether/common/trace_context.hpp"
@@ -114,6 +115,7 @@ ClientConn::ClientConn(Context& ctx, std::shared_ptr<const ServerRef> server, bo
   llhttp_init(&parser_, HTTP_REQUEST, &requestSettings());
   parser_.data = this;
   timer_->data = this;
+  sniffing_ = settings_->http2.enabled && !server_->admin;
   ctx_.conns.push_front(this);
   pos_ = ctx_.conns.begin();
 }
@@ -122,30 +124,24 @@ ClientConn::~ClientConn() = default;
 
 // ---- the request ---------------------------------------------------------------------------
 
-Request::Request(ClientConn& conn) : conn_(conn), start_ns_(monotonicNs()) {}
+Request::Request(ClientConn& conn) : RequestBase(conn.ctx_, *conn.server_, conn.peer_ip_, 1), conn_(conn) {}
 
-Request::~Request() {
-  // Ended with its connection while an upstream was still bound (teardown aborts it first; this
-  // is the last line of defence): that connection is never reused.
+std::string_view Request::peer() const { return conn_.peer_; }
+bool Request::downstreamGone() const { return conn_.closing_; }
+void Request::pauseDownstream() { conn_.readStop(); }
+
+// The deadline (Request-Timeout) passed: 504 while the response has not begun, else the
+// response is cut (the client must see the truncation). The cancel frame went first.
+void Request::onDeadline() {
   if (UpstreamConn* up = std::exchange(upstream_, nullptr)) up->abort();
-}
-
-Phase Request::phase() const {
-  if (!headers_done_) return Phase::RequestHeaders;
-  if (!request_done_) return Phase::RequestBody;
-  if (!response_started_) return Phase::AwaitingResponse;
-  return Phase::ResponseBody;
-}
-
-void ClientConn::track(bool active) {
-  if (active == tracked_) return;
-  tracked_ = active;
-  if (active) {
-    ctx_.active.push_front(this);
-    active_pos_ = ctx_.active.begin();
-  } else {
-    ctx_.active.erase(active_pos_);
+  if (response_started_) {
+    keep_alive_ = false;
+    accessLog();
+    conn_.teardown();
+    return;
   }
+  upstream_end_ns_ = monotonicNs();
+  conn_.respondLocal(504, "Gateway Time-out\n", !request_done_);
 }
 
 // ---- reading -------------------------------------------------------------------------------
@@ -178,8 +174,49 @@ void ClientConn::onRead(ssize_t nread, const char* data) {
   disconnect(Cause::Reset);
 }
 
+// HTTP/2 with prior knowledge (RFC 9113 section 3.3) starts with this preface; no HTTP/1.1
+// request line does ("PRI" is no method a server accepts), so three bytes decide.
+bool ClientConn::sniffHttp2(const char* data, size_t len) {
+  static constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  std::string_view got(data, len);
+  if (!pipelined_.empty()) {
+    pipelined_.append(data, len);
+    got = pipelined_;
+  }
+  size_t n = std::min(got.size(), kPreface.size());
+  const bool h2 = got.substr(0, n) == kPreface.substr(0, n);
+  if (h2 && n < 3) {
+    if (pipelined_.empty()) pipelined_.assign(data, len);
+    return true;  // "P" or "PR": wait for more
+  }
+  sniffing_ = false;
+  std::string bytes = std::move(pipelined_);
+  pipelined_.clear();
+  if (!bytes.empty()) {
+    data = bytes.data();
+    len = bytes.size();
+  }
+  if (!h2) {
+    if (!bytes.empty()) feed(data, len);
+    return !bytes.empty();
+  }
+  h2_ = std::make_unique<H2Session>(*this);
+  if (!h2_->start()) {
+    ctx_.log->error("client={} cannot start an HTTP/2 session", peer_);
+    teardown();
+    return true;
+  }
+  h2_->feed(data, len);
+  return true;
+}
+
 void ClientConn::feed(const char* data, size_t len) {
   if (len == 0) return;
+  if (h2_) {
+    h2_->feed(data, len);
+    return;
+  }
+  if (sniffing_ && sniffHttp2(data, len)) return;
   // The obs-fold check looks at the byte before a header value: inside this buffer, or the last
   // byte of the previous one.
   exec_begin_ = data;
@@ -235,7 +272,7 @@ void ClientConn::parseError(llhttp_errno_t err) {
 
 Request& ClientConn::startRequest() {
   req_ = std::make_unique<Request>(*this);
-  if (!server_->admin) track(true);  // /requests lists proxied requests only
+  if (!server_->admin) req_->track(true);  // /requests lists proxied requests only
   armTimer();
   return *req_;
 }
@@ -331,16 +368,13 @@ int ClientConn::headersComplete() {
   r.request_chunked_ = (parser_.flags & F_CHUNKED) != 0;
   r.head_request_ = parser_.method == HTTP_HEAD;
 
-  // The request id (DESIGN.md "Request identity"): a client's own is kept only behind a
-  // trusted balancer, and only if it follows the protocol's rule; else a generated one, and the
-  // access log says that a given id was replaced.
-  std::string_view given;
-  const bool has_given = settings_->trust_request_id && r.head_.find(settings_->request_id_header, given);
-  auto id = agent::control::acceptRequestId(has_given ? &given : nullptr);
-  r.request_id_ = std::move(id.id);
-  r.request_id_replaced_ = id.replaced;
+  r.identify();
   if (uint16_t status = validate(); status != 0) {
     r.user_error_ = status;
+    return -1;
+  }
+  if (!server_->admin && !r.takeDeadline("request-timeout")) {
+    r.user_error_ = 400;  // Request-Timeout: SECONDS, a decimal
     return -1;
   }
   armTimer();
@@ -390,81 +424,16 @@ int ClientConn::forward() {
     }
   }
 
-  r.group_ = server_->gen->groups[r.loc_->upstream_index].get();
-  r.upstream_ = r.group_->acquire(*r.loc_);
-  if (r.upstream_ == nullptr) {
+  if (!r.bindUpstream()) {
     r.local_ = true;
     r.status_ = 502;
     return 0;
   }
-  r.upstream_text_ = r.upstream_->serverText();
-  r.upstream_start_ns_ = monotonicNs();
-  r.upstream_->attach(&r, *r.loc_, r.head_request_, server_->gen);
-
-  // The request head for the upstream: HTTP/1.1, hop-by-hop headers removed (RFC 9110
-  // section 7.6.1), the request id, X-Forwarded-For and -Proto added, Host passed through.
-  std::string_view connection;
-  r.head_.find("connection", connection);
-  std::string_view xff;
-  bool has_xff = r.head_.find("x-forwarded-for", xff);
-  // trace_context pass|start: the client's traceparent is replaced by ours (same trace, a new
-  // parent id); its tracestate passes unchanged with a trace it belongs to and is dropped with
-  // one that is not the client's (W3C Trace Context section 3.3: tracestate goes with its
-  // traceparent). off: both pass as any header.
-  bool continued = false;
-  const std::string traceparent = r.traceparentFor(continued);
-  const bool own_trace = settings_->trace_context != TraceContext::Off;
+  r.buildUpstreamHead();
   std::string& out = r.upstream_head_;  // kept for one retry on a fresh connection
-  out.clear();
-  out.append(r.method_).append(" ").append(r.url_).append(" HTTP/1.1\r\n");
-  for (size_t i = 0; i < r.head_.count(); ++i) {
-    std::string_view name = r.head_.name(i);
-    if (isHopByHop(name, connection) || iequals(name, "expect") || iequals(name, "x-forwarded-for") ||
-        iequals(name, "x-forwarded-proto") || iequals(name, settings_->request_id_header) ||
-        (own_trace && (iequals(name, "traceparent") || (!continued && iequals(name, "tracestate"))))) {
-      continue;
-    }
-    out.append(name).append(": ").append(r.head_.value(i)).append("\r\n");
-  }
-  if (r.head_.countOf("host") == 0) out.append("Host: ").append(r.group_->settings().name).append("\r\n");
-  out.append(settings_->request_id_header).append(": ").append(r.request_id_).append("\r\n");
-  if (!traceparent.empty()) out.append("traceparent: ").append(traceparent).append("\r\n");
-  out.append("X-Forwarded-For: ");
-  if (has_xff) out.append(xff).append(", ");
-  out.append(peer_ip_).append("\r\nX-Forwarded-Proto: http\r\n");
-  if (r.request_chunked_) out.append("Transfer-Encoding: chunked\r\n");
-  out.append("\r\n");
   uv_buf_t buf = uv_buf_init(out.data(), static_cast<unsigned>(out.size()));
   r.sendOrFail(&buf, 1);
   return 0;
-}
-
-bool Request::retryOnFreshUpstream() {
-  // Only a request whose bytes we still have (its head; no body) and only once, as nginx's
-  // proxy_next_upstream does for a connection that failed before any response byte.
-  if (retried_ || response_started_ || !request_done_ || body_bytes_ > 0 || request_chunked_ ||
-      group_ == nullptr || loc_ == nullptr || conn_.closing_) {
-    return false;
-  }
-  retried_ = true;
-  upstream_ = group_->connectFresh(*loc_);
-  if (upstream_ == nullptr) return false;
-  upstream_text_ = upstream_->serverText();
-  upstream_->attach(this, *loc_, head_request_, conn_.server_->gen);
-  uv_buf_t buf = uv_buf_init(upstream_head_.data(), static_cast<unsigned>(upstream_head_.size()));
-  sendOrFail(&buf, 1);
-  if (upstream_ != nullptr) upstream_->requestSent();
-  return upstream_ != nullptr || conn_.closing_;
-}
-
-// Writes to the upstream; a synchronous failure ends the exchange as a 502.
-void Request::sendOrFail(const uv_buf_t* bufs, unsigned count) {
-  if (upstream_ == nullptr) return;
-  if (upstream_->send(bufs, count) != 0) {
-    onUpstreamFailed(502);
-    return;
-  }
-  if (upstream_ != nullptr && upstream_->pending() > kHighWater) conn_.readStop();  // backpressure
 }
 
 int ClientConn::body(const char* at, size_t len) {
@@ -630,26 +599,6 @@ void Request::onUpstreamFailed(int status_code) {
                !request_done_);
 }
 
-void Request::onUpstreamDeadline() {
-  if (conn_.closing_) return;
-  Phase ph = phase();
-  upstream_timed_out_ = true;
-  disconnect_phase_ = ph;
-  disconnect_cause_ = Cause::UpstreamTimeout;
-  sendCancel(ph, monotonicNs(), agent::control::Reason::UpstreamTimeout);
-}
-
-void Request::sendCancel(Phase phase, uint64_t event_ns, agent::control::Reason reason) {
-  if (cancel_sent_ || group_ == nullptr || loc_ == nullptr) return;
-  if (loc_->on_disconnect != OnDisconnect::Interrupt && loc_->on_disconnect != OnDisconnect::Kill) return;
-  // One frame per request: a client that leaves during an upstream timeout's grace, or a
-  // shutdown after it, would only repeat the cancel under another reason.
-  cancel_sent_ = true;
-  cancel_action_ = loc_->on_disconnect == OnDisconnect::Kill ? "kill" : "interrupt";
-  cancel_outcome_ = group_->sendCancel(request_id_, loc_->on_disconnect, loc_->kill_after, phase, event_ns, trace_id_,
-                                       reason);
-}
-
 void Request::onUpstreamDrained() {
   if (!conn_.reading_ && !conn_.closing_ && !conn_.half_closed_ && conn_.pipelined_.size() <= kMaxPipelined) conn_.readStart();
 }
@@ -688,7 +637,7 @@ void ClientConn::finishExchange() {
   done->accessLog();
   ++requests_served_;
   any_bytes_ = false;
-  track(false);
+  done->track(false);
   done->upstream_ = nullptr;  // released or aborted by the caller
   bool keep = done->keep_alive_ && done->request_done_ && !half_closed_;
   done.reset();
@@ -718,6 +667,17 @@ void ClientConn::armTimer() {
   Millis t{0};
   if (closing_gracefully_) {
     t = Millis(1000);  // lingering close, as nginx's lingering_time but short
+  } else if (h2_) {
+    // Streams have their own watches (upstream timeouts, deadlines); the connection's timer
+    // governs an idle connection and a stalled write.
+    if (pending_ > 0) {
+      t = settings_->send_timeout;
+    } else if (h2_->openStreams() == 0) {
+      t = settings_->keepalive_timeout;
+    } else {
+      uv_timer_stop(timer_.get());
+      return;
+    }
   } else if (!req_) {
     // A fresh connection must send its first request within client_header_timeout; between
     // requests keepalive_timeout applies until the next request's first byte.
@@ -741,6 +701,15 @@ void ClientConn::onTimer() {
   if (closing_) return;
   if (closing_gracefully_) {
     teardown();
+    return;
+  }
+  if (h2_) {
+    if (h2_->openStreams() == 0) {
+      h2_->drain();  // idle: GOAWAY(NO_ERROR), then the connection closes
+      if (!closing_ && !closing_gracefully_) teardown();
+    } else {
+      disconnect(Cause::Timeout);  // a write that made no progress within send_timeout
+    }
     return;
   }
   switch (phase()) {
@@ -788,6 +757,10 @@ void ClientConn::onDrained() {
     }
     return;
   }
+  if (h2_) {
+    h2_->onDrained();
+    return;
+  }
   if (req_ && req_->upstream_ != nullptr) req_->upstream_->resumeReading();
   armTimer();
 }
@@ -807,6 +780,11 @@ void ClientConn::onWriteFailed(int status) {
 // failure; see onRead, onTimer, onWriteFailed and the write calls). Idempotent.
 void ClientConn::disconnect(Cause cause) {
   if (closing_) return;
+  if (h2_) {
+    h2_->connectionLost(cause);
+    teardown();
+    return;
+  }
   if (!req_) {
     teardown();
     return;
@@ -852,6 +830,10 @@ void ClientConn::disconnect(Cause cause) {
 
 void ClientConn::drain() {
   if (closing_) return;
+  if (h2_) {
+    h2_->drain();
+    return;
+  }
   if (!req_ && requests_served_ > 0) {
     teardown();  // an idle keep-alive connection
     return;
@@ -864,6 +846,11 @@ void ClientConn::drain() {
 
 void ClientConn::forceClose() {
   if (closing_) return;
+  if (h2_) {
+    h2_->forceClose();
+    teardown();
+    return;
+  }
   if (req_) {
     if (req_->upstream_ != nullptr) req_->sendCancel(phase(), monotonicNs(), agent::control::Reason::Shutdown);
     if (UpstreamConn* up = std::exchange(req_->upstream_, nullptr)) up->abort();
@@ -890,88 +877,15 @@ void ClientConn::closeGracefully() {
 // caller's stack (the memory goes in the stream's close callback).
 void ClientConn::teardown() {
   if (closing_) return;
-  // The request, if any, is freed with the connection (a method of it may be on the stack).
+  if (h2_) h2_->abortAll();
   if (req_) {
     if (UpstreamConn* up = std::exchange(req_->upstream_, nullptr)) up->abort();
+    req_->track(false);
   }
-  track(false);
   timer_.close();
   ctx_.conns.erase(pos_);
   closeStream();
   ctx_.connectionClosed(this);
-}
-
-// ---- trace context -------------------------------------------------------------------------
-
-// trace_context (DESIGN.md "Trace context"): the traceparent to send upstream, or "" for none.
-// `continued` tells whether it continues the client's trace (whose tracestate then passes).
-std::string Request::traceparentFor(bool& continued) {
-  continued = false;
-  const ServerSettings& settings = *conn_.settings_;
-  if (settings.trace_context == TraceContext::Off) return {};
-  std::string_view given;
-  std::optional<trace::TraceParent> parent;
-  // Two traceparent headers are as invalid as a malformed one (section 3.2: a single header).
-  if (head_.countOf("traceparent") == 1 && head_.find("traceparent", given)) parent = trace::parse(given);
-  if (parent) {
-    continued = true;
-  } else if (settings.trace_context == TraceContext::Start) {
-    parent = trace::TraceParent{trace::newTraceId(), {}, "00"};  // not sampled: we record no spans
-  } else {
-    return {};
-  }
-  trace_id_ = parent->trace_id;
-  parent->parent_id = trace::newParentId();  // this hop is the upstream request's parent
-  return trace::format(*parent);
-}
-
-// ---- access log ----------------------------------------------------------------------------
-
-namespace {
-
-bool findHeader(const void* head, std::string_view name, std::string_view& value) {
-  return static_cast<const HeadBuffer*>(head)->find(name, value);
-}
-
-}  // namespace
-
-void Request::accessLog() {
-  if (!conn_.server_->admin) conn_.ctx_.countRequest(status_);  // admin views are not proxied requests
-  if (conn_.server_->access_logs.empty()) return;
-  uint64_t end = monotonicNs();
-  AccessRecord r;
-  r.remote_addr = conn_.peer_ip_;
-  r.method = method_;
-  r.uri = url_;
-  r.http_minor = http_minor_;
-  r.status = status_;
-  r.body_bytes_sent = sent_body_bytes_;
-  r.request_time = secondsBetween(start_ns_, end);
-  if (upstream_start_ns_ != 0 && upstream_head_ns_ != 0) {
-    r.upstream_response_time = secondsBetween(upstream_start_ns_, upstream_end_ns_ != 0 ? upstream_end_ns_ : end);
-  }
-  r.upstream_addr = upstream_text_;
-  r.request_id = request_id_;
-  // A trusted balancer's id that broke the rule: the generated id stands in for it.
-  r.request_id_replaced = request_id_replaced_;
-  r.trace_id = trace_id_;
-  if (status_ == 499 || upstream_timed_out_) {
-    r.disconnect_phase = phaseName(disconnect_phase_);
-    r.disconnect_cause = causeName(disconnect_cause_);
-  }
-  r.cancel_action = cancel_action_;
-  r.cancel_outcome = cancel_outcome_;
-  r.header = findHeader;
-  r.header_source = &head_;
-  r.now = time(nullptr);
-  std::string& line = conn_.ctx_.log_line;
-  for (const auto& log : conn_.server_->access_logs) {
-    line.clear();
-    log.format->append(line, r);
-    // A blocking append, as nginx's access log: lines are short and the file is local.
-    ssize_t n = ::write(log.fd, line.data(), line.size());
-    (void)n;
-  }
 }
 
 namespace {

@@ -71,11 +71,27 @@ config::Schema makeSchema() {
                config::tcpKeepaliveValue(), "off",
                "TCP keepalive probes: finds clients that vanished without FIN or RST",
                "off | IDLE INTERVAL COUNT"});
+  d.push_back({"http2", ctx({"server"}), 1, 1, false, false, flagValue(), "off",
+               "HTTP/2 without TLS (h2c, prior knowledge, as gRPC uses) beside HTTP/1.1 on the "
+               "server's listeners: the connection preface tells them apart",
+               "on | off"});
+  d.push_back({"http2_max_concurrent_streams", ctx({"server"}), 1, 1, false, false, integerValue(1, 65535),
+               "128", "streams open at once on one HTTP/2 connection", "N"});
+  d.push_back({"http2_body_preread_size", ctx({"server"}), 1, 1, false, false, sizeValue(), "64k",
+               "request body buffered per stream before the upstream takes it (the stream's window)",
+               "SIZE"});
+  d.push_back({"http2_recv_buffer_size", ctx({"server"}), 1, 1, false, false, sizeValue(), "256k",
+               "request body buffered per HTTP/2 connection (the connection's window)", "SIZE"});
+  d.push_back({"http2_max_header_list_size", ctx({"server"}), 1, 1, false, false, sizeValue(), "32k",
+               "largest decoded header list of a stream (431 past it)", "SIZE"});
   d.push_back({"location", ctx({"server"}), 1, 2, true, true, {}, "",
                "requests by path: `=` exact, else the longest prefix", "[=] PATH"});
   // location { }
   d.push_back({"proxy_pass", ctx({"location"}), 1, 1, false, false, {}, "",
                "the upstream of this location", "http://UPSTREAM"});
+  d.push_back({"grpc_pass", ctx({"location"}), 1, 1, false, false, {}, "",
+               "the gRPC upstream of this location, spoken to over h2c (HTTP/2 clients only)",
+               "grpc://UPSTREAM"});
   d.push_back({"on_disconnect", ctx({"location"}), 1, 1, false, false,
                oneOf({"none", "close", "interrupt", "kill"}), "close",
                "what a client's disconnect does to the upstream request",

@@ -162,6 +162,18 @@ std::optional<config::Error> toSettings(const config::Config& config, Settings& 
       srv.tcp_keepalive.interval = b.duration("tcp_keepalive", 1);
       srv.tcp_keepalive.count = static_cast<uint32_t>(b.integer("tcp_keepalive", 2));
     }
+    srv.http2.enabled = b.flag("http2");
+    srv.http2.max_concurrent_streams = static_cast<uint32_t>(b.integer("http2_max_concurrent_streams"));
+    const std::pair<const char*, uint32_t*> http2_sizes[] = {
+        {"http2_body_preread_size", &srv.http2.body_preread_size},
+        {"http2_recv_buffer_size", &srv.http2.recv_buffer_size},
+        {"http2_max_header_list_size", &srv.http2.max_header_list_size}};
+    for (auto [name, field] : http2_sizes) {
+      uint64_t v = b.size(name);
+      // HTTP/2 windows and SETTINGS values are 31-bit (RFC 9113 section 6.9.1).
+      if (v > 0x7fffffffull) return config::errorAt(*b.find(name), std::string("\"") + name + "\" is too large (at most 2g - 1)", 0);
+      *field = static_cast<uint32_t>(v);
+    }
     for (const Directive* ld : b.all("location")) {
       LocationSettings loc;
       if (ld->args.size() == 2) {
@@ -173,12 +185,21 @@ std::optional<config::Error> toSettings(const config::Config& config, Settings& 
       loc.path = std::string(ld->args.back());
       const Block& lb = *ld->block;
       const Directive* pass = lb.find("proxy_pass");
-      if (pass == nullptr) return config::errorAt(*ld, "no \"proxy_pass\" in location \"" + loc.path + "\"");
+      const Directive* grpc = lb.find("grpc_pass");
+      if (pass != nullptr && grpc != nullptr) {
+        return config::errorAt(*grpc, "\"grpc_pass\" and \"proxy_pass\" in one location", 0);
+      }
+      if (pass == nullptr && grpc == nullptr) {
+        return config::errorAt(*ld, "no \"proxy_pass\" or \"grpc_pass\" in location \"" + loc.path + "\"");
+      }
+      loc.grpc = grpc != nullptr;
+      if (grpc != nullptr) pass = grpc;
       std::string_view target = pass->args[0];
-      if (!target.starts_with("http://")) {
+      std::string_view scheme = loc.grpc ? "grpc://" : "http://";
+      if (!target.starts_with(scheme)) {
         return config::errorAt(*pass, "invalid URL prefix in \"" + std::string(target) + "\"", 0);
       }
-      loc.upstream = std::string(target.substr(7));
+      loc.upstream = std::string(target.substr(scheme.size()));
       while (!loc.upstream.empty() && loc.upstream.back() == '/') loc.upstream.pop_back();
       auto it = std::find_if(s.upstreams.begin(), s.upstreams.end(),
                              [&](const UpstreamSettings& u) { return u.name == loc.upstream; });

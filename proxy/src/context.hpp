@@ -55,7 +55,7 @@ struct Context {
   uv_loop_t* loop;
   std::shared_ptr<Generation> current;
   std::list<ClientConn*> conns;   // every open client connection
-  std::list<ClientConn*> active;  // those with a request in flight
+  std::list<RequestBase*> active;  // requests in flight (HTTP/1.1 exchanges, HTTP/2 streams)
   AccessLogs access_logs;
   std::shared_ptr<spdlog::logger> log;
   bool draining = false;
@@ -64,6 +64,7 @@ struct Context {
 
   metrics::Registry registry;
   metrics::Family<metrics::Counter>* requests = nullptr;
+  std::array<metrics::Counter*, 2> by_protocol{};  // tether_proxy_protocol_requests_total: 1.x, 2
   metrics::Family<metrics::Counter>* disconnects = nullptr;
   metrics::Family<metrics::Counter>* cancels = nullptr;
   metrics::Histogram* disconnect_to_cancel = nullptr;
@@ -75,7 +76,7 @@ struct Context {
   char read_buf[64 * 1024];
   std::string log_line;  // one access log line at a time: its capacity is reused
 
-  void countRequest(uint16_t status);
+  void countRequest(uint16_t status, uint8_t http_major);
   void connectionClosed(ClientConn* conn);
 };
 

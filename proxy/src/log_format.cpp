@@ -23,6 +23,11 @@ namespace {
 
 using Var = LogFormat::Var;
 
+std::string_view protocolName(const AccessRecord& r) {
+  if (r.http_major == 2) return "HTTP/2.0";
+  return r.http_minor >= 1 ? "HTTP/1.1" : "HTTP/1.0";
+}
+
 struct VarRow {
   std::string_view name;
   Var var;
@@ -287,13 +292,14 @@ void LogFormat::append(std::string& out, const AccessRecord& r) const {
           appendEscaped(out, r.method, escape_);
           out.push_back(' ');
           appendEscaped(out, r.uri, escape_);
-          out.append(r.http_minor >= 1 ? " HTTP/1.1" : " HTTP/1.0");
+          out.push_back(' ');
+          out.append(protocolName(r));
         }
         break;
       case Var::RequestMethod: text(r.method); break;
       case Var::RequestUri: text(r.uri); break;
       case Var::ServerProtocol:
-        text(r.method.empty() ? std::string_view{} : r.http_minor >= 1 ? "HTTP/1.1" : "HTTP/1.0");
+        text(r.method.empty() ? std::string_view{} : protocolName(r));
         break;
       case Var::Status: {
         // nginx's three digits ("000" before any status), except in JSON, where a number may not

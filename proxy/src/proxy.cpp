@@ -37,6 +37,11 @@ int AccessLogs::open(const std::string& where) {
 
 Context::Context(uv_loop_t* l) : loop(l), log(tether::log::get("proxy")) {
   requests = &registry.counter("tether_proxy_requests_total", "Requests answered, by status code.", {"code"});
+  auto& protocols = registry.counter("tether_proxy_protocol_requests_total",
+                                     "Requests answered, by the client's protocol (an HTTP/2 stream is one).",
+                                     {"protocol"});
+  by_protocol[0] = &protocols.with({"HTTP/1.1"});
+  by_protocol[1] = &protocols.with({"HTTP/2.0"});
   disconnects = &registry.counter("tether_proxy_disconnects_total",
                                   "Clients that left before their response was complete.", {"phase", "cause"});
   cancels = &registry.counter("tether_proxy_cancels_total", "Cancel frames, by action, reason and outcome.",
@@ -85,7 +90,8 @@ Context::Context(uv_loop_t* l) : loop(l), log(tether::log::get("proxy")) {
                           });
 }
 
-void Context::countRequest(uint16_t status) {
+void Context::countRequest(uint16_t status, uint8_t http_major) {
+  by_protocol[http_major == 2 ? 1 : 0]->inc();
   // The series are looked up once per status code: the registry's lookup allocates.
   metrics::Counter* unused = nullptr;
   metrics::Counter*& counter = status < by_status.size() ? by_status[status] : unused;
@@ -248,12 +254,13 @@ Proxy::Proxy(uv_loop_t* loop, Settings settings) : impl_(std::make_unique<Impl>(
   ctx->requests_json = [ctx] {
     nlohmann::json list = nlohmann::json::array();
     uint64_t now = monotonicNs();
-    for (const ClientConn* c : ctx->active) {
-      list.push_back({{"id", c->requestId()},
-                      {"phase", std::string(phaseName(c->phase()))},
-                      {"age", secondsBetween(c->startNs(), now)},
-                      {"client", c->peer()},
-                      {"upstream", c->upstreamText()}});
+    for (const RequestBase* r : ctx->active) {
+      list.push_back({{"id", r->requestId()},
+                      {"phase", std::string(phaseName(r->phase()))},
+                      {"age", secondsBetween(r->startNs(), now)},
+                      {"client", r->peer()},
+                      {"protocol", r->protocol()},
+                      {"upstream", r->upstreamText()}});
     }
     return list.dump() + "\n";
   };

@@ -33,6 +33,7 @@ struct Generation;
 class ClientConn;
 class Exchange;
 class UpstreamConn;
+class GrpcUpstream;
 
 // The protocol's phases and causes (Shutdown: requests cut by shutdown_timeout, access log only).
 using Phase = agent::control::Phase;
@@ -222,11 +223,13 @@ class UpstreamGroup {
 
  private:
   friend class UpstreamConn;
+  friend class GrpcUpstream;
   Context& ctx_;
   UpstreamSettings settings_;
   std::vector<sockaddr_storage> addrs_;
   size_t next_ = 0;
   std::list<UpstreamConn*> idle_;
+  std::list<GrpcUpstream*> grpc_;  // grpc_pass: h2c connections, each shared by many streams
   std::unique_ptr<agent::control::Client> control_;
 };
 
@@ -258,62 +261,85 @@ class Exchange {
 };
 
 class ClientConn;
+class H2Session;
 
-// One HTTP/1.1 exchange on a client connection, from its first parsed byte to the end of its
-// response: id, phase, location, upstream binding, retry head, timings, access-log fields and the
-// cancel decision. A new request is a new object (nothing is reset by hand); an idle keep-alive
-// connection holds none. ClientConn creates it (startRequest) and ends it (finishExchange), or
-// frees it with itself when the connection goes.
-class Request final : public Exchange {
+// What every kind of request shares, an HTTP/1.1 exchange (Request) or an HTTP/2 stream
+// (H2Stream): id, phase, location, upstream binding, retry head, deadline, timings, access-log
+// fields and the cancel decision. A new request is a new object (nothing is reset by hand).
+// Each kind writes its response its own way (the Exchange calls).
+class RequestBase : public Exchange {
  public:
-  explicit Request(ClientConn& conn);
-  ~Request();  // an upstream still bound is closed, never reused
-  Request(const Request&) = delete;
-  Request& operator=(const Request&) = delete;
+  RequestBase(Context& ctx, const ServerRef& server, const std::string& peer_ip, uint8_t http_major);
+  virtual ~RequestBase();  // an upstream still bound is closed, never reused
+  RequestBase(const RequestBase&) = delete;
+  RequestBase& operator=(const RequestBase&) = delete;
 
   const std::string& requestId() const override { return request_id_; }
-  void onResponseHead(UpstreamConn& up) override;
-  void onResponseBody(const char* at, size_t len) override;
-  void flushHead() override;
-  void onResponseComplete(bool reusable) override;
-  void onUpstreamFailed(int status_code) override;
   bool retryOnFreshUpstream() override;
-  void onUpstreamDrained() override;
   void onUpstreamDeadline() override;
+  virtual Phase phase() const;
+  virtual std::string_view peer() const = 0;
+  virtual std::string_view protocol() const = 0;  // "HTTP/1.1", "HTTP/2.0"
+  uint64_t startNs() const { return start_ns_; }
+  const std::string& upstreamText() const { return upstream_text_; }
 
-  Phase phase() const;
+ protected:
+  friend class ClientConn;
+  friend class H2Session;
+  friend class GrpcUpstream;
+  // The client side cannot be written any more (its connection is closing).
+  virtual bool downstreamGone() const = 0;
+  // Backpressure: stop reading the client while the upstream has too much queued.
+  virtual void pauseDownstream() = 0;
+  // The request's deadline passed (grpc-timeout, Request-Timeout): answer 504 / grpc-status 4.
+  virtual void onDeadline() = 0;
+
+  // The request id (DESIGN.md "Request identity") from the head, if a trusted balancer's.
+  void identify();
+  // Request-Timeout (or grpc-timeout, in milliseconds) becomes the deadline: 0 without one,
+  // false for a malformed value.
+  bool takeDeadline(std::string_view header);
+  // Binds an upstream connection of the location's group; false: none (a 502).
+  bool bindUpstream();
+  // The HTTP/1.1 request head for the upstream in upstream_head_ (kept for one retry).
+  void buildUpstreamHead();
   // Writes to the upstream; a synchronous failure ends the exchange as a 502.
   void sendOrFail(const uv_buf_t* bufs, unsigned count);
   // The request's one cancel frame, on interrupt|kill locations with an upstream bound; its
   // action and outcome are kept for the access log.
   void sendCancel(Phase phase, uint64_t event_ns, agent::control::Reason reason);
+  // The deadline's timer ran out: the cancel frame (reason deadline), then the kind's answer.
+  void deadlinePassed();
   void accessLog();
   // trace_context: the traceparent line for the upstream ("" for none); sets trace_id_.
   std::string traceparentFor(bool& continued);
+  void track(bool active);  // listed in /requests while proxied
 
-  ClientConn& conn_;
+ public:
+  Context& ctx_;
+  const ServerRef& server_;
+  const std::string& peer_ip_;
+  uint8_t http_major_ = 1;
+  uint8_t http_minor_ = 1;
   bool headers_done_ = false;
   bool request_done_ = false;
   bool response_started_ = false;
   bool local_ = false;             // answered by the proxy itself (errors, admin)
-  bool keep_alive_ = true;
   bool head_request_ = false;
-  bool request_chunked_ = false;
-  bool response_chunked_ = false;  // we chunk the response to the client
-  bool response_close_ = false;    // response delimited by closing the connection
-  bool head_pending_ = false;      // response head built in out_, not yet written
+  bool request_chunked_ = false;   // the body goes upstream chunked
   bool retried_ = false;
   bool disconnected_ = false;
   bool cancel_sent_ = false;         // this request's cancel frame went out (one per request)
   bool upstream_timed_out_ = false;  // onUpstreamDeadline() ran: the access log says so
-  uint8_t http_minor_ = 1;
-  uint16_t user_error_ = 0;  // status set by a callback before failing the parse
+  bool deadline_passed_ = false;
+  bool tracked_ = false;
   uint16_t status_ = 0;
   Phase disconnect_phase_ = Phase::Idle;
   Cause disconnect_cause_ = Cause::Eof;
   uint64_t body_bytes_ = 0;
   uint64_t sent_body_bytes_ = 0;
   uint64_t start_ns_ = 0;
+  uint64_t deadline_ns_ = 0;  // monotonic; 0: none
   uint64_t upstream_start_ns_ = 0;
   uint64_t upstream_head_ns_ = 0;
   uint64_t upstream_end_ns_ = 0;
@@ -325,12 +351,42 @@ class Request final : public Exchange {
   std::string trace_id_;               // W3C trace id of this request, "" without one
   std::string_view cancel_action_;     // for the access log: the cancel frame sent, if any
   std::string_view cancel_outcome_;    // "sent", "queued", "dropped" (static strings)
-  std::string out_;  // the response head being built
   const LocationSettings* loc_ = nullptr;
   UpstreamGroup* group_ = nullptr;
   UpstreamConn* upstream_ = nullptr;
   std::string upstream_text_;
   std::string upstream_head_;  // the request head sent upstream, for one retry
+  std::unique_ptr<uv::Handle<uv_timer_t>> deadline_timer_;
+  std::list<RequestBase*>::iterator active_pos_;
+};
+
+// One HTTP/1.1 exchange on a client connection, from its first parsed byte to the end of its
+// response. ClientConn creates it (startRequest) and ends it (finishExchange), or frees it with
+// itself when the connection goes.
+class Request final : public RequestBase {
+ public:
+  explicit Request(ClientConn& conn);
+
+  void onResponseHead(UpstreamConn& up) override;
+  void onResponseBody(const char* at, size_t len) override;
+  void flushHead() override;
+  void onResponseComplete(bool reusable) override;
+  void onUpstreamFailed(int status_code) override;
+  void onUpstreamDrained() override;
+  std::string_view peer() const override;
+  std::string_view protocol() const override { return http_minor_ >= 1 ? "HTTP/1.1" : "HTTP/1.0"; }
+
+  bool downstreamGone() const override;
+  void pauseDownstream() override;
+  void onDeadline() override;
+
+  ClientConn& conn_;
+  bool keep_alive_ = true;
+  bool response_chunked_ = false;  // we chunk the response to the client
+  bool response_close_ = false;    // response delimited by closing the connection
+  bool head_pending_ = false;      // response head built in out_, not yet written
+  uint16_t user_error_ = 0;  // status set by a callback before failing the parse
+  std::string out_;  // the response head being built
 };
 
 // One client connection: the socket, the parser, pipelining order, the connection's timer and
@@ -350,11 +406,8 @@ class ClientConn final : public StreamConn {
                      bool unix_socket);
 
   Phase phase() const { return req_ ? req_->phase() : Phase::Idle; }
-  const std::string& requestId() const { return req_->request_id_; }  // busy() only
   const std::string& peer() const { return peer_; }
-  uint64_t startNs() const { return req_->start_ns_; }                    // busy() only
-  const std::string& upstreamText() const { return req_->upstream_text_; }  // busy() only
-  bool busy() const { return req_ != nullptr; }
+  bool busy() const { return req_ != nullptr || h2_ != nullptr; }
   // Drain: close when idle, answer the current request with Connection: close.
   void drain();
   // shutdown_timeout ran out: cancel what is left (reason "shutdown").
@@ -362,6 +415,9 @@ class ClientConn final : public StreamConn {
 
  private:
   friend class Request;
+  friend class RequestBase;
+  friend class H2Session;
+  friend class H2Stream;
   ClientConn(Context& ctx, std::shared_ptr<const ServerRef> server, bool unix_socket);
   ~ClientConn() override;
   void onRead(ssize_t nread, const char* data) override;
@@ -388,7 +444,9 @@ class ClientConn final : public StreamConn {
   void teardown();
   void armTimer();
   void onTimer();
-  void track(bool active);
+  // The first bytes of a connection on an `http2 on` server: an HTTP/2 connection preface hands
+  // the connection to an H2Session (true), anything else is HTTP/1.1 (false).
+  bool sniffHttp2(const char* data, size_t len);
 
   std::shared_ptr<const ServerRef> server_;
   const ServerSettings* settings_;
@@ -397,16 +455,16 @@ class ClientConn final : public StreamConn {
   std::string peer_;       // client address text ("127.0.0.1:5555", "unix")
   std::string peer_ip_;    // for X-Forwarded-For and the access log
   std::unique_ptr<Request> req_;  // the exchange in progress; none while idle
+  std::unique_ptr<H2Session> h2_;  // an HTTP/2 connection: its streams are the requests
+  bool sniffing_ = false;  // `http2 on`: the first bytes decide the protocol
   bool half_closed_ = false;
   bool closing_gracefully_ = false;
-  bool tracked_ = false;
   bool any_bytes_ = false;   // bytes of the next request seen before its first callback
   uint64_t requests_served_ = 0;
   std::string pipelined_;
   const char* exec_begin_ = nullptr;  // the buffer llhttp_execute() is parsing (obs-fold check)
   char prev_last_byte_ = 0;           // last byte of the previous buffer
   std::list<ClientConn*>::iterator pos_;
-  std::list<ClientConn*>::iterator active_pos_;
 };
 
 }  // namespace tether::proxy

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "context.hpp"
+#include "h2_session.hpp"
 #include "tether/agent/control/client.hpp"
 #include "tether/common/clock.hpp"
 
@@ -26,6 +27,7 @@ UpstreamGroup::UpstreamGroup(Context& ctx, UpstreamSettings settings)
 
 UpstreamGroup::~UpstreamGroup() {
   closeIdle();
+  while (!grpc_.empty()) grpc_.front()->teardown();
   if (control_) control_->close();
 }
 
@@ -140,6 +142,10 @@ void UpstreamGroup::release(UpstreamConn* conn) {
 void UpstreamGroup::forget(UpstreamConn* conn) { idle_.erase(conn->idle_pos_); }
 
 void UpstreamGroup::closeIdle() {
+  for (auto it = grpc_.begin(); it != grpc_.end();) {
+    GrpcUpstream* c = *it++;
+    c->closeIfIdle();  // may erase itself
+  }
   while (!idle_.empty()) {
     UpstreamConn* c = idle_.front();
     c->abort();  // removes itself from idle_

@@ -28,13 +28,14 @@ constexpr std::array<Named<Phase>, 5> kPhases{{{Phase::Idle, "idle"},
                                                {Phase::RequestBody, "request_body"},
                                                {Phase::AwaitingResponse, "awaiting_response"},
                                                {Phase::ResponseBody, "response_body"}}};
-constexpr std::array<Named<Cause>, 7> kCauses{{{Cause::Eof, "eof"},
+constexpr std::array<Named<Cause>, 8> kCauses{{{Cause::Eof, "eof"},
                                                {Cause::Reset, "reset"},
                                                {Cause::WriteError, "write_error"},
                                                {Cause::Timeout, "timeout"},
                                                {Cause::Keepalive, "keepalive"},
                                                {Cause::Shutdown, "shutdown"},
-                                               {Cause::UpstreamTimeout, "upstream_timeout"}}};
+                                               {Cause::UpstreamTimeout, "upstream_timeout"},
+                                               {Cause::Deadline, "deadline"}}};
 
 }  // namespace
 

@@ -26,6 +26,7 @@ struct AccessRecord {
   std::string_view remote_addr;
   std::string_view method;  // empty: the request line never arrived
   std::string_view uri;
+  uint8_t http_major = 1;  // 2: HTTP/2.0
   uint8_t http_minor = 1;
   uint16_t status = 0;
   uint64_t body_bytes_sent = 0;

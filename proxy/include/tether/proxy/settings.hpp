@@ -38,7 +38,8 @@ struct UpstreamSettings {
 struct LocationSettings {
   bool exact = false;  // `location = /path`
   std::string path;
-  std::string upstream;  // the name in proxy_pass http://NAME
+  std::string upstream;  // the name in proxy_pass http://NAME or grpc_pass grpc://NAME
+  bool grpc = false;     // grpc_pass: h2c to the upstream
   size_t upstream_index = 0;  // into Settings::upstreams, resolved at load time
   OnDisconnect on_disconnect = OnDisconnect::Close;
   Millis kill_after{5000};
@@ -49,6 +50,15 @@ struct LocationSettings {
 };
 
 using TcpKeepalive = ::tether::TcpKeepalive;  // `tcp_keepalive IDLE INTERVAL COUNT`, shared with solverd
+
+// `http2 on;` and nginx's http2_* limits (tether's own: http2_max_header_list_size).
+struct Http2Settings {
+  bool enabled = false;
+  uint32_t max_concurrent_streams = 128;
+  uint32_t body_preread_size = 64 * 1024;     // each stream's initial receive window
+  uint32_t recv_buffer_size = 256 * 1024;     // the connection's receive window
+  uint32_t max_header_list_size = 32 * 1024;  // decoded, as SETTINGS_MAX_HEADER_LIST_SIZE counts
+};
 
 struct ServerSettings {
   std::vector<config::Address> listens;
@@ -62,6 +72,7 @@ struct ServerSettings {
   uint64_t client_max_body_size = 64ull << 20;
   Millis keepalive_timeout{75000};
   TcpKeepalive tcp_keepalive;
+  Http2Settings http2;
   std::vector<LocationSettings> locations;
 };
 

@@ -36,7 +36,8 @@ enum class Phase { Idle, RequestHeaders, RequestBody, AwaitingResponse, Response
 
 // How the client left. Shutdown: cut by the server's shutdown; UpstreamTimeout: an upstream
 // timeout turned into a cancel while the client waited (both access log only: not a client leaving).
-enum class Cause { Eof, Reset, WriteError, Timeout, Keepalive, Shutdown, UpstreamTimeout };
+// Deadline: the request's own deadline (grpc-timeout, Request-Timeout) passed (access log only).
+enum class Cause { Eof, Reset, WriteError, Timeout, Keepalive, Shutdown, UpstreamTimeout, Deadline };
 
 std::string_view actionName(Action action);
 bool parseAction(std::string_view name, Action& out);

@@ -87,10 +87,13 @@ def expect_cbc_stopped(s, rid, pidfd, pid, reasons, started):
 
 
 def case_complete(s, solve):
-    result = solve(s.model("knapsack.lp"), timeout=30)
+    result, call = solve.with_call(s.model("knapsack.lp"), timeout=30)
     if not result.startswith(b"Optimal - objective value 309"):
         s.fail(f"knapsack over gRPC: {result[:200]!r}")
-    print(f"  {result.splitlines()[0].decode()}")
+    rid = dict(call.initial_metadata()).get("x-request-id")
+    if not rid or not s.proxy.wait_for(rf'"POST {METHOD} HTTP/2\.0" 200 .*rid={re.escape(rid)}', 5):
+        s.fail(f"no access-log line with HTTP/2.0 and 200 for the call (x-request-id {rid})")
+    print(f"  {result.splitlines()[0].decode()} (rid={rid})")
 
 
 def case_cancel(s, solve):

@@ -128,9 +128,10 @@ std::optional<double> parseRequestTimeout(std::string_view value) {
   return std::strtod(std::string(value).c_str(), nullptr);
 }
 
-double requestTimeoutCap(double budget_seconds, std::chrono::milliseconds kill_after) {
+double requestTimeoutCap(double budget_seconds, std::chrono::milliseconds kill_after,
+                         std::chrono::milliseconds least_reserve) {
   double reserve = std::min(static_cast<double>(kill_after.count()) / 1000.0,
-                            std::max(budget_seconds / 10.0, kMinDeadlineReserveSeconds));
+                            std::max(budget_seconds / 10.0, static_cast<double>(least_reserve.count()) / 1000.0));
   return std::max(kMinDeadlineLimitSeconds, budget_seconds - reserve);
 }
 
@@ -196,7 +197,7 @@ std::optional<SolveSpec> parseSolveRequest(SolveRequestInput& input, RequestErro
                std::string(*input.request_timeout).substr(0, 40) + "\"");
       return std::nullopt;
     }
-    cap = std::min(cap, requestTimeoutCap(*budget, input.kill_after));
+    cap = std::min(cap, requestTimeoutCap(*budget, input.kill_after, input.deadline_reserve));
   }
   double limit = spec.timeLimitSeconds();
   spec.options["time_limit"] = (limit <= 0 || limit > cap) ? cap : limit;

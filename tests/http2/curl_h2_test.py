@@ -9,6 +9,8 @@
 2. The same listener still speaks HTTP/1.1 (curl --http1.1): 200, HTTP/1.1.
 3. A client's own Request-Timeout (HTTP/1.1 and HTTP/2) reaches solverd: the job's time limit is
    capped by it.
+4. A hard model with Request-Timeout: 3 over HTTP/2 gets 200 with status time_limit and an
+   incumbent (solverd stopped the solver in time), not the proxy's 504.
 Exits 77 (skip) when curl is missing or has no HTTP/2.
 """
 import json
@@ -35,7 +37,8 @@ def main(source_dir, bin_dir):
         print("SKIP: this curl has no HTTP/2")
         return SKIP
     with Stack(source_dir, bin_dir, "curl") as s:
-        port = s.solverd_behind_proxy()
+        # deadline_reserve 1s: a sanitized worker takes up to half a second to exit after its result.
+        port = s.solverd_behind_proxy(solverd_extra="spare_workers 1;\ndeadline_reserve 1s;\n")
         knapsack = os.path.join(s.models, "knapsack.lp")
         url = f"http://127.0.0.1:{port}/v1/solve"
 
@@ -77,6 +80,19 @@ def main(source_dir, bin_dir):
             if not isinstance(limit, (int, float)) or not 17 <= limit <= 18:
                 s.fail(f"Request-Timeout: 20 over {flag}: the job's time limit is {limit}, not about 18: {job}")
             print(f"Request-Timeout: 20 over {flag}: job time limit {limit}")
+
+        # 4. A deadline that a hard model cannot meet: solverd stops the solver early enough that
+        # its incumbent (status time_limit) reaches the client before the proxy's deadline (504).
+        r = curl(["--http2-prior-knowledge", "-H", "Request-Timeout: 3", "-w", "\n%{time_total}", url],
+                 os.path.join(s.models, "market_split_hard.lp"))
+        body, _, took = r.stdout.rpartition("\n")
+        if r.returncode != 0 or not re.search(r"(?m)^< HTTP/2 200", r.stderr):
+            s.fail(f"a hard model with Request-Timeout: 3: {r.returncode} {r.stderr[-500:]} {body[:300]}")
+        result = json.loads(body)
+        if result.get("status") != "time_limit" or not isinstance(result.get("objective"), (int, float)):
+            s.fail(f"a hard model with Request-Timeout: 3: not time_limit with an incumbent: {body[:300]}")
+        print(f"hard model, Request-Timeout: 3 over HTTP/2: 200 time_limit, incumbent {result['objective']}, "
+              f"after {float(took):.2f} s")
         s.stop()
     print("PASS")
     return 0

@@ -81,8 +81,9 @@ class Stack:
         """solverd with its control socket; returns (daemon, port, control path)."""
         control = os.path.join(self.tmp, "s.sock")
         conf = (f"error_log stderr info;\nlisten 127.0.0.1:0;\ncontrol {{ listen unix:{control}; }}\n"
-                f"worker_path {self.bin_dir}/solverd-worker;\nshutdown_timeout 2s;\nspare_workers 0;\n"
-                f"workers 4;\n" + (f"cgroup_root {self.cgroup};\n" if self.cgroup else "") + extra)
+                f"worker_path {self.bin_dir}/solverd-worker;\nshutdown_timeout 2s;\nworkers 4;\n"
+                + ("" if "spare_workers" in extra else "spare_workers 0;\n")
+                + (f"cgroup_root {self.cgroup};\n" if self.cgroup else "") + extra)
         path = os.path.join(self.tmp, "solverd.conf")
         with open(path, "w") as f:
             f.write(conf)

@@ -2,15 +2,14 @@
 # Cancel latency per backend and phase (issue 14): bench/cancel_latency.py on a Release build
 # without sanitizers, which this script configures and builds in its own tree.
 # Usage: bench/cancel_latency.sh [CANCELS_PER_ROW]   (default 50; smoke-run with 2)
-#   env TETHER_BENCH_BUILD: the Release tree (default build-bench-release beside the sources)
+#   env TETHER_BENCH_BUILD: the Release tree (default build-bench, bench/lib.sh)
 # Root (solverd needs a writable cgroup v2 directory for the job cgroups). Measure on an idle
 # machine: `uptime` is printed before and after, and figures taken under load are not figures.
 set -eu
-top=$(cd "$(dirname "$0")/.." && pwd)
-build=${TETHER_BENCH_BUILD:-$top/build-bench-release}
+. "$(dirname "$0")/lib.sh"
+top=$bench_top
+build=$(bench_tree "${TETHER_BENCH_BUILD:-}")
 n=${1:-50}
-cmake -S "$top" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTETHER_SANITIZE=OFF \
-  -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache >/dev/null
 cmake --build "$build" -j2 --target solverd solverd-worker
 echo "== cancel latency, $n cancels per row, Release build in $build"
 echo "load before: $(uptime)"

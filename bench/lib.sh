@@ -8,8 +8,13 @@ bench_top=$(cd "$(dirname "$0")/.." && pwd)
 # prints its path; refuses a sanitized tree.
 bench_tree() {
   dir=${1:-$bench_top/build-bench}
+  launcher=""
+  if command -v ccache >/dev/null 2>&1; then
+    launcher="-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache"
+  fi
+  # shellcheck disable=SC2086
   cmake -S "$bench_top" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTETHER_SANITIZE=OFF \
-    -DTETHER_TSAN=OFF -DTETHER_FUZZ=OFF >/dev/null
+    -DTETHER_TSAN=OFF -DTETHER_FUZZ=OFF $launcher >/dev/null
   echo "$dir"
 }
 

@@ -183,7 +183,9 @@ bool ClientConn::sniffHttp2(const char* data, size_t len) {
     pipelined_.append(data, len);
     got = pipelined_;
   }
-  size_t n = std::min(got.size(), kPreface.size());
+  // "PRI" starts no HTTP/1.1 request we serve: from there on nghttp2 checks the rest of the
+  // preface, and a wrong one gets GOAWAY(PROTOCOL_ERROR) rather than an HTTP/1.1 400.
+  size_t n = std::min<size_t>(got.size(), 3);
   const bool h2 = got.substr(0, n) == kPreface.substr(0, n);
   if (h2 && n < 3) {
     if (pipelined_.empty()) pipelined_.assign(data, len);
@@ -563,6 +565,15 @@ void Request::onResponseBody(const char* at, size_t len) {
 void Request::onResponseComplete(bool reusable) {
   upstream_end_ns_ = monotonicNs();
   UpstreamConn* up = std::exchange(upstream_, nullptr);
+  // The last chunk carries the upstream's trailers (grpc-status and the like), as received.
+  std::string last = "0\r\n";
+  if (response_chunked_ && up != nullptr) {
+    const HeadBuffer& h = up->head();
+    for (size_t i = up->trailerFrom(); i < h.count(); ++i) {
+      if (UpstreamConn::passTrailer(h.name(i))) last.append(h.name(i)).append(": ").append(h.value(i)).append("\r\n");
+    }
+  }
+  last.append("\r\n");
   if (up != nullptr && group_ != nullptr) {
     if (reusable && request_done_) {
       group_->release(up);
@@ -572,8 +583,8 @@ void Request::onResponseComplete(bool reusable) {
   }
   if (response_chunked_) {
     if (head_pending_) {
-      out_.append("0\r\n\r\n");
-    } else if (conn_.write("0\r\n\r\n") != 0) {
+      out_.append(last);
+    } else if (conn_.write(last) != 0) {
       conn_.disconnect(Cause::WriteError);
       return;
     }

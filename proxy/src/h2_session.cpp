@@ -575,6 +575,12 @@ void H2Stream::releaseUpstream(bool reusable) {
 
 void H2Stream::onResponseComplete(bool reusable) {
   upstream_end_ns_ = monotonicNs();
+  if (upstream_ != nullptr && !eof_) {
+    const HeadBuffer& h = upstream_->head();
+    for (size_t i = upstream_->trailerFrom(); i < h.count(); ++i) {
+      if (UpstreamConn::passTrailer(h.name(i))) trailers_.emplace_back(lowerCase(h.name(i)), h.value(i));
+    }
+  }
   releaseUpstream(reusable);
   eof_ = true;
   resume();
@@ -637,6 +643,13 @@ void H2Stream::closed(uint32_t error_code) {
     return;
   }
   (void)error_code;
+  // A gRPC client resets its stream when its own deadline passes, which races our timer for the
+  // same deadline: a reset within 100 ms of it is the deadline, not a client that left early.
+  if (deadline_ns_ != 0 && monotonicNs() + 100'000'000ull >= deadline_ns_) {
+    deadline_passed_ = true;
+    disconnect(Cause::Deadline, agent::control::Reason::Deadline);
+    return;
+  }
   disconnect(Cause::Reset, agent::control::Reason::ClientDisconnect);
 }
 
@@ -662,7 +675,8 @@ void H2Stream::disconnect(Cause cause, agent::control::Reason reason) {
     OnDisconnect action = loc_ != nullptr ? loc_->on_disconnect : OnDisconnect::Close;
     // Past the per-connection bound (a reset flood) the upstream request is only closed; the
     // upstream's own watch (solverd's) still sees that.
-    if (reason != agent::control::Reason::ClientDisconnect || session_.allowCancel()) {
+    const bool cancels = action == OnDisconnect::Interrupt || action == OnDisconnect::Kill;
+    if (cancels && (reason != agent::control::Reason::ClientDisconnect || session_.allowCancel())) {
       sendCancel(ph, event_ns, reason);
     }
     if (UpstreamConn* up = std::exchange(upstream_, nullptr)) {

@@ -46,6 +46,7 @@ class H2Stream final : public RequestBase {
   bool downstreamGone() const override;
   void pauseDownstream() override {}  // flow control holds the client back (see consume)
   void onDeadline() override;
+  bool upstreamBound() const override { return upstream_ != nullptr || grpc_up_ != nullptr; }
 
   // The request, as nghttp2 hands it over.
   void header(std::string_view name, std::string_view value);

@@ -123,7 +123,7 @@ void RequestBase::deadlinePassed() {
   disconnect_phase_ = ph;
   disconnect_cause_ = Cause::Deadline;
   ctx_.log->info("rid={} deadline passed in {}", request_id_, phaseName(ph));
-  if (upstream_ != nullptr) sendCancel(ph, monotonicNs(), agent::control::Reason::Deadline);
+  if (upstreamBound()) sendCancel(ph, monotonicNs(), agent::control::Reason::Deadline);
   onDeadline();
 }
 

@@ -154,6 +154,10 @@ class UpstreamConn final : public StreamConn {
   bool chunked() const { return (parser_.flags & F_CHUNKED) != 0; }
   bool hasContentLength() const { return (parser_.flags & F_CONTENT_LENGTH) != 0; }
   bool bodyless() const { return bodyless_; }
+  // A chunked response's trailer fields: head() from this index on, once the response is complete.
+  size_t trailerFrom() const { return trailer_from_; }
+  // Whether a trailer field may pass to the client (not framing, routing or hop-by-hop).
+  static bool passTrailer(std::string_view name);
 
  private:
   friend class UpstreamGroup;
@@ -191,6 +195,7 @@ class UpstreamConn final : public StreamConn {
   bool got_bytes_ = false;  // the upstream sent something in this exchange
   bool deadline_ = false;   // a timeout became a cancel: the timer now runs kill_after, once
   uint16_t status_ = 0;
+  size_t trailer_from_ = 0;
   std::string reason_;
   HeadBuffer head_;
   llhttp_t parser_{};
@@ -293,6 +298,8 @@ class RequestBase : public Exchange {
   virtual void pauseDownstream() = 0;
   // The request's deadline passed (grpc-timeout, Request-Timeout): answer 504 / grpc-status 4.
   virtual void onDeadline() = 0;
+  // An upstream request is in flight (an HTTP/1.1 upstream connection, or an h2c stream).
+  virtual bool upstreamBound() const { return upstream_ != nullptr; }
 
   // The request id (DESIGN.md "Request identity") from the head, if a trusted balancer's.
   void identify();

@@ -435,12 +435,19 @@ int UpstreamConn::cbHeadersComplete(llhttp_t* p) {
   }
   u->interim_ = false;
   u->response_started_ = true;
+  u->trailer_from_ = u->head_.count();  // fields after this one are a chunked body's trailers
   u->bodyless_ = u->head_request_ || u->status_ == 204 || u->status_ == 304;
   if (u->client_ != nullptr) {
     u->client_->onResponseHead(*u);
     if (u->closing_) return -1;
   }
   return u->head_request_ ? 1 : 0;
+}
+
+bool UpstreamConn::passTrailer(std::string_view name) {
+  // RFC 9110 section 6.5.1: framing, routing and authentication fields are not trailers.
+  return !isHopByHop(name, {}) && !iequals(name, "content-length") && !iequals(name, "host") &&
+         !iequals(name, "content-type") && !iequals(name, "authorization") && !iequals(name, "set-cookie");
 }
 
 int UpstreamConn::cbBody(llhttp_t* p, const char* at, size_t len) {

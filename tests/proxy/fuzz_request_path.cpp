@@ -60,7 +60,7 @@ struct World {
   uv_loop_t loop{};
   TinyUpstream upstream;
   std::unique_ptr<Proxy> proxy;
-  std::string proxy_path, upstream_path;
+  std::string proxy_path, proxy_h2_path, upstream_path;
   int good_fd = -1;
 
   World() {
@@ -68,6 +68,7 @@ struct World {
     uv_loop_init(&loop);
     std::string base = "/tmp/tpfz" + std::to_string(getpid());
     proxy_path = base + "p.sock";
+    proxy_h2_path = base + "h.sock";
     upstream_path = base + "u.sock";
     unlink(upstream_path.c_str());
     uv_pipe_init(&loop, &upstream.server, 0);
@@ -94,6 +95,11 @@ struct World {
     loc.upstream = "app";
     srv.locations.push_back(loc);
     s.servers.push_back(srv);
+    ServerSettings h2 = srv;
+    h2.listens = {*config::parseAddress("unix:" + proxy_h2_path)};
+    h2.http2.enabled = true;
+    h2.http2.max_concurrent_streams = 8;  // small, so that limits and rapid reset are reachable
+    s.servers.push_back(h2);
     proxy = std::make_unique<Proxy>(&loop, std::move(s));
     if (!proxy->start().empty()) abort();
     good_fd = connectUnix(proxy_path);
@@ -126,9 +132,12 @@ bool peerClosed(int fd) {
 
 }  // namespace
 
-int fuzzRequestPath(const uint8_t* data, size_t size) {
+namespace {
+
+int fuzzConnection(const std::string& path, std::string_view prefix, const uint8_t* data, size_t size) {
   World& w = world();
-  int fd = connectUnix(w.proxy_path);
+  int fd = connectUnix(path);
+  if (!prefix.empty() && write(fd, prefix.data(), prefix.size()) != static_cast<ssize_t>(prefix.size())) abort();
   size_t off = 0;
   // Write what the socket takes, letting the loop drain it.
   w.runUntil([&] {
@@ -159,6 +168,15 @@ int fuzzRequestPath(const uint8_t* data, size_t size) {
   });
   if (!answered) abort();
   return 0;
+}
+
+}  // namespace
+
+int fuzzRequestPath(const uint8_t* data, size_t size) { return fuzzConnection(world().proxy_path, {}, data, size); }
+
+int fuzzHttp2Path(const uint8_t* data, size_t size) {
+  static constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  return fuzzConnection(world().proxy_h2_path, kPreface, data, size);
 }
 
 }  // namespace tether::proxy::test

@@ -11,4 +11,8 @@ namespace tether::proxy::test {
 // Returns 0; crashes (abort) if the proxy stopped answering the well-formed request.
 int fuzzRequestPath(const uint8_t* data, size_t size);
 
+// The same for HTTP/2: the input follows the connection preface on an `http2 on` server, so
+// it reaches nghttp2's frame layer and the streams (HEADERS, DATA, RST_STREAM, GOAWAY, ...).
+int fuzzHttp2Path(const uint8_t* data, size_t size);
+
 }  // namespace tether::proxy::test

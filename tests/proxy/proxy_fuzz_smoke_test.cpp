@@ -13,9 +13,9 @@
 namespace tether::proxy::test {
 namespace {
 
-std::vector<std::string> seeds() {
+std::vector<std::string> seeds(const char* corpus = "fuzz-corpus") {
   std::vector<std::string> out;
-  std::string dir = std::string(TETHER_SOURCE_DIR) + "/tests/proxy/fuzz-corpus";
+  std::string dir = std::string(TETHER_SOURCE_DIR) + "/tests/proxy/" + corpus;
   for (auto& e : std::filesystem::directory_iterator(dir)) {
     std::ifstream in(e.path(), std::ios::binary);
     std::stringstream ss;
@@ -25,11 +25,11 @@ std::vector<std::string> seeds() {
   return out;
 }
 
-TEST(ProxyFuzzSmoke, SeedCorpusAndMutationsKeepOtherConnectionsWorking) {
-  auto corpus = seeds();
+void seedsAndMutations(const char* corpus_dir, int (*path)(const uint8_t*, size_t)) {
+  auto corpus = seeds(corpus_dir);
   ASSERT_FALSE(corpus.empty());
   std::mt19937 rng(7);
-  for (auto& s : corpus) fuzzRequestPath(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+  for (auto& s : corpus) path(reinterpret_cast<const uint8_t*>(s.data()), s.size());
   for (int i = 0; i < 300; ++i) {
     std::string s = corpus[rng() % corpus.size()];
     int edits = 1 + static_cast<int>(rng() % 8);
@@ -41,9 +41,16 @@ TEST(ProxyFuzzSmoke, SeedCorpusAndMutationsKeepOtherConnectionsWorking) {
         default: s.insert(pos, std::string(1 + rng() % 3, static_cast<char>(rng()))); break;
       }
     }
-    fuzzRequestPath(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+    path(reinterpret_cast<const uint8_t*>(s.data()), s.size());
   }
-  SUCCEED();
+}
+
+TEST(ProxyFuzzSmoke, SeedCorpusAndMutationsKeepOtherConnectionsWorking) {
+  seedsAndMutations("fuzz-corpus", fuzzRequestPath);
+}
+
+TEST(ProxyFuzzSmoke, Http2SeedsAndMutationsKeepOtherConnectionsWorking) {
+  seedsAndMutations("fuzz-corpus-h2", fuzzHttp2Path);
 }
 
 }  // namespace

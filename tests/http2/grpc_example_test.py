@@ -143,6 +143,12 @@ def case_proxy_deadline(s, solve):
                f"reset={stream.reset_code}")
     print(f"  grpc-status 4 after {1000 * (time.monotonic() - sent):.0f} ms")
     c.close()
+    # The proxy sends the service the remaining budget as its grpc-timeout, so the service's own
+    # deadline may pass a moment before the proxy's: its DEADLINE_EXCEEDED must still count as
+    # the deadline, with a cancel frame, since the service's cbc runs on regardless.
+    if not s.proxy.wait_for(rf"rid={re.escape(rid)} (deadline passed|cancel interrupt sent)", 3):
+        s.fail(f"rid={rid}: the proxy relayed grpc-status 4 without passing its deadline or sending a cancel "
+               f"(the service's own deadline, from the forwarded grpc-timeout, ended the call first)")
     expect_cbc_stopped(s, rid, pidfd, pid, "deadline", time.monotonic())
 
 

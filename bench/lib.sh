@@ -21,3 +21,35 @@ bench_tree() {
 bench_load() {
   echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) cores) at $(date -u +%H:%M:%SZ)"
 }
+
+# bench_nginx_temp_paths DIR: nginx's temporary paths, all in DIR (one private prefix per nginx).
+bench_nginx_temp_paths() {
+  echo "client_body_temp_path $1; proxy_temp_path $1; fastcgi_temp_path $1; uwsgi_temp_path $1; scgi_temp_path $1;"
+}
+
+# bench_upstream_conf DIR PORT: writes DIR/nginx.conf for the upstream the proxy benchmarks share:
+# nginx, one worker, a small body from memory, on 127.0.0.1:PORT.
+bench_upstream_conf() {
+  cat > "$1/nginx.conf" <<CONF
+daemon off; master_process off; worker_processes 1; error_log stderr error; pid $1/pid;
+worker_rlimit_nofile 65536;
+events { worker_connections 20000; }
+http { access_log off; keepalive_requests 1000000; $(bench_nginx_temp_paths "$1")
+  server { listen 127.0.0.1:$2 backlog=4096; location / { return 200 "hello from upstream\n"; } } }
+CONF
+}
+
+# bench_wait_http [--http2-prior-knowledge] PORT...: waits up to 10 s for each port to answer a
+# GET / with curl (over h2c with the option: nginx's `listen ... http2` without TLS speaks nothing
+# else); fails naming the first that does not.
+bench_wait_http() {
+  local opt=--http1.1
+  if [ "$1" = --http2-prior-knowledge ]; then opt=$1; shift; fi
+  for p in "$@"; do
+    for _ in $(seq 1 200); do
+      curl -fsS "$opt" -o /dev/null "http://127.0.0.1:$p/" 2>/dev/null && break
+      sleep 0.05
+    done
+    curl -fsS "$opt" -o /dev/null "http://127.0.0.1:$p/" || { echo "port $p does not answer ($opt)" >&2; return 1; }
+  done
+}

@@ -14,6 +14,7 @@
 #
 # Needs: wrk, nginx, haproxy, curl, python3 (scripts/setup-deps installs them). Ports 18180-18183.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 root=$(cd "$(dirname "$0")/.." && pwd)
 duration=${DURATION:-10s}
 connections=${CONNECTIONS:-"64 1000"}
@@ -58,15 +59,8 @@ up=18180 tp=18181 ng=18182 hp=18183
 declare -A port=([tether]=$tp [nginx]=$ng [haproxy]=$hp) pid
 
 mkdir -p "$work/up" "$work/ng"
-temp_paths() { echo "client_body_temp_path $1; proxy_temp_path $1; fastcgi_temp_path $1; uwsgi_temp_path $1; scgi_temp_path $1;"; }
 # The upstream: nginx, one worker, a small body from memory.
-cat > "$work/up/nginx.conf" <<CONF
-daemon off; master_process off; worker_processes 1; error_log stderr error; pid $work/up/pid;
-worker_rlimit_nofile 65536;
-events { worker_connections 20000; }
-http { access_log off; keepalive_requests 1000000; $(temp_paths "$work/up")
-  server { listen 127.0.0.1:$up backlog=4096; location / { return 200 "hello from upstream\n"; } } }
-CONF
+bench_upstream_conf "$work/up" $up
 nginx -p "$work/up" -c "$work/up/nginx.conf" -e stderr & pids+=($!)
 
 # nginx as the reverse proxy: 1 worker (master_process off: the measured pid is the worker),
@@ -75,7 +69,7 @@ cat > "$work/ng/nginx.conf" <<CONF
 daemon off; master_process off; worker_processes 1; error_log stderr error; pid $work/ng/pid;
 worker_rlimit_nofile 65536;
 events { worker_connections 20000; }
-http { access_log off; keepalive_requests 1000000; keepalive_timeout 300s; $(temp_paths "$work/ng")
+http { access_log off; keepalive_requests 1000000; keepalive_timeout 300s; $(bench_nginx_temp_paths "$work/ng")
   upstream app { server 127.0.0.1:$up; keepalive $keepalive; }
   server { listen 127.0.0.1:$ng backlog=4096;
     location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
@@ -111,13 +105,7 @@ server { listen 127.0.0.1:$tp; access_log off; keepalive_timeout 300s; client_he
 CONF
 "$proxy_bin" -c "$work/tether.conf" & pid[tether]=$!; pids+=(${pid[tether]})
 
-for p in $up $tp $ng $hp; do
-  for _ in $(seq 1 200); do
-    curl -fsS -o /dev/null "http://127.0.0.1:$p/" 2>/dev/null && break
-    sleep 0.05
-  done
-  curl -fsS -o /dev/null "http://127.0.0.1:$p/" || { echo "port $p does not answer" >&2; exit 1; }
-done
+bench_wait_http $up $tp $ng $hp
 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }

@@ -55,7 +55,13 @@ config::Schema makeSchema() {
   row({"max_grace", kMainOnly, 1, 1, false, false, config::durationValue(), "60s",
        "the cap on a cancel's grace between interrupt and kill", "DURATION"});
   row({"kill_after", kMainOnly, 1, 1, false, false, config::durationValue(), "5s",
-       "(beyond DESIGN.md) the grace of solverd's own cancels and of frames without grace_ms", "DURATION"});
+       "(beyond DESIGN.md) the grace of solverd's own cancels and of frames without grace_ms; at most this is kept back "
+       "from a Request-Timeout budget",
+       "DURATION"});
+  row({"deadline_reserve", kMainOnly, 1, 1, false, false, config::durationValue(), "500ms",
+       "the least time kept back from a Request-Timeout budget for the worker's start and exit and the "
+       "answer's way back (up to kill_after)",
+       "DURATION"});
   row({"on_disconnect", kMainOnly, 1, 1, false, false, config::oneOf({"none", "interrupt", "kill"}), "interrupt",
        "(beyond DESIGN.md) what solverd's own watch does when a request's connection closes early",
        "none | interrupt | kill"});

@@ -94,7 +94,8 @@ std::optional<SolveSpec> Daemon::readSolve(const std::shared_ptr<http::Exchange>
   }
   const std::string* content_type = req.header("Content-Type");
   SolveRequestInput input{content_type != nullptr ? std::string_view(*content_type) : std::string_view{}, req.query,
-                          req.body, settings_.default_time_limit};
+                          req.body, settings_.default_time_limit, req.header("Request-Timeout"),
+                          settings_.kill_after, settings_.deadline_reserve};
   RequestError error;
   auto spec = parseSolveRequest(input, error);
   if (spec && !spec->callback.empty()) {

@@ -68,6 +68,7 @@ std::optional<Settings> readSettings(const config::Config& config, const std::st
   s.time_limit_grace = root.duration("time_limit_grace");
   s.max_grace = root.duration("max_grace");
   s.kill_after = root.duration("kill_after");
+  s.deadline_reserve = root.duration("deadline_reserve");
   s.tombstone_ttl = root.duration("tombstone_ttl");
   s.request_id_header = std::string(root.str("request_id_header"));
   s.trust_request_id = root.flag("trust_request_id");

@@ -108,6 +108,33 @@ bool readJsonBody(std::string& body, SolveSpec& spec, RequestError& error) {
 
 }  // namespace
 
+std::optional<double> parseRequestTimeout(std::string_view value) {
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+  while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+  // RFC 9110 section 5.5: optional whitespace around a field value is not part of it. Digits,
+  // then an optional '.' with digits: what the proxy writes (`0.950`) and what people type.
+  size_t digits = 0;
+  size_t dots = 0;
+  for (char c : value) {
+    if (c >= '0' && c <= '9') {
+      ++digits;
+    } else if (c == '.' && dots == 0) {
+      ++dots;
+    } else {
+      return std::nullopt;
+    }
+  }
+  if (digits == 0 || value.front() == '.' || value.back() == '.' || value.size() > 20) return std::nullopt;
+  return std::strtod(std::string(value).c_str(), nullptr);
+}
+
+double requestTimeoutCap(double budget_seconds, std::chrono::milliseconds kill_after,
+                         std::chrono::milliseconds least_reserve) {
+  double reserve = std::min(static_cast<double>(kill_after.count()) / 1000.0,
+                            std::max(budget_seconds / 10.0, static_cast<double>(least_reserve.count()) / 1000.0));
+  return std::max(kMinDeadlineLimitSeconds, budget_seconds - reserve);
+}
+
 double SolveSpec::timeLimitSeconds() const {
   auto it = options.find("time_limit");
   if (it == options.end() || !it->is_number()) return 0;
@@ -159,8 +186,19 @@ std::optional<SolveSpec> parseSolveRequest(SolveRequestInput& input, RequestErro
     fail(error, 400, "empty_model", "the model is empty");
     return std::nullopt;
   }
-  // Every job has a time limit: the request's, never above the configured default.
+  // Every job has a time limit: the request's, never above the configured default, nor above
+  // what the caller's deadline leaves (Request-Timeout, sent by tether-proxy for grpc-timeout).
   double cap = static_cast<double>(input.default_time_limit.count()) / 1000.0;
+  if (input.request_timeout != nullptr) {
+    auto budget = parseRequestTimeout(*input.request_timeout);
+    if (!budget) {
+      fail(error, 400, "bad_request_timeout",
+           "Request-Timeout must be a decimal number of seconds such as 2 or 0.950, not \"" +
+               std::string(*input.request_timeout).substr(0, 40) + "\"");
+      return std::nullopt;
+    }
+    cap = std::min(cap, requestTimeoutCap(*budget, input.kill_after, input.deadline_reserve));
+  }
   double limit = spec.timeLimitSeconds();
   spec.options["time_limit"] = (limit <= 0 || limit > cap) ? cap : limit;
   return spec;

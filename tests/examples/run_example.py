@@ -96,6 +96,21 @@ def rewrite(text, replacements, what):
     return text
 
 
+def example_proxy_conf(example_dir, service_port, example_sock, sock, tmp):
+    """The example's proxy.conf on temporary paths: the service's port, the agent's socket, the
+    admin listener on a unix socket (so that the one TCP `listening on` line is the server's)
+    and the server on port 0."""
+    with open(os.path.join(example_dir, "proxy.conf")) as f:
+        proxy_conf = f.read()
+    return rewrite(proxy_conf, [
+        (re.search(r"server (127\.0\.0\.1:\d+);", proxy_conf).group(0), f"server 127.0.0.1:{service_port};"),
+        (f"control unix:{example_sock};", f"control unix:{sock};"),
+        (re.search(r"admin \{ listen (\S+); \}", proxy_conf).group(0),
+         f"admin {{ listen unix:{tmp}/proxy-admin.sock; }}"),
+        (re.search(r"(?m)^\s*listen 127\.0\.0\.1:\d+;", proxy_conf).group(0), "\n    listen 127.0.0.1:0;"),
+    ], "proxy.conf")
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -185,15 +200,7 @@ def run(example, example_dir, models, bin_dir, tmp, cgroup, daemons):
 
     # tether-proxy, from proxy.conf; its admin listener on a unix socket so that the one TCP
     # `listening on` line is the server's.
-    with open(os.path.join(example_dir, "proxy.conf")) as f:
-        proxy_conf = f.read()
-    proxy_conf = rewrite(proxy_conf, [
-        (re.search(r"server (127\.0\.0\.1:\d+);", proxy_conf).group(0), f"server 127.0.0.1:{service_port};"),
-        (f"control unix:{example_sock};", f"control unix:{sock};"),
-        (re.search(r"admin \{ listen (\S+); \}", proxy_conf).group(0),
-         f"admin {{ listen unix:{tmp}/proxy-admin.sock; }}"),
-        (re.search(r"(?m)^\s*listen 127\.0\.0\.1:\d+;", proxy_conf).group(0), "\n    listen 127.0.0.1:0;"),
-    ], "proxy.conf")
+    proxy_conf = example_proxy_conf(example_dir, service_port, example_sock, sock, tmp)
     with open(os.path.join(tmp, "proxy.conf"), "w") as f:
         f.write(proxy_conf)
     proxy = Daemon("proxy", [os.path.join(bin_dir, "tether-proxy"), "-c", os.path.join(tmp, "proxy.conf")], env)

@@ -38,3 +38,10 @@ tether_add_gtest(solverd_status_page_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/stat
 if(TARGET solverd AND TARGET solverd-worker)
   add_dependencies(solverd_status_page_test solverd solverd-worker)
 endif()
+
+# Request-Timeout: the caller's deadline caps the job's time limit (a hard model, 2 s).
+tether_add_gtest(solverd_deadline_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/deadline_test.cpp
+  LIBS tether_solverd_test_support TIMEOUT 60 LABELS solverd)
+if(TARGET solverd AND TARGET solverd-worker)
+  add_dependencies(solverd_deadline_test solverd solverd-worker)
+endif()

@@ -41,6 +41,7 @@ struct Settings {
   std::string request_id_header = "X-Request-Id";  // changes with a restart (the API listener's)
   bool trust_request_id = true;
   std::chrono::milliseconds kill_after{5'000};        // grace of solverd's own cancels
+  std::chrono::milliseconds deadline_reserve{500};    // least kept back from a Request-Timeout
   std::chrono::milliseconds time_limit_grace{5'000};  // past time_limit + this: killed
   std::chrono::milliseconds shutdown_timeout{30'000};
   std::chrono::milliseconds client_header_timeout{10'000};

@@ -43,7 +43,26 @@ struct SolveRequestInput {
   std::string_view query;         // without the '?'
   std::string body;               // moved into the spec's model for text bodies
   std::chrono::milliseconds default_time_limit{3'600'000};
+  // The `Request-Timeout: SECONDS` header's value (nullptr: absent) and what solverd keeps back
+  // from that budget (`kill_after`, `deadline_reserve`): see requestTimeoutCap().
+  const std::string* request_timeout = nullptr;
+  std::chrono::milliseconds kill_after{5'000};
+  std::chrono::milliseconds deadline_reserve{500};
 };
+
+// The solver time limit a `Request-Timeout` budget allows (DESIGN.md "solverd HTTP API",
+// deadlines): the budget minus a reserve, never below kMinDeadlineLimitSeconds. The reserve is the
+// time the worker needs to start, the solver to notice its limit, the worker to exit (the job ends
+// at its exit) and the answer to travel back before the caller's deadline passes: a tenth of the
+// budget, at least `deadline_reserve`, at most `kill_after` (the operator's word for how long a
+// graceful stop takes). Measured: some 50 ms of CBC past its limit; a sanitized worker's exit
+// (LeakSanitizer's check) takes 300 to 450 ms more.
+inline constexpr double kMinDeadlineLimitSeconds = 0.1;
+double requestTimeoutCap(double budget_seconds, std::chrono::milliseconds kill_after,
+                         std::chrono::milliseconds least_reserve);
+// Reads a Request-Timeout value: decimal seconds ("2", "0.950"), digits with at most one '.',
+// no sign, no exponent. nullopt when malformed.
+std::optional<double> parseRequestTimeout(std::string_view value);
 
 // Returns the spec, or the error to answer with. `input.body` is consumed.
 std::optional<SolveSpec> parseSolveRequest(SolveRequestInput& input, RequestError& error);

@@ -391,7 +391,7 @@ int ClientConn::forward() {
   }
 
   r.group_ = server_->gen->groups[r.loc_->upstream_index].get();
-  r.upstream_ = r.group_->acquire(*r.loc_);
+  r.upstream_ = r.group_->acquire(*r.loc_, jobRouteServer(*r.group_, r.url_));
   if (r.upstream_ == nullptr) {
     r.local_ = true;
     r.status_ = 502;
@@ -447,7 +447,7 @@ bool Request::retryOnFreshUpstream() {
     return false;
   }
   retried_ = true;
-  upstream_ = group_->connectFresh(*loc_);
+  upstream_ = group_->connectFresh(*loc_, jobRouteServer(*group_, url_));
   if (upstream_ == nullptr) return false;
   upstream_text_ = upstream_->serverText();
   upstream_->attach(this, *loc_, head_request_, conn_.server_->gen);

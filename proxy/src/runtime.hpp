@@ -40,6 +40,9 @@ using Cause = agent::control::Cause;
 using agent::control::causeName;
 using agent::control::phaseName;
 
+// UpstreamGroup::acquire without a server of its own choosing: round robin.
+inline constexpr size_t kAnyServer = SIZE_MAX;
+
 // Above this many bytes queued towards a peer we stop reading the side that feeds it.
 inline constexpr size_t kHighWater = 256 * 1024;
 inline constexpr size_t kMaxHeadBytes = 16 * 1024;  // request line + headers (431 past it)
@@ -127,8 +130,9 @@ class UpstreamConn final : public StreamConn {
   static int cbBody(llhttp_t*, const char*, size_t);
   static int cbMessageComplete(llhttp_t*);
   static int cbMessageBegin(llhttp_t*);
-  // Starts connecting to the group's next server.
-  static UpstreamConn* connect(Context& ctx, UpstreamGroup& group, const LocationSettings& loc);
+  // Starts connecting to `server` of the group, by default to its next one (round robin).
+  static UpstreamConn* connect(Context& ctx, UpstreamGroup& group, const LocationSettings& loc,
+                               size_t server = kAnyServer);
 
   // `gen` is kept while the connection is busy: a detached request (on_disconnect none) may
   // outlive its client and must keep its group alive.
@@ -202,9 +206,10 @@ class UpstreamGroup {
  public:
   UpstreamGroup(Context& ctx, UpstreamSettings settings);
   ~UpstreamGroup();
-  // Reuses an idle connection or starts a new one (round robin).
-  UpstreamConn* acquire(const LocationSettings& loc);
-  UpstreamConn* connectFresh(const LocationSettings& loc);
+  // Reuses an idle connection or starts a new one: to `server` (an index into the group's
+  // servers), or to any by round robin.
+  UpstreamConn* acquire(const LocationSettings& loc, size_t server = kAnyServer);
+  UpstreamConn* connectFresh(const LocationSettings& loc, size_t server = kAnyServer);
   // Returns a connection whose exchange ended cleanly; closes it if the pool is full.
   void release(UpstreamConn* conn);
   void forget(UpstreamConn* conn);  // an idle connection closed
@@ -258,6 +263,11 @@ class Exchange {
 };
 
 class ClientConn;
+
+// Several hosts (DESIGN.md "Several hosts", job_route.cpp): the server of `group` that a request
+// for `url` must reach, the one whose `route=` ends the job id of /v1/jobs/ID[/...], or
+// kAnyServer. The request goes there and nowhere else, its one retry included.
+size_t jobRouteServer(const UpstreamGroup& group, std::string_view url);
 
 // One HTTP/1.1 exchange on a client connection, from its first parsed byte to the end of its
 // response: id, phase, location, upstream binding, retry head, timings, access-log fields and the
@@ -354,6 +364,7 @@ class ClientConn final : public StreamConn {
   const std::string& peer() const { return peer_; }
   uint64_t startNs() const { return req_->start_ns_; }                    // busy() only
   const std::string& upstreamText() const { return req_->upstream_text_; }  // busy() only
+  std::string_view protocol() const { return req_->http_minor_ == 0 ? "HTTP/1.0" : "HTTP/1.1"; }  // busy() only
   bool busy() const { return req_ != nullptr; }
   // Drain: close when idle, answer the current request with Connection: close.
   void drain();

@@ -95,6 +95,13 @@ TEST_F(LiveStatusPagesTest, BothPagesShowTheSolveLiveAndCountTheCancelOfTheClien
                            ".querySelector('svg.plot polyline')?.dataset.count) >= 1",
                        10s))
       << browser.evaluate(solverd_page, "document.body.innerHTML");
+  // The plot grows in place: the client's next incumbent shows up as one more point in the same row.
+  const std::string points = "Number(" + job_row + "?.querySelector('svg.plot polyline')?.dataset.count)";
+  const nlohmann::json before = browser.evaluate(solverd_page, points);
+  ASSERT_TRUE(before.is_number()) << before.dump();
+  ASSERT_TRUE(c.eventNamed("incumbent", 20s)) << "cbc found no second incumbent";
+  EXPECT_TRUE(waitTrue(browser, solverd_page, points + " > " + before.dump(), 10s))
+      << browser.evaluate(solverd_page, points).dump() << " point(s), " << before.dump() << " before";
   const std::string request_row = "document.getElementById('request-" + id + "')";
   EXPECT_TRUE(waitTrue(browser, proxy_page, request_row + " !== null", 10s))
       << browser.evaluate(proxy_page, "document.body.innerHTML");

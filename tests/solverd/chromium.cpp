@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/prctl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -57,6 +58,9 @@ Chromium::Chromium(const std::string& profile_dir) {
   std::vector<char*> argv;
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
+  // The browser's helpers may outlive it by a moment: as a subreaper this process inherits them,
+  // so that the destructor reaps them instead of leaving zombies to an init that may not.
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
   pid_ = ::fork();
   if (pid_ == 0) {
     // Its own process group: the browser's helpers go with it if it has to be killed.
@@ -100,7 +104,13 @@ Chromium::~Chromium() {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));  // reaping: no event to wait on here
   }
-  ::kill(-pid_, SIGKILL);  // helpers left in its group, if any
+  // Helpers left in its group, if any, killed and reaped (they are ours: see the constructor).
+  ::kill(-pid_, SIGKILL);
+  for (auto until = Clock::now() + std::chrono::seconds(5); Clock::now() < until;) {
+    const pid_t reaped = ::waitpid(-pid_, &status, WNOHANG);
+    if (reaped < 0) break;  // ECHILD: none left
+    if (reaped == 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
 }
 
 nlohmann::json Chromium::call(const std::string& method, nlohmann::json params, const std::string& session,

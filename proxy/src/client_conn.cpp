@@ -115,7 +115,7 @@ ClientConn::ClientConn(Context& ctx, std::shared_ptr<const ServerRef> server, bo
   llhttp_init(&parser_, HTTP_REQUEST, &requestSettings());
   parser_.data = this;
   timer_->data = this;
-  sniffing_ = settings_->http2.enabled && !server_->admin;
+  sniffing_ = settings_->http2.enabled;
   ctx_.conns.push_front(this);
   pos_ = ctx_.conns.begin();
 }
@@ -274,7 +274,7 @@ void ClientConn::parseError(llhttp_errno_t err) {
 
 Request& ClientConn::startRequest() {
   req_ = std::make_unique<Request>(*this);
-  if (!server_->admin) req_->track(true);  // /requests lists proxied requests only
+  req_->track(true);  // listed in /requests
   armTimer();
   return *req_;
 }
@@ -375,7 +375,7 @@ int ClientConn::headersComplete() {
     r.user_error_ = status;
     return -1;
   }
-  if (!server_->admin && !r.takeDeadline("request-timeout")) {
+  if (!r.takeDeadline("request-timeout")) {
     r.user_error_ = 400;  // Request-Timeout: SECONDS, a decimal
     return -1;
   }
@@ -395,16 +395,12 @@ uint16_t ClientConn::validate() {
     return 413;
   }
   std::string_view expect;
-  if (!server_->admin && r.head_.find("expect", expect) && !iequals(expect, "100-continue")) return 417;
+  if (r.head_.find("expect", expect) && !iequals(expect, "100-continue")) return 417;
   return 0;
 }
 
 void ClientConn::route() {
   Request& r = *req_;
-  if (server_->admin) {
-    r.local_ = true;
-    return;
-  }
   std::string_view path(r.url_);
   if (auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
   r.loc_ = findLocation(*settings_, path);
@@ -460,9 +456,7 @@ int ClientConn::body(const char* at, size_t len) {
 int ClientConn::messageComplete() {
   req_->request_done_ = true;
   if (req_->local_) {
-    if (server_->admin) {
-      adminRequest();
-    } else if (req_->status_ == 502) {
+    if (req_->status_ == 502) {
       respondLocal(502, "Bad Gateway\n", false);
     } else {
       respondLocal(404, "Not Found\n", false);

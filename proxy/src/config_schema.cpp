@@ -2,6 +2,8 @@
 // Runtime code never reads this file's types: config_settings.cpp turns a Config into Settings.
 #include "tether/proxy/config.hpp"
 
+#include "tether/agent/control/config.hpp"
+
 namespace tether::proxy {
 namespace {
 
@@ -27,13 +29,16 @@ config::Schema makeSchema() {
                "its strings joined; `tether` and `combined` are predefined",
                "NAME [escape=default|json|none] STRING ..."});
   d.push_back({"admin", ctx({"main"}), 0, 0, true, false, {}, "",
-               "the admin listener: GET /metrics /health /requests", ""});
+               "the admin listener: GET /metrics /health /requests, the live status page / and its data /status", ""});
   d.push_back({"listen", ctx({"admin"}), 1, 1, false, true, addressValue(), "",
                "an admin listen address", "ADDRESS"});
   d.push_back({"upstream", ctx({"main"}), 1, 1, true, true, {}, "",
                "a group of upstream servers", "NAME"});
-  d.push_back({"server", ctx({"upstream"}), 1, 1, false, true, addressValue(), "",
-               "an upstream server (round robin over several)", "host:port | unix:PATH"});
+  d.push_back({"server", ctx({"upstream"}), 1, 2, false, true,
+               sequence({addressValue(), agent::control::routeValue("route=")}), "",
+               "an upstream server (round robin over several); route=NAME: /v1/jobs/ID with an ID "
+               "ending in .NAME (solverd's `route NAME`) goes to this server only",
+               "host:port | unix:PATH [route=NAME]"});
   d.push_back({"keepalive", ctx({"upstream"}), 1, 1, false, false, integerValue(0, 1000000), "32",
                "idle keep-alive connections kept per upstream", "N"});
   d.push_back({"keepalive_timeout", ctx({"upstream"}), 1, 1, false, false, durationValue(), "60s",

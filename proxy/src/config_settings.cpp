@@ -125,6 +125,11 @@ std::optional<config::Error> toSettings(const config::Config& config, Settings& 
       if (a && a->kind == config::Address::Kind::Systemd) {
         return config::errorAt(*srv, "an upstream server cannot be a systemd socket", 0);
       }
+      std::string route = srv->args.size() > 1 ? std::string(srv->args[1].substr(6)) : std::string();  // "route="
+      if (!route.empty() && std::find(u.routes.begin(), u.routes.end(), route) != u.routes.end()) {
+        return config::errorAt(*srv, "duplicate route \"" + route + "\" in upstream \"" + u.name + "\"", 1);
+      }
+      u.routes.push_back(std::move(route));
     }
     u.keepalive = static_cast<uint32_t>(b.integer("keepalive"));
     u.keepalive_timeout = b.duration("keepalive_timeout");

@@ -23,13 +23,11 @@ struct Generation {
   ~Generation();
   Settings settings;
   std::vector<std::unique_ptr<UpstreamGroup>> groups;
-  std::vector<std::unique_ptr<ServerSettings>> admin_servers;
 };
 
 struct ServerRef {
   std::shared_ptr<Generation> gen;
   const ServerSettings* settings = nullptr;
-  bool admin = false;
   // One per `access_log` line of the server: the open file (stderr is 2) and its format.
   struct AccessLog {
     int fd;

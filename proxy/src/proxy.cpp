@@ -4,10 +4,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
 
+#include "admin.hpp"
 #include "context.hpp"
 #include "tether/agent/control/client.hpp"
 #include "tether/common/clock.hpp"
@@ -117,27 +117,16 @@ Generation::~Generation() {
 
 // ---- admin ---------------------------------------------------------------------------------
 
-void ClientConn::adminRequest() {
-  std::string_view path(req_->url_);
-  if (auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
-  if (req_->method_ != "GET" && req_->method_ != "HEAD") {
-    respondLocal(405, "Method Not Allowed\n", false);
-  } else if (path == "/metrics") {
-    respondLocal(200, ctx_.registry.render(), false, metrics::kContentType);
-  } else if (path == "/health") {
-    respondLocal(200, ctx_.draining ? "draining\n" : "ok\n", false);
-  } else if (path == "/requests") {
-    respondLocal(200, ctx_.requests_json(), false, "application/json");
-  } else {
-    respondLocal(404, "Not Found\n", false);
-  }
-}
+// The admin listener is served by Admin (admin.cpp): /metrics, /health, /requests, the status
+// page and its /status stream.
+
 
 // ---- Proxy ---------------------------------------------------------------------------------
 
 struct Proxy::Impl {
-  explicit Impl(uv_loop_t* loop) : ctx(loop) {}
+  explicit Impl(uv_loop_t* loop) : ctx(loop), admin(ctx) {}
   Context ctx;
+  Admin admin;  // the admin listener (admin.hpp); destroyed before the context it reads
   // A listener and the server it feeds; a reload may point a kept listener at a new server.
   struct Open {
     std::unique_ptr<Listener> listener;
@@ -206,24 +195,12 @@ struct Proxy::Impl {
       }
       for (const auto& a : srv.listens) wants.push_back({a, ref});
     }
-    if (!gen->settings.admin_listens.empty()) {
-      auto admin = std::make_unique<ServerSettings>();
-      admin->client_header_timeout = Millis(10000);
-      admin->keepalive_timeout = Millis(10000);
-      admin->client_max_body_size = 0;
-      auto ref = std::make_shared<ServerRef>();
-      ref->gen = gen;
-      ref->settings = admin.get();
-      ref->admin = true;
-      gen->admin_servers.push_back(std::move(admin));
-      for (const auto& a : gen->settings.admin_listens) wants.push_back({a, ref});
-    }
     std::vector<std::unique_ptr<Open>> opened;
     std::vector<std::pair<Open*, std::shared_ptr<const ServerRef>>> repoint;
     for (auto& w : wants) {
       Open* same = nullptr;
       for (auto& o : listeners) {
-        if (!o->kept && o->listener->configured() == w.address && o->server->admin == w.server->admin) same = o.get();
+        if (!o->kept && o->listener->configured() == w.address) same = o.get();
       }
       if (same != nullptr) {
         same->kept = true;
@@ -235,6 +212,10 @@ struct Proxy::Impl {
         return why;  // `opened` closes as it goes out of scope
       }
     }
+    if (auto why = admin.open(gen->settings.admin_listens); !why.empty()) {
+      for (auto& o : listeners) o->kept = false;
+      return why;
+    }
     for (auto& [o, server] : repoint) o->server = server;
     for (auto& o : listeners) {
       if (!o->kept) o->listener->close();
@@ -242,6 +223,7 @@ struct Proxy::Impl {
     std::erase_if(listeners, [](const std::unique_ptr<Open>& o) { return !o->kept; });
     for (auto& o : listeners) o->kept = false;
     for (auto& o : opened) listeners.push_back(std::move(o));
+    admin.commit();
     for (auto& g : gen->groups) g->startControl();
     ctx.current = std::move(gen);
     return {};
@@ -251,19 +233,7 @@ struct Proxy::Impl {
 Proxy::Proxy(uv_loop_t* loop, Settings settings) : impl_(std::make_unique<Impl>(loop)) {
   pending_ = std::move(settings);
   Context* ctx = &impl_->ctx;
-  ctx->requests_json = [ctx] {
-    nlohmann::json list = nlohmann::json::array();
-    uint64_t now = monotonicNs();
-    for (const RequestBase* r : ctx->active) {
-      list.push_back({{"id", r->requestId()},
-                      {"phase", std::string(phaseName(r->phase()))},
-                      {"age", secondsBetween(r->startNs(), now)},
-                      {"client", r->peer()},
-                      {"protocol", r->protocol()},
-                      {"upstream", r->upstreamText()}});
-    }
-    return list.dump() + "\n";
-  };
+  ctx->requests_json = [ctx] { return requestsInFlight(*ctx).dump() + "\n"; };
 }
 
 Proxy::~Proxy() {
@@ -273,6 +243,7 @@ Proxy::~Proxy() {
   while (!ctx.conns.empty()) ctx.conns.front()->forceClose();
   for (auto& o : impl_->listeners) o->listener->close();
   impl_->listeners.clear();
+  impl_->admin.close();
   ctx.current.reset();
 }
 
@@ -283,6 +254,8 @@ void Proxy::drain(std::function<void()> done) {
   if (ctx.draining) return;
   ctx.draining = true;
   for (auto& o : impl_->listeners) o->listener->close();
+  // The admin views answer at once; only status streams stay open, and they end here.
+  impl_->admin.close();
   if (ctx.current) {
     for (auto& g : ctx.current->groups) g->closeIdle();
   }
@@ -327,6 +300,7 @@ size_t Proxy::openConnections() const { return impl_->ctx.conns.size(); }
 std::vector<std::string> Proxy::listening() const {
   std::vector<std::string> out;
   for (const auto& o : impl_->listeners) out.push_back(o->listener->address());
+  for (auto& a : impl_->admin.listening()) out.push_back(std::move(a));
   return out;
 }
 

@@ -129,7 +129,7 @@ void RequestBase::deadlinePassed() {
 
 bool RequestBase::bindUpstream() {
   group_ = server_.gen->groups[loc_->upstream_index].get();
-  upstream_ = group_->acquire(*loc_);
+  upstream_ = group_->acquire(*loc_, jobRouteServer(*group_, url_));
   if (upstream_ == nullptr) return false;
   upstream_text_ = upstream_->serverText();
   upstream_start_ns_ = monotonicNs();
@@ -192,7 +192,7 @@ bool RequestBase::retryOnFreshUpstream() {
     return false;
   }
   retried_ = true;
-  upstream_ = group_->connectFresh(*loc_);
+  upstream_ = group_->connectFresh(*loc_, jobRouteServer(*group_, url_));
   if (upstream_ == nullptr) return false;
   upstream_text_ = upstream_->serverText();
   upstream_->attach(this, *loc_, head_request_, server_.gen);
@@ -262,7 +262,7 @@ bool findHeader(const void* head, std::string_view name, std::string_view& value
 }  // namespace
 
 void RequestBase::accessLog() {
-  if (!server_.admin) ctx_.countRequest(status_, http_major_);  // admin views are not proxied requests
+  ctx_.countRequest(status_, http_major_);
   if (server_.access_logs.empty()) return;
   uint64_t end = monotonicNs();
   AccessRecord r;

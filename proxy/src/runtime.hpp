@@ -41,6 +41,9 @@ using Cause = agent::control::Cause;
 using agent::control::causeName;
 using agent::control::phaseName;
 
+// UpstreamGroup::acquire without a server of its own choosing: round robin.
+inline constexpr size_t kAnyServer = SIZE_MAX;
+
 // Above this many bytes queued towards a peer we stop reading the side that feeds it.
 inline constexpr size_t kHighWater = 256 * 1024;
 inline constexpr size_t kMaxHeadBytes = 16 * 1024;  // request line + headers (431 past it)
@@ -128,8 +131,9 @@ class UpstreamConn final : public StreamConn {
   static int cbBody(llhttp_t*, const char*, size_t);
   static int cbMessageComplete(llhttp_t*);
   static int cbMessageBegin(llhttp_t*);
-  // Starts connecting to the group's next server.
-  static UpstreamConn* connect(Context& ctx, UpstreamGroup& group, const LocationSettings& loc);
+  // Starts connecting to `server` of the group, by default to its next one (round robin).
+  static UpstreamConn* connect(Context& ctx, UpstreamGroup& group, const LocationSettings& loc,
+                               size_t server = kAnyServer);
 
   // `gen` is kept while the connection is busy: a detached request (on_disconnect none) may
   // outlive its client and must keep its group alive.
@@ -208,9 +212,10 @@ class UpstreamGroup {
  public:
   UpstreamGroup(Context& ctx, UpstreamSettings settings);
   ~UpstreamGroup();
-  // Reuses an idle connection or starts a new one (round robin).
-  UpstreamConn* acquire(const LocationSettings& loc);
-  UpstreamConn* connectFresh(const LocationSettings& loc);
+  // Reuses an idle connection or starts a new one: to `server` (an index into the group's
+  // servers), or to any by round robin.
+  UpstreamConn* acquire(const LocationSettings& loc, size_t server = kAnyServer);
+  UpstreamConn* connectFresh(const LocationSettings& loc, size_t server = kAnyServer);
   // Returns a connection whose exchange ended cleanly; closes it if the pool is full.
   void release(UpstreamConn* conn);
   void forget(UpstreamConn* conn);  // an idle connection closed
@@ -238,7 +243,7 @@ class UpstreamGroup {
   std::unique_ptr<agent::control::Client> control_;
 };
 
-struct ServerRef;  // a listener's server: settings + whether it is the admin listener
+struct ServerRef;  // a listener's server: its settings and access logs
 
 // What the upstream side sees of a request (h2o's generator, Envoy's ActiveStream): the response
 // is handed over through these calls only, so that another kind of request (an HTTP/2 stream)
@@ -267,6 +272,11 @@ class Exchange {
 
 class ClientConn;
 class H2Session;
+
+// Several hosts (DESIGN.md "Several hosts", job_route.cpp): the server of `group` that a request
+// for `url` must reach, the one whose `route=` ends the job id of /v1/jobs/ID[/...], or
+// kAnyServer. The request goes there and nowhere else, its one retry included.
+size_t jobRouteServer(const UpstreamGroup& group, std::string_view url);
 
 // What every kind of request shares, an HTTP/1.1 exchange (Request) or an HTTP/2 stream
 // (H2Stream): id, phase, location, upstream binding, retry head, deadline, timings, access-log
@@ -331,7 +341,7 @@ class RequestBase : public Exchange {
   bool headers_done_ = false;
   bool request_done_ = false;
   bool response_started_ = false;
-  bool local_ = false;             // answered by the proxy itself (errors, admin)
+  bool local_ = false;             // answered by the proxy itself (errors)
   bool head_request_ = false;
   bool request_chunked_ = false;   // the body goes upstream chunked
   bool retried_ = false;
@@ -443,7 +453,6 @@ class ClientConn final : public StreamConn {
   void parseError(llhttp_errno_t err);
   void respondLocal(uint16_t status, std::string_view body, bool close,
                     std::string_view content_type = "text/plain");
-  void adminRequest();
   void finishExchange();
   void nextRequest();
   void disconnect(Cause cause);

@@ -113,20 +113,24 @@ std::string_view UpstreamGroup::sendCancel(const std::string& id, OnDisconnect a
   return outcome;
 }
 
-UpstreamConn* UpstreamGroup::acquire(const LocationSettings& loc) {
-  while (!idle_.empty()) {
-    UpstreamConn* c = idle_.front();
-    idle_.pop_front();
+UpstreamConn* UpstreamGroup::acquire(const LocationSettings& loc, size_t server) {
+  for (auto it = idle_.begin(); it != idle_.end();) {
+    UpstreamConn* c = *it;
+    if (server != kAnyServer && c->server_ != server) {
+      ++it;
+      continue;
+    }
+    it = idle_.erase(it);
     if (!c->closing()) {
       c->reused_ = true;
       return c;
     }
   }
-  return UpstreamConn::connect(ctx_, *this, loc);
+  return UpstreamConn::connect(ctx_, *this, loc, server);
 }
 
-UpstreamConn* UpstreamGroup::connectFresh(const LocationSettings& loc) {
-  return UpstreamConn::connect(ctx_, *this, loc);
+UpstreamConn* UpstreamGroup::connectFresh(const LocationSettings& loc, size_t server) {
+  return UpstreamConn::connect(ctx_, *this, loc, server);
 }
 
 void UpstreamGroup::release(UpstreamConn* conn) {
@@ -164,8 +168,8 @@ UpstreamConn::UpstreamConn(Context& ctx, UpstreamGroup& group, size_t server)
 
 UpstreamConn::~UpstreamConn() = default;
 
-UpstreamConn* UpstreamConn::connect(Context& ctx, UpstreamGroup& group, const LocationSettings& loc) {
-  size_t server = group.next_++ % group.settings_.servers.size();
+UpstreamConn* UpstreamConn::connect(Context& ctx, UpstreamGroup& group, const LocationSettings& loc, size_t server) {
+  if (server >= group.settings_.servers.size()) server = group.next_++ % group.settings_.servers.size();
   auto* c = new UpstreamConn(ctx, group, server);
   c->loc_ = &loc;
   c->connect_req_.data = c;

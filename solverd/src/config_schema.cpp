@@ -94,7 +94,13 @@ config::Schema makeSchema() {
   row({"max_lease", kMainOnly, 1, 1, false, false, config::durationValue(), "1h",
        "the longest lease a POST /v1/jobs?lease= may ask for; beyond, 422", "DURATION"});
   row({"result_ttl", kMainOnly, 1, 1, false, false, config::durationValue(), "10m",
-       "how long a finished job's result is kept; then its id answers 410 for an hour, then 404", "DURATION"});
+       "how long a finished job's result is kept; then its id answers 410 for gone_ttl, then 404", "DURATION"});
+  row({"route", kMainOnly, 1, 1, false, false, agent::control::routeValue(""), "",
+       "this server's job route: the ids of the jobs it accepts end in .NAME, which tether-proxy's "
+       "`server ADDRESS route=NAME` sends back here (several solverd behind one upstream)",
+       "NAME"});
+  row({"gone_ttl", kMainOnly, 1, 1, false, false, config::durationValue(), "1h",
+       "how long the id of a dropped result answers 410 gone before it answers 404", "DURATION"});
   row({"max_results", kMainOnly, 1, 1, false, false, config::integerValue(1, 1'000'000), "1000",
        "finished jobs kept at most; beyond, the oldest are dropped (their ids answer 410)", "N"});
   row({"heartbeat_interval", kMainOnly, 1, 1, false, false, config::durationValue(), "15s",

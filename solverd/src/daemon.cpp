@@ -5,11 +5,11 @@
 #include "tether/common/clock.hpp"
 #include "tether/common/listener.hpp"
 #include "tether/common/log.hpp"
+#include "tether/common/status_page.hpp"
 #include "tether/solverd/control_handler.hpp"
 
 #include "http_subscriber.hpp"
 #include "lease_timer.hpp"
-#include "status_page.hpp"
 #include "webhooks.hpp"
 
 #include <fmt/format.h>
@@ -109,6 +109,7 @@ JobLimits Daemon::jobLimits() const {
   l.lease_grace = settings_.graceFor(std::nullopt);
   l.finished_kept = settings_.max_results;
   l.result_ttl = settings_.result_ttl;
+  l.gone_ttl = settings_.gone_ttl;
   return l;
 }
 
@@ -271,7 +272,7 @@ void Daemon::start() {
   webhooks_ = std::make_unique<Webhooks>(loop_, *CallbackPolicy::parse(settings_.callback_allow, nullptr),
                                          settings_.callback_secret);
   webhooks_->onIdle([this] { maybeStopped(); });
-  status_streams_ = std::make_unique<StatusStreams>(loop_, [this] { return statusSnapshot(); });
+  status_streams_ = std::make_unique<http::StatusStreams>(loop_, [this] { return statusSnapshot(); });
 
   reap_timer_ = std::make_unique<UvHandle<uv_timer_t>>();
   uv_timer_init(loop_, reap_timer_->get());

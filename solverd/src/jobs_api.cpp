@@ -2,6 +2,7 @@
 // admits a detached job held by a lease, GET /v1/jobs/ID/events attaches a watcher that holds it
 // while connected. The holding rule itself lives in JobTable::release; the lease's clock in
 // LeaseTimer.
+#include "tether/agent/control/request_id.hpp"
 #include "tether/common/clock.hpp"
 #include "tether/common/log.hpp"
 #include "tether/common/trace_context.hpp"
@@ -71,6 +72,16 @@ void Daemon::handleSubmitJob(const std::shared_ptr<http::Exchange>& ex) {
   }
   auto spec = readSolve(ex);
   if (!spec) return;
+  if (!settings_.route.empty()) {
+    // Several hosts (DESIGN.md "Several hosts"): the id names this server, so that tether-proxy
+    // brings the job's polls, watchers and cancels back here. Only detached jobs are renamed: a
+    // /v1/solve request keeps the id the proxy's cancel frame will name.
+    std::string routed = agent::control::routedId(rid, settings_.route);
+    if (const Job* other = table_->find(routed); other != nullptr && other->state != JobState::Finished) {
+      routed = agent::control::routedId(agent::control::newRequestId(), settings_.route);
+    }
+    ex->replaceRequestId(std::move(routed));
+  }
   const std::string* key_header = req.header("X-Solve-Key");
   std::string key = key_header != nullptr ? *key_header : std::string{};
 

@@ -96,6 +96,8 @@ std::optional<Settings> readSettings(const config::Config& config, const std::st
   s.job_lease = root.duration("job_lease");
   s.max_lease = root.duration("max_lease");
   s.result_ttl = root.duration("result_ttl");
+  s.gone_ttl = root.duration("gone_ttl");
+  if (root.has("route")) s.route = std::string(root.str("route"));
   s.max_results = static_cast<size_t>(root.integer("max_results"));
   s.heartbeat_interval = root.duration("heartbeat_interval");
   if (s.job_lease > s.max_lease) {

@@ -7,6 +7,7 @@
 
 #include "http_subscriber.hpp"
 #include "status_page.hpp"
+#include "tether/common/status_page.hpp"
 
 namespace tether::solverd {
 using namespace http_detail;
@@ -22,24 +23,7 @@ void Daemon::handleStatus(const std::shared_ptr<http::Exchange>& ex) {
     return;
   }
   if (req.path == "/") {
-    std::string page(statusPageHtml());
-    std::string data = statusSnapshot().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    // Inside <script>: "</" could end the element early (HTML, "script data state").
-    // Built by appending: GCC 12 reads an insert() here as an overlapping memcpy (-Wrestrict).
-    std::string safe;
-    safe.reserve(data.size() + 16);
-    for (size_t i = 0; i < data.size(); ++i) {
-      safe.push_back(data[i]);
-      if (data[i] == '<' && i + 1 < data.size() && data[i + 1] == '/') safe.push_back('\\');
-    }
-    data = std::move(safe);
-    const std::string placeholder = "/*SNAPSHOT*/null";
-    page.replace(page.find(placeholder), placeholder.size(), data);
-    // Self-contained: inline style and script, nothing fetched from elsewhere.
-    ex->respond(200,
-                {{"Content-Type", "text/html; charset=utf-8"},
-                 {"Content-Security-Policy", "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'"}},
-                page);
+    http::respondStatusPage(*ex, statusPageHtml(), statusSnapshot());
     return;
   }
   if (streamFormat(req) == StreamFormat::Sse && !stopping_) {

@@ -253,9 +253,7 @@ void Webhooks::finished(Delivery& d, const http::ClientResult& r) {
   std::string why = r.refused     ? std::string("the address connected to is not allowed by callback_allow")
                     : r.status != 0 ? fmt::format("status {}", r.status)
                                     : r.error;
-  // Worth another try: the target may come back. A refusal or a 4xx will not change.
-  bool transient = !r.refused && (r.status == 0 || r.status == 429 || r.status >= 500);
-  if (!transient || d.tries >= kTries || finishing_) {
+  if (!http::worthRetrying(r) || d.tries >= kTries || finishing_) {
     logger->warn("job={} webhook to {} given up after {} tr{}: {}", d.job, d.url, d.tries, d.tries == 1 ? "y" : "ies",
                  why);
     return remove(d);

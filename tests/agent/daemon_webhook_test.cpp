@@ -70,7 +70,7 @@ TEST(AgentWebhook, SuccessfulPostReportsTheStatusLine) {
   int status = 0;
   {
     Webhook hook(loop.get(), server.url("/cancel/{id}"));
-    ASSERT_EQ(hook.fire("Root=1-abc/def", [&](int s) { status = s; }), 0);
+    ASSERT_EQ(hook.fire("Root=1-abc/def", [&](int s, int) { status = s; }), 0);
     ASSERT_TRUE(pumpUntil(loop.get(), [&] { return server.readRequest(); }, 5000, server.fd()));
     EXPECT_EQ(server.request().rfind("POST /cancel/Root%3D1-abc%2Fdef HTTP/1.1\r\n", 0), 0u) << server.request();
     server.reply("HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n");
@@ -81,7 +81,7 @@ TEST(AgentWebhook, SuccessfulPostReportsTheStatusLine) {
   EXPECT_EQ(loop.close(), 0) << "a handle was left open";
 }
 
-TEST(AgentWebhook, RefusedConnectionReportsTheError) {
+TEST(AgentWebhook, RefusedConnectionIsRetriedThenReportsTheError) {
   TestLoop loop;
   uint16_t closed_port = 0;
   {
@@ -89,39 +89,80 @@ TEST(AgentWebhook, RefusedConnectionReportsTheError) {
     closed_port = gone.port();
   }
   int status = 0;
+  int tries = 0;
   {
     Webhook hook(loop.get(), "http://127.0.0.1:" + std::to_string(closed_port) + "/stop/{id}");
-    ASSERT_EQ(hook.fire("job-1", [&](int s) { status = s; }), 0);
+    ASSERT_EQ(hook.fire("job-1", [&](int s, int t) { status = s; tries = t; }), 0);
     ASSERT_TRUE(pumpUntil(loop.get(), [&] { return status != 0; }));
+    EXPECT_EQ(hook.inFlight(), 0u);
   }
   EXPECT_EQ(status, UV_ECONNREFUSED);
+  EXPECT_EQ(tries, Webhook::kTries);
   EXPECT_EQ(loop.close(), 0) << "a handle was left open";
 }
 
-TEST(AgentWebhook, ServiceThatNeverAnswersTimesOut) {
-  TestLoop loop;
-  Listener server;
-  int status = 0;
-  {
-    Webhook hook(loop.get(), server.url("/cancel/{id}"), std::chrono::milliseconds(200));
-    ASSERT_EQ(hook.fire("job-2", [&](int s) { status = s; }), 0);
-    ASSERT_TRUE(pumpUntil(loop.get(), [&] { return status != 0; }, 5000, server.fd()));
+// Answers every request on every connection with `status_line` and closes the connection;
+// counts the requests.
+class AnsweringServer {
+ public:
+  explicit AnsweringServer(std::string status_line) : status_line_(std::move(status_line)) {}
+  int fd() const { return listener_.fd(); }
+  std::string url(const std::string& path) const { return listener_.url(path); }
+  int requests() const { return requests_; }
+  void serve() {
+    for (int c; (c = ::accept4(listener_.fd(), nullptr, nullptr, SOCK_CLOEXEC)) >= 0;) {
+      // Blocking on this one connection: curl sends its whole request at once.
+      std::string request;
+      char buf[4096];
+      for (ssize_t n; request.find("\r\n\r\n") == std::string::npos && (n = ::recv(c, buf, sizeof buf, 0)) > 0;) {
+        request.append(buf, static_cast<size_t>(n));
+      }
+      ++requests_;
+      const std::string reply = "HTTP/1.1 " + status_line_ + "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+      (void)::send(c, reply.data(), reply.size(), MSG_NOSIGNAL);
+      ::close(c);
+    }
   }
-  EXPECT_EQ(status, UV_ETIMEDOUT);
-  EXPECT_EQ(loop.close(), 0) << "a handle was left open";
-}
 
-TEST(AgentWebhook, DestroyedWithARequestInFlightRunsNoCallback) {
+ private:
+  Listener listener_;
+  std::string status_line_;
+  int requests_ = 0;
+};
+
+// One webhook fired at a service answering `status_line` to everything: what came back, and how
+// many requests the service saw.
+struct Outcome {
+  int status = 0;
+  int tries = 0;
+  int requests = 0;
+};
+Outcome fireAt(const std::string& status_line) {
   TestLoop loop;
-  Listener server;
-  bool called = false;
+  AnsweringServer server(status_line);
+  Outcome out;
   {
     Webhook hook(loop.get(), server.url("/cancel/{id}"));
-    ASSERT_EQ(hook.fire("job-3", [&](int) { called = true; }), 0);
-    ASSERT_TRUE(pumpUntil(loop.get(), [&] { return server.readRequest(); }, 5000, server.fd()));
+    EXPECT_EQ(hook.fire("job-4", [&](int s, int t) { out.status = s; out.tries = t; }), 0);
+    EXPECT_TRUE(pumpUntil(loop.get(), [&] { server.serve(); return out.status != 0; }, 5000, server.fd()));
   }
+  out.requests = server.requests();
   EXPECT_EQ(loop.close(), 0) << "a handle was left open";
-  EXPECT_FALSE(called);
+  return out;
+}
+
+TEST(AgentWebhook, ServiceAnswering500IsRetriedThenGivenUp) {
+  Outcome o = fireAt("500 Internal Server Error");
+  EXPECT_EQ(o.status, 500);
+  EXPECT_EQ(o.tries, Webhook::kTries);
+  EXPECT_EQ(o.requests, Webhook::kTries);
+}
+
+TEST(AgentWebhook, ServiceAnswering404IsNotRetried) {
+  Outcome o = fireAt("404 Not Found");
+  EXPECT_EQ(o.status, 404);
+  EXPECT_EQ(o.tries, 1);
+  EXPECT_EQ(o.requests, 1);
 }
 
 }  // namespace

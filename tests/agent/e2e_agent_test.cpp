@@ -5,6 +5,10 @@
 // the webhook action, where the service stops its own solve.
 #include "daemon_agent_harness.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <gtest/gtest.h>
 
 #include <sstream>
@@ -194,6 +198,40 @@ TEST_F(AgentE2e, WebhookInterruptLetsTheServiceStopItsOwnSolve) {
   ASSERT_TRUE(sendAll(fd, "GET /cancels HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
   EXPECT_NE(readAll(fd, 5s).find(rid), std::string::npos);
   close(fd);
+}
+
+TEST_F(AgentE2e, WebhookTargetThatRefusesIsRetriedGivenUpAndTheKillStillStopsTheSolve) {
+  // A port nothing listens on: bound, read, closed.
+  uint16_t refused_port = 0;
+  {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    socklen_t len = sizeof addr;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    refused_port = ntohs(addr.sin_port);
+    ::close(fd);
+  }
+  control::test::TempDir workdir;
+  const std::string socket = workdir.file("pre.sock");
+  ASSERT_NO_FATAL_FAILURE(service_.start(socket, workdir.path()));
+  ASSERT_NO_FATAL_FAILURE(agent_.start("interrupt webhook \"http://127.0.0.1:" + std::to_string(refused_port) +
+                                       "/cancel/{id}\";\ndefault_grace 1s;"));
+  ASSERT_EQ(symlink(agent_.socket().c_str(), socket.c_str()), 0);
+
+  const std::string rid = testRequestId();
+  int client = startHardSolve(service_.port(), rid);
+  close(client);
+  EXPECT_EQ(agent_.cancel(rid, control::Action::Interrupt, 1000).state, control::CancelState::Running);
+  // Every try refused: retried, then given up at warn; the grace runs out and the kill stops cbc.
+  ASSERT_TRUE(agent_.child().waitForLine("webhook rid=" + rid + " given up after 3 tries: connection refused", 5s))
+      << agent_.child().text();
+  auto done = agent_.child().waitForLine("target rid=" + rid + " pid=", 8s);
+  ASSERT_TRUE(done) << agent_.child().text();
+  EXPECT_NE(done->find("(killed)"), std::string::npos) << *done;
+  EXPECT_TRUE(eventually([&] { return processesWith("ms-" + rid).empty(); }, 2s));
 }
 
 TEST_F(AgentE2e, ThroughTetherProxyAClientThatLeavesAfterOneSecondLeavesNoCbcSoonAfter) {

@@ -91,5 +91,25 @@ TEST(RequestIdTest, ForkedChildDoesNotRepeatItsParentsNextIds) {
   EXPECT_FALSE(parent_next.contains(child)) << child;
 }
 
+TEST(JobRoute, ARoutedIdEndsInItsRouteAndKeepsTheRule) {
+  EXPECT_EQ(routedId("f47ac10b", "node-a"), "f47ac10b.node-a");
+  EXPECT_EQ(routeOf("f47ac10b.node-a"), "node-a");
+  EXPECT_EQ(routeOf(routedId("a.b.c", "east_1")), "east_1");
+  // An id that leaves no room for the route within 128 bytes is replaced by a fresh one.
+  const std::string longest(kMaxRequestIdLength, 'x');
+  std::string routed = routedId(longest, "b");
+  EXPECT_TRUE(isValidRequestId(routed)) << routed;
+  EXPECT_EQ(routeOf(routed), "b");
+  EXPECT_EQ(routed.size(), 34U) << routed;
+}
+
+TEST(JobRoute, AnIdWithoutARouteHasNone) {
+  for (std::string_view id : {"f47ac10b", "f47ac10b.", "a.b/c", "a.b=c", "x.route-that-is-longer-than-32-bytes"}) {
+    EXPECT_EQ(routeOf(id), "") << id;
+  }
+  EXPECT_TRUE(isValidRoute("A-z_09"));
+  for (std::string_view route : {"", "a.b", "a b", "\u00e9"}) EXPECT_FALSE(isValidRoute(route)) << route;
+}
+
 }  // namespace
 }  // namespace tether::agent::control

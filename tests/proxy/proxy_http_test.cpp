@@ -380,6 +380,61 @@ TEST_F(ProxyHttp, AdminListenerServesMetricsHealthAndRequests) {
   }
 }
 
+// The live status page (DESIGN.md "Status page"): GET / is the self-contained page with the
+// snapshot of the moment; GET /status is the snapshot as JSON, and with Accept: text/event-stream
+// a stream of snapshots that sends one as soon as a request comes, not only once a second.
+TEST_F(ProxyHttp, AdminStatusPageAndItsStreamShowARequestAsItComes) {
+  control_ = std::make_unique<ControlListener>(dir_.file("c.sock"));
+  std::string conf = basicConfig(upstream_.port(), control_->path());
+  conf += "admin { listen 127.0.0.1:0; }\n";
+  startWith(conf, 2);
+  Client a(proxy_->port(1));
+  a.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+  std::string page = a.readResponse();
+  EXPECT_EQ(statusOf(page), 200);
+  EXPECT_NE(page.find("Content-Type: text/html; charset=utf-8"), std::string::npos) << page.substr(0, 400);
+  EXPECT_NE(page.find("Content-Security-Policy: default-src 'self'"), std::string::npos);
+  EXPECT_NE(page.find("const initial = {\"cancels_by_reason\":{}"), std::string::npos) << "no embedded snapshot";
+  EXPECT_NE(page.find("new EventSource(\"/status\")"), std::string::npos);
+  EXPECT_EQ(page.find("src=\"http"), std::string::npos) << "the page fetches an external asset";
+
+  Client events(proxy_->port(1));
+  events.send("GET /status HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n");
+  // The first snapshot at once, then the once-a-second one: the next tick is a second away.
+  std::string stream;
+  auto count = [](const std::string& text) {
+    size_t n = 0;
+    for (size_t at = text.find("data: {"); at != std::string::npos; at = text.find("data: {", at + 1)) ++n;
+    return n;
+  };
+  for (auto start = Clock::now(); count(stream) < 2 && Clock::now() - start < 3s;) stream += events.readSome(1000ms);
+  EXPECT_NE(stream.find("Content-Type: text/event-stream"), std::string::npos) << stream;
+  ASSERT_EQ(count(stream), 2u) << stream;
+  EXPECT_NE(stream.find("\"requests\":[]"), std::string::npos) << stream;
+
+  const auto sent = Clock::now();
+  Client slow(port_);
+  slow.send("GET /slow/2000 HTTP/1.1\r\nHost: t\r\n\r\n");
+  upstream_.waitFor([](auto& rs) { return !rs.empty(); });
+  // The request shows in the stream well before the once-a-second snapshot would have brought it.
+  std::string more;
+  while (more.find("\"phase\":\"awaiting_response\"") == std::string::npos && Clock::now() - sent < 3s) {
+    more += events.readSome(1000ms);
+  }
+  EXPECT_NE(more.find("\"phase\":\"awaiting_response\""), std::string::npos) << more;
+  EXPECT_NE(more.find("\"protocol\":\"HTTP/1.1\""), std::string::npos) << more;
+  EXPECT_LT(Clock::now() - sent, 700ms) << "the snapshot came with the next tick, not on the change";
+
+  a.send("GET /status HTTP/1.1\r\nHost: t\r\n\r\n");
+  auto j = nlohmann::json::parse(bodyOf(a.readResponse()));
+  ASSERT_EQ(j["requests"].size(), 1u) << j.dump();
+  EXPECT_EQ(j["requests"][0]["upstream"], "127.0.0.1:" + std::to_string(upstream_.port()));
+  EXPECT_EQ(j["status_streams"], 1) << j.dump();
+  for (auto key : {"cancels_by_reason", "disconnects_by_phase", "disconnect_to_cancel", "connections", "requests_total"}) {
+    EXPECT_TRUE(j.contains(key)) << key;
+  }
+}
+
 TEST_F(ProxyHttp, MetricsCountDisconnectsAndCancels) {
   control_ = std::make_unique<ControlListener>(dir_.file("c.sock"));
   std::string conf = basicConfig(upstream_.port(), control_->path());

@@ -1,5 +1,6 @@
 # solverd as a process (daemon_test) with its support library, shared with tests/e2e.
-add_library(tether_solverd_test_support STATIC ${CMAKE_CURRENT_LIST_DIR}/daemon_support.cpp)
+add_library(tether_solverd_test_support STATIC ${CMAKE_CURRENT_LIST_DIR}/daemon_support.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/chromium.cpp)
 target_include_directories(tether_solverd_test_support PUBLIC ${CMAKE_CURRENT_LIST_DIR})
 target_link_libraries(tether_solverd_test_support PUBLIC tether_agent tether_common GTest::gtest PRIVATE tether_warnings)
 target_compile_definitions(tether_solverd_test_support PRIVATE

@@ -183,8 +183,9 @@ TEST_F(JobsTest, KeyedJobSharedByAWaitingRequestAndADetachedHolderOutlivesTheReq
   d->expectNoErrorsLogged();
 }
 
-TEST_F(JobsTest, ResultTtlGivesGoneAndAnUnknownIdIsNotFound) {
-  auto d = start("result_ttl 300ms;\n");
+TEST_F(JobsTest, ResultTtlGivesGoneThenGoneTtlGivesNotFoundAndAnUnknownIdIsNotFound) {
+  // result_ttl, then the 410 window (gone_ttl, an hour by default), then 404.
+  auto d = start("result_ttl 300ms;\ngone_ttl 600ms;\n");
   ASSERT_TRUE(d->started());
   auto r = httpRequest(d->port(), "POST", "/v1/jobs?solver=glpk", readFile(modelPath("knapsack.lp")), lpHeaders());
   ASSERT_TRUE(r);
@@ -203,6 +204,18 @@ TEST_F(JobsTest, ResultTtlGivesGoneAndAnUnknownIdIsNotFound) {
   auto events = httpRequest(d->port(), "GET", "/v1/jobs/" + id + "/events");
   ASSERT_TRUE(events);
   EXPECT_EQ(events->status, 410);
+  // The 410 window closes: the id is unknown from now on, for the job and its events alike.
+  ASSERT_TRUE(waitFor(
+      [&] {
+        auto g = httpRequest(d->port(), "GET", "/v1/jobs/" + id);
+        status = g ? g->status : 0;
+        return status != 410;
+      },
+      5s));
+  EXPECT_EQ(status, 404);
+  events = httpRequest(d->port(), "GET", "/v1/jobs/" + id + "/events");
+  ASSERT_TRUE(events);
+  EXPECT_EQ(events->status, 404);
   for (const std::string method : {"GET", "DELETE"}) {
     auto u = httpRequest(d->port(), method, "/v1/jobs/" + newId());
     ASSERT_TRUE(u);

@@ -1,5 +1,6 @@
 #include "tether/agent/control/config.hpp"
 
+#include "tether/agent/control/request_id.hpp"
 #include "tether/common/listener.hpp"
 
 #include <cerrno>
@@ -75,6 +76,17 @@ int listenControl(uv_loop_t* loop, Server& server, const ControlSettings& settin
     return rc;
   }
   return 0;
+}
+
+config::Checker routeValue(std::string_view prefix) {
+  return [prefix = std::string(prefix)](std::span<const std::string_view> args) -> std::optional<config::Problem> {
+    for (size_t i = 0; i < args.size(); ++i) {
+      if (args[i].starts_with(prefix) && isValidRoute(args[i].substr(prefix.size()))) continue;
+      return config::Problem{"invalid value \"" + std::string(args[i]) + "\"",
+                             "it must be " + prefix + "NAME, 1 to 32 letters, digits, \"-\" or \"_\"", i};
+    }
+    return std::nullopt;
+  };
 }
 
 }  // namespace tether::agent::control

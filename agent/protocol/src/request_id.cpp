@@ -104,6 +104,27 @@ RequestId acceptRequestId(const std::string_view* given) {
   return {newRequestId(), given != nullptr};
 }
 
+bool isValidRoute(std::string_view route) {
+  if (route.empty() || route.size() > kMaxRouteLength) return false;
+  return std::all_of(route.begin(), route.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+  });
+}
+
+std::string routedId(std::string_view id, std::string_view route) {
+  std::string out = id.size() + 1 + route.size() <= kMaxRequestIdLength ? std::string(id) : newRequestId();
+  out.push_back('.');
+  out.append(route);
+  return out;
+}
+
+std::string_view routeOf(std::string_view id) {
+  const size_t dot = id.rfind('.');
+  if (dot == std::string_view::npos) return {};
+  std::string_view route = id.substr(dot + 1);
+  return isValidRoute(route) ? route : std::string_view{};
+}
+
 std::string percentEncodeId(std::string_view id) {
   static constexpr char kHex[] = "0123456789ABCDEF";
   std::string out;

@@ -50,13 +50,16 @@ supervise::SupervisorOptions Agent::supervisorOptions() {
   if (webhook_) {
     o.interrupt = [this](supervise::Target& target) -> supervise::Error {
       const std::string id = target.id();
-      const int rc = webhook_->fire(id, [this, id](int status) {
+      const int rc = webhook_->fire(id, [this, id](int status, int tries) {
+        const char* plural = tries == 1 ? "y" : "ies";
         if (status >= 200 && status < 300) {
-          log_->info("webhook rid={} answered {}", id, status);
+          log_->info("webhook rid={} answered {} (tr{} {})", id, status, plural, tries);
         } else if (status > 0) {
-          log_->warn("webhook rid={} answered {}; the kill after the grace still stops the target", id, status);
+          log_->warn("webhook rid={} given up after {} tr{}: answered {}; the kill after the grace still stops the target",
+                     id, tries, plural, status);
         } else {
-          log_->warn("webhook rid={} failed: {}; the kill after the grace still stops the target", id, uv_strerror(status));
+          log_->warn("webhook rid={} given up after {} tr{}: {}; the kill after the grace still stops the target", id,
+                     tries, plural, uv_strerror(status));
         }
       });
       if (rc != 0) return supervise::errnoError(-rc, "webhook " + webhook_->urlFor(id));

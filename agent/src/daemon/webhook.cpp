@@ -48,7 +48,7 @@ std::optional<WebhookUrl> parseWebhookUrl(std::string_view url, std::string* why
 }
 
 Webhook::Webhook(uv_loop_t* loop, std::string_view url, std::chrono::milliseconds timeout)
-    : timeout_(timeout), client_(loop) {
+    : loop_(loop), timeout_(timeout), client_(loop) {
   std::string why;
   auto parsed = parseWebhookUrl(url, &why);
   if (!parsed) throw std::runtime_error("invalid webhook URL \"" + std::string(url) + "\": " + why);
@@ -76,19 +76,54 @@ std::string Webhook::urlFor(const std::string& id) const {
 }
 
 int Webhook::fire(const std::string& id, Callback done) {
+  auto p = std::make_unique<Pending>();
+  p->owner = this;
+  p->id = id;
+  p->done = std::move(done);
+  Pending& ref = *p;
+  pending_.push_back(std::move(p));
+  attempt(ref);
+  return 0;
+}
+
+void Webhook::attempt(Pending& p) {
+  ++p.tries;
   http::ClientRequest request;
   const std::string host = v6_ ? "[" + url_.host + "]" : url_.host;
-  request.url = "http://" + host + ":" + std::to_string(url_.port) + urlFor(id);
-  request.headers = {{"X-Request-Id", control::percentEncodeId(id)}};
+  request.url = "http://" + host + ":" + std::to_string(url_.port) + urlFor(p.id);
+  request.headers = {{"X-Request-Id", control::percentEncodeId(p.id)}};
   request.timeout = timeout_;
   // The service is the operator's own (tether-agent.conf names it): no address check.
-  client_.start(std::move(request), [done = std::move(done)](const http::ClientResult& r) {
-    if (!done) return;
-    if (r.status > 0) return done(r.status);
+  client_.start(std::move(request), [this, &p](const http::ClientResult& r) { finished(p, r); });
+}
+
+void Webhook::finished(Pending& p, const http::ClientResult& r) {
+  if (r.status >= 200 && r.status < 300) {
+    if (p.done) p.done(r.status, p.tries);
+    return remove(p);
+  }
+  if (!http::worthRetrying(r) || p.tries >= kTries) {
     // The libuv codes the caller logs (uv_strerror): the closest for what curl saw.
-    done(r.timed_out ? UV_ETIMEDOUT : r.unreachable ? UV_ECONNREFUSED : UV_EPROTO);
-  });
-  return 0;
+    const int status = r.status > 0 ? r.status : r.timed_out ? UV_ETIMEDOUT : r.unreachable ? UV_ECONNREFUSED : UV_EPROTO;
+    if (p.done) p.done(status, p.tries);
+    return remove(p);
+  }
+  p.retry = std::make_unique<UvHandle<uv_timer_t>>();
+  if (uv_timer_init(loop_, p.retry->get()) != 0) return remove(p);
+  p.retry->markInitialized();
+  p.retry->get()->data = &p;
+  uv_timer_start(
+      p.retry->get(),
+      [](uv_timer_t* t) {
+        auto* pending = static_cast<Pending*>(t->data);
+        pending->retry.reset();  // closes the timer; its memory goes in the close callback
+        pending->owner->attempt(*pending);
+      },
+      kFirstRetryMs << (p.tries - 1), 0);
+}
+
+void Webhook::remove(Pending& p) {
+  pending_.remove_if([&p](const std::unique_ptr<Pending>& q) { return q.get() == &p; });
 }
 
 }  // namespace tether::agent::daemon

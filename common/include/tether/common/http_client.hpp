@@ -40,6 +40,13 @@ struct ClientResult {
   std::string body;       // the response body's first 64 KiB
 };
 
+// Worth another try: no answer (connect error, timeout) or 429 or 5xx, for the target may come
+// back; a refused address or another status will not change. The retry rule of solverd's
+// webhooks and of tether-agent's `interrupt webhook`.
+inline bool worthRetrying(const ClientResult& r) {
+  return !r.refused && (r.status == 0 || r.status == 429 || r.status >= 500);
+}
+
 class Client {
  public:
   explicit Client(uv_loop_t* loop);

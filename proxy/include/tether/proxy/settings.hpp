@@ -30,6 +30,8 @@ struct AccessLogSettings {
 struct UpstreamSettings {
   std::string name;
   std::vector<config::Address> servers;  // round robin, in file order
+  // `server ADDRESS route=NAME;`: one per server, "" for none (DESIGN.md "Several hosts").
+  std::vector<std::string> routes;
   uint32_t keepalive = 32;               // idle connections kept per upstream
   Millis keepalive_timeout{60000};       // how long one stays idle before we close it
   std::string control_path;              // unix socket for cancel frames; "" = none

@@ -28,6 +28,10 @@
 #include <unordered_map>
 #include <vector>
 
+namespace tether::http {
+class StatusStreams;
+}
+
 namespace tether::solverd {
 
 // A failure at start-up (main prints it and exits 1).
@@ -38,7 +42,6 @@ struct StartupError : std::runtime_error {
 class HttpSubscriber;
 class LeaseTimer;
 class Webhooks;
-class StatusStreams;
 
 class Daemon {
  public:
@@ -138,7 +141,7 @@ class Daemon {
   std::unique_ptr<UvHandle<uv_timer_t>> reap_timer_;
   std::unique_ptr<LeaseTimer> lease_timer_;
   std::unique_ptr<Webhooks> webhooks_;
-  std::unique_ptr<StatusStreams> status_streams_;
+  std::unique_ptr<http::StatusStreams> status_streams_;
   // For the status page: cancels by reason (shared requests' own cancels not counted), and the
   // work of jobs whose client left (client_disconnect, lease_expired): CPU spent, time limit left.
   std::map<std::string, uint64_t> cancels_by_reason_;

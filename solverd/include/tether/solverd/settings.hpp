@@ -58,6 +58,8 @@ struct Settings {
   std::chrono::milliseconds job_lease{30'000};
   std::chrono::milliseconds max_lease{3'600'000};
   std::chrono::milliseconds result_ttl{600'000};
+  std::chrono::milliseconds gone_ttl{3'600'000};  // then the id answers 410, then 404
+  std::string route;  // `route NAME;`: detached jobs' ids end in ".NAME" ("" for none)
   size_t max_results = 1000;
   std::chrono::milliseconds heartbeat_interval{15'000};
   // Webhooks: every argument of every `callback_allow` (empty: public addresses only), the secret.

@@ -25,6 +25,10 @@ struct ControlSettings {
   std::string group_name;   // `group` as written, for tether::Listener (systemd:)
 };
 
+// A job route (request_id.hpp): solverd's `route NAME;` and, with `prefix` "route=", the
+// parameter of tether-proxy's `server ADDRESS route=NAME;`. Checks every argument it is given.
+config::Checker routeValue(std::string_view prefix);
+
 // Reads a checked `control` block. Group names are resolved here (start-up); an unknown one is
 // an error placed at its directive.
 std::optional<ControlSettings> readControlBlock(const config::Block& block, config::Error* error);

@@ -43,6 +43,18 @@ struct RequestId {
 };
 RequestId acceptRequestId(const std::string_view* given);
 
+// Job routes (DESIGN.md "Several hosts"): solverd's `route NAME;` ends the id of every job it
+// accepts with ".NAME", and tether-proxy's `server ADDRESS route=NAME;` sends /v1/jobs/ID to the
+// server of the upstream whose route ends ID, never to another (which would answer 404). nginx's
+// sticky route reads a route from the same place, the end of a session id after a dot.
+// A route: 1 to 32 bytes of letters, digits, `-` and `_`.
+inline constexpr size_t kMaxRouteLength = 32;
+bool isValidRoute(std::string_view route);
+// "ID.ROUTE"; a fresh id stands in for one too long to carry the route within the rule.
+std::string routedId(std::string_view id, std::string_view route);
+// The route that ends `id`, "" when none does (no dot, or not a route after the last one).
+std::string_view routeOf(std::string_view id);
+
 // `id` with every byte outside RFC 3986 "unreserved" percent-encoded, for a URL path segment
 // or a Location header (section 2.1; `/`, `=`, `%` of a trusted id must not change the path).
 std::string percentEncodeId(std::string_view id);

@@ -75,7 +75,7 @@ config::Schema makeSchema() {
   row({"coalesce", kMainOnly, 1, 1, false, false, config::oneOf({"share", "supersede", "off"}), "share",
        "what requests with the same X-Solve-Key do", "share | supersede | off"});
   row({"cgroup_root", kMainOnly, 1, 1, false, false, {}, "",
-       "the cgroup v2 directory that holds the job-<id> cgroups (default: found from /proc/self/cgroup)", "PATH"});
+       "the cgroup v2 directory that holds the job cgroups (job-HASH of the id, job-spare-N for warm workers) (default: found from /proc/self/cgroup)", "PATH"});
   row({"job_memory_max", kMainOnly, 1, 1, false, false, config::sizeValue(), "", "memory.max of each job", "SIZE"});
   row({"job_cpu_max", kMainOnly, 1, 1, false, false, cpuCount(), "", "cpu.max of each job, in CPUs", "CPUS"});
   row({"job_pids_max", kMainOnly, 1, 1, false, false, config::integerValue(1, 4'194'304), "",

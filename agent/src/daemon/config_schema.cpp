@@ -48,7 +48,7 @@ config::Schema makeSchema() {
   row({"tombstone_ttl", kMainOnly, 1, 1, false, false, config::durationValue(), "30s",
        "how long a cancel for an unknown id refuses a registration with that id", "DURATION"});
   row({"cgroup_root", kMainOnly, 1, 1, false, false, {}, "",
-       "the cgroup v2 directory that holds the job-<id> cgroups (default: found from /proc/self/cgroup)", "PATH"});
+       "the cgroup v2 directory that holds the job cgroups (job-HASH of the id) (default: found from /proc/self/cgroup)", "PATH"});
   config::Schema schema{std::string(kProgram), std::move(d)};
   // What only the system can tell (a group that does not exist, a missing control listener) is
   // checked by readSettings(); running it here makes -t, -T, start-up and SIGHUP report it alike.

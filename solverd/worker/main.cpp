@@ -3,6 +3,8 @@
 #include "tether/common/log.hpp"
 #include "tether/solverd/worker/worker.hpp"
 
+#include <malloc.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -19,6 +21,13 @@ int main(int argc, char** argv) {
                  "  stdout (4-byte little-endian length + JSON); started by solverd, not by hand.\n");
     return std::strcmp(argv[1], "-h") == 0 ? 0 : 1;
   }
+  // One solve per process, then exit: memory is never handed back to the kernel while it runs, so
+  // the solvers' allocate-and-free cycles do not make glibc trim and regrow the heap (a brk pair
+  // and fresh zero pages each time; strace showed dozens per tiny CBC solve) or map and unmap
+  // large blocks.
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
+  mallopt(M_TOP_PAD, 16 << 20);
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
   tether::log::configure("solverd-worker", tether::log::Target{});
   const int code = tether::solverd::worker::runWorkerOnStdio();
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)

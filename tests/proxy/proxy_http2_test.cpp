@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <nghttp2/nghttp2.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -287,6 +288,21 @@ TEST_F(ProxyHttp2, OversizedHeaderListGets431OnItsStreamOnly) {
   ASSERT_TRUE(c.pump([&] { return c.stream(big).closed && c.stream(ok).closed; }));
   EXPECT_EQ(c.stream(big).headers[":status"], "431");
   EXPECT_EQ(c.stream(ok).headers[":status"], "200");
+}
+
+TEST_F(ProxyHttp2, DrainSendsGoawayNoErrorAndTheOpenStreamFinishes) {
+  start();
+  H2Client c(proxy_->port());
+  int32_t s = c.get("/slow/400");
+  ASSERT_TRUE(upstream_.waitFor([](auto& r) { return r.size() == 1; }));
+  ASSERT_EQ(::kill(proxy_->pid(), SIGTERM), 0);
+  ASSERT_TRUE(c.pump([&] { return c.goaway(); }));
+  EXPECT_EQ(c.goawayCode(), static_cast<uint32_t>(NGHTTP2_NO_ERROR));
+  ASSERT_TRUE(c.pump([&] { return c.stream(s).closed; }));
+  EXPECT_EQ(c.stream(s).headers[":status"], "200");
+  EXPECT_EQ(c.stream(s).error, 0u);
+  EXPECT_EQ(proxy_->stop(), 0);  // the drain ended with the stream: a clean exit
+  EXPECT_TRUE(control_->cancels().empty());
 }
 
 TEST_F(ProxyHttp2, AnInvalidPrefaceGetsGoawayProtocolError) {

@@ -442,6 +442,24 @@ void HttpClient::watchSse(const std::string& id, std::optional<uint64_t> last_ev
   send("GET", "/v1/jobs/" + id + "/events", {}, std::move(headers));
 }
 
+std::optional<HttpClient::SseEvent> HttpClient::watchSseAccepted(const std::string& id) {
+  watchSse(id);
+  auto head = this->head(5s);
+  if (!head) {
+    ADD_FAILURE() << "no response head for the events of " << id;
+    return std::nullopt;
+  }
+  EXPECT_EQ(head->status, 200);
+  EXPECT_EQ(head->headers["content-type"], "text/event-stream");
+  auto accepted = nextSse(5s);
+  if (!accepted) {
+    ADD_FAILURE() << "no first event for " << id;
+    return std::nullopt;
+  }
+  EXPECT_EQ(accepted->event, "accepted");
+  return accepted;
+}
+
 std::optional<HttpResponse> httpRequest(uint16_t port, const std::string& method, const std::string& target,
                                         const std::string& body,
                                         std::vector<std::pair<std::string, std::string>> headers,

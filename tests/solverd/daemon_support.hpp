@@ -113,6 +113,9 @@ class HttpClient {
   bool sseHeartbeat(std::chrono::milliseconds timeout);
   // Sends GET /v1/jobs/ID/events asking for SSE, resuming after `last_event_id` when given.
   void watchSse(const std::string& id, std::optional<uint64_t> last_event_id = std::nullopt);
+  // watchSse, then checks the response head (200, text/event-stream) and returns the first
+  // event, which must be `accepted`; nullopt, with a test failure, otherwise.
+  std::optional<SseEvent> watchSseAccepted(const std::string& id);
   void close();
   void reset();  // SO_LINGER 0: RST
 

@@ -172,7 +172,9 @@ def run(d, solver, model, clients, jobs):
             j = d.get_json(f"/v1/jobs/{rid}")
             res = j.get("result", {})
             rtts.append(rtt)
-            overhead.append(j["run_ms"] - float(res.get("solve_time_ms", 0)))
+            # solve_time_us when the worker reports it: solve_time_ms is truncated to whole ms.
+            solve_ms = res["solve_time_us"] / 1000.0 if "solve_time_us" in res else float(res.get("solve_time_ms", 0))
+            overhead.append(j["run_ms"] - solve_ms)
             job_cpu.append(float(j.get("cpu_ms", 0)))
             spare += 1 if j.get("worker_start") == "spare" else 0
     n = len(rtts)

@@ -26,6 +26,7 @@ Outcome droppedOutcome(const Job& job, const CancelOrder& order) {
                                      {"solution", nlohmann::json::object()},
                                      {"solver", job.spec.solver},
                                      {"solve_time_ms", 0},
+                                     {"solve_time_us", 0},
                                      {"cpu_ms", 0},
                                      {"nodes", 0},
                                      {"iterations", 0},

@@ -306,6 +306,7 @@ Outcome WorkerRunner::Session::buildOutcome(const sv::Outcome& exit) {
                       {"solution", nlohmann::json::object()},
                       {"solver", job_.spec.solver},
                       {"solve_time_ms", static_cast<double>(now - job_.started_ns) / 1e6},
+                      {"solve_time_us", (now - job_.started_ns) / 1'000},
                       {"cpu_ms", cpu_ms},
                       {"nodes", 0},
                       {"iterations", 0},

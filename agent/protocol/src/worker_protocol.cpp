@@ -153,6 +153,7 @@ nlohmann::json toJson(const SolveResult& result) {
           {"solution", std::move(solution)},
           {"solver", solverName(result.solver)},
           {"solve_time_ms", result.solve_time_ms},
+          {"solve_time_us", result.solve_time_us},
           {"nodes", result.nodes},
           {"iterations", result.iterations}};
 }

@@ -236,7 +236,8 @@ SolveOutcome solveWithCbc(const CoinProblem& problem, const SolveRequest& reques
   }
   result.nodes = model.getNodeCount();
   result.iterations = model.getIterationCount();
-  result.solve_time_ms = (monotonicNs() - begin) / 1'000'000;
+  result.solve_time_us = (monotonicNs() - begin) / 1'000;
+  result.solve_time_ms = result.solve_time_us / 1'000;
   return outcome;
 }
 

@@ -101,7 +101,8 @@ SolveOutcome solveWithClp(const CoinProblem& problem, const SolveRequest& reques
     result.bound = result.objective;
     fillSolution(x, problem, result);
   }
-  result.solve_time_ms = (monotonicNs() - begin) / 1'000'000;
+  result.solve_time_us = (monotonicNs() - begin) / 1'000;
+  result.solve_time_ms = result.solve_time_us / 1'000;
   return outcome;
 }
 

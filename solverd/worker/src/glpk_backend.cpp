@@ -220,7 +220,8 @@ SolveOutcome solveWithGlpk(GlpkProblem problem, const SolveRequest& request,
       result.solution.emplace_back(name != nullptr ? std::string(name) : std::string("C").append(std::to_string(j)), v);
     }
   }
-  result.solve_time_ms = (monotonicNs() - begin) / 1'000'000;
+  result.solve_time_us = (monotonicNs() - begin) / 1'000;
+  result.solve_time_ms = result.solve_time_us / 1'000;
   return outcome;
 }
 

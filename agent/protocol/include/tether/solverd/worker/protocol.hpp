@@ -97,7 +97,9 @@ struct Incumbent {
 };
 
 // {"type":"result","status":..,"status_code":N,"objective":..,"bound":..,"solution":{..},
-//  "solver":"cbc","solve_time_ms":..,"nodes":..,"iterations":..}
+//  "solver":"cbc","solve_time_ms":..,"solve_time_us":..,"nodes":..,"iterations":..}
+// solve_time_ms is whole milliseconds (truncated); solve_time_us the same time in microseconds,
+// for figures that a millisecond of rounding would blur (a tiny solve's overhead).
 // `solution` lists the variables by the model's names, nonzeros only; objective and bound are
 // absent (null) when the solver has none, e.g. for an infeasible model.
 struct SolveResult {
@@ -107,6 +109,7 @@ struct SolveResult {
   std::vector<std::pair<std::string, double>> solution;
   SolverKind solver = SolverKind::Cbc;
   uint64_t solve_time_ms = 0;
+  uint64_t solve_time_us = 0;
   int64_t nodes = 0;
   int64_t iterations = 0;
 };

@@ -55,16 +55,7 @@ nginx -p "$work/up" -c "$work/up/nginx.conf" -e stderr & pids+=($!)
 # nginx as the HTTP/2 front: 1 worker, `listen ... http2` (1.22; 1.25 writes `http2 on;`),
 # h2c with prior knowledge, keep-alive HTTP/1.1 to the upstream. Its stream limit is nginx's
 # default, 128, as tether-proxy's.
-cat > "$work/ng/nginx.conf" <<CONF
-daemon off; master_process off; worker_processes 1; error_log stderr error; pid $work/ng/pid;
-worker_rlimit_nofile 65536;
-events { worker_connections 20000; }
-http { access_log off; keepalive_requests 1000000; keepalive_timeout 300s;
-  $(bench_nginx_temp_paths "$work/ng")
-  upstream app { server 127.0.0.1:$up; keepalive $keepalive; }
-  server { listen 127.0.0.1:$ng http2 backlog=4096;
-    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
-CONF
+bench_nginx_front_conf "$work/ng" $ng $up $keepalive http2
 nginx -p "$work/ng" -c "$work/ng/nginx.conf" -e stderr & pid[nginx]=$!; pids+=(${pid[nginx]})
 
 # tether-proxy: the same shape, logs at warn, no access log.

@@ -39,6 +39,22 @@ http { access_log off; keepalive_requests 1000000; $(bench_nginx_temp_paths "$1"
 CONF
 }
 
+# bench_nginx_front_conf DIR PORT UPSTREAM_PORT KEEPALIVE [LISTEN_OPTION]: writes DIR/nginx.conf for
+# nginx as the reverse proxy measured against tether-proxy: 1 worker (master_process off: the
+# measured pid is the worker), keep-alive HTTP/1.1 to the upstream (Connection cleared), and
+# LISTEN_OPTION on its listen line (`http2` for h2c, nginx 1.22's form).
+bench_nginx_front_conf() {
+  cat > "$1/nginx.conf" <<CONF
+daemon off; master_process off; worker_processes 1; error_log stderr error; pid $1/pid;
+worker_rlimit_nofile 65536;
+events { worker_connections 20000; }
+http { access_log off; keepalive_requests 1000000; keepalive_timeout 300s; $(bench_nginx_temp_paths "$1")
+  upstream app { server 127.0.0.1:$3; keepalive $4; }
+  server { listen 127.0.0.1:$2 ${5:-} backlog=4096;
+    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+CONF
+}
+
 # bench_wait_http [--http2-prior-knowledge] PORT...: waits up to 10 s for each port to answer a
 # GET / with curl (over h2c with the option: nginx's `listen ... http2` without TLS speaks nothing
 # else); fails naming the first that does not.

@@ -65,15 +65,7 @@ nginx -p "$work/up" -c "$work/up/nginx.conf" -e stderr & pids+=($!)
 
 # nginx as the reverse proxy: 1 worker (master_process off: the measured pid is the worker),
 # keep-alive to the upstream (HTTP/1.1, Connection cleared).
-cat > "$work/ng/nginx.conf" <<CONF
-daemon off; master_process off; worker_processes 1; error_log stderr error; pid $work/ng/pid;
-worker_rlimit_nofile 65536;
-events { worker_connections 20000; }
-http { access_log off; keepalive_requests 1000000; keepalive_timeout 300s; $(bench_nginx_temp_paths "$work/ng")
-  upstream app { server 127.0.0.1:$up; keepalive $keepalive; }
-  server { listen 127.0.0.1:$ng backlog=4096;
-    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
-CONF
+bench_nginx_front_conf "$work/ng" $ng $up $keepalive
 nginx -p "$work/ng" -c "$work/ng/nginx.conf" -e stderr & pid[nginx]=$!; pids+=(${pid[nginx]})
 
 # HAProxy: 1 thread, connection reuse to the upstream.

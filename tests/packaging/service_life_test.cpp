@@ -554,12 +554,15 @@ TEST_F(ProxyService, StartsUnderSystemdSocketActivateWithANamedSocket) {
                         {},
                         {},
                         dir_.file("activate.log")});
-  // systemd-socket-activate binds, then execs the proxy on the first connection (same pid).
+  // systemd-socket-activate binds, listens, then execs the proxy on the first connection (same
+  // pid). The socket file appears at bind, before listen: a connect in between is refused and
+  // starts nothing, so the first request is retried until a connection is taken.
   auto deadline = Clock::now() + kEvent;
-  while (::access(http_.unix_path.c_str(), F_OK) != 0 && Clock::now() < deadline) {
-    std::this_thread::sleep_for(milliseconds(5));
-  }
   auto response = httpRequest(http_, "GET", "/fast/activated");
+  while (!response && Clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(5));
+    response = httpRequest(http_, "GET", "/fast/activated");
+  }
   ASSERT_TRUE(response) << d.log();
   EXPECT_EQ(response->status, 200);
   EXPECT_TRUE(notify.waitFor("READY=1", kEvent)) << d.log();

@@ -108,10 +108,12 @@ int main(int argc, char** argv) {
         uv_run(&loop, UV_RUN_DEFAULT);
       }
     }
+    // From here on we only exit: another SIGTERM or SIGINT must not turn that into a kill. The
+    // signal watcher is gone (libuv put the default disposition back as it stopped), and the
+    // proxy's destructor is still to run: ignored before it, not after.
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
   }
-  // From here on we only exit: another SIGTERM or SIGINT must not turn that into a kill.
-  signal(SIGTERM, SIG_IGN);
-  signal(SIGINT, SIG_IGN);
   // Let the closes started by the destructors finish first: a closing client connection still
   // holds its configuration generation, whose control client closes its own handles when that
   // goes. closeLoop() would otherwise close those handles under their owner's feet.

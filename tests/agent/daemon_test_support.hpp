@@ -21,6 +21,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <sstream>
@@ -205,25 +206,37 @@ inline std::string httpPost(const std::string& path, const std::string& extra_he
          extra_headers + "\r\n";
 }
 
+// A /proc file's bytes, read with plain read(2): a process that exits meanwhile makes the read
+// fail with ESRCH, which std::istreambuf_iterator would throw as an exception. "" on any error.
+inline std::string readProcFile(const std::string& path) {
+  std::string out;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return out;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
 // Live (not zombie) processes whose command line contains `needle`.
 inline std::vector<int> processesWith(const std::string& needle) {
   std::vector<int> pids;
-  DIR* d = opendir("/proc");
-  if (d == nullptr) return pids;
-  while (dirent* e = readdir(d)) {
+  std::unique_ptr<DIR, int (*)(DIR*)> d(opendir("/proc"), closedir);
+  if (!d) return pids;
+  while (dirent* e = readdir(d.get())) {
     if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
     const std::string base = std::string("/proc/") + e->d_name;
-    std::ifstream cmd(base + "/cmdline", std::ios::binary);
-    std::string text((std::istreambuf_iterator<char>(cmd)), std::istreambuf_iterator<char>());
-    if (text.find(needle) == std::string::npos) continue;
-    std::ifstream stat(base + "/stat");
-    std::string line;
-    std::getline(stat, line);
+    if (readProcFile(base + "/cmdline").find(needle) == std::string::npos) continue;
+    const std::string line = readProcFile(base + "/stat");
     const size_t paren = line.rfind(')');
-    if (paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'Z') continue;
+    if (paren == std::string::npos) continue;  // gone while we looked
+    if (paren + 2 < line.size() && line[paren + 2] == 'Z') continue;
     pids.push_back(std::atoi(e->d_name));
   }
-  closedir(d);
   return pids;
 }
 

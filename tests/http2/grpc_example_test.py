@@ -57,12 +57,19 @@ def start_example(s):
     return s.start_proxy(conf)
 
 
+SEEN_RIDS = set()
+
+
 def registered(s, since, timeout=15):
-    """(rid, pidfd, pid) of the next cbc that tether-run registered with the agent."""
-    m = s.agent.wait_for(r"registered rid=(\S+) pid=(\d+)", timeout, since)
+    """(rid, pidfd, pid) of the next cbc that tether-run registered with the agent. The agent's
+    lines are read by a thread, so the previous case's registration may land after `since`:
+    rids already taken are skipped."""
+    skip = "".join(f"(?!{re.escape(r)} )" for r in SEEN_RIDS)
+    m = s.agent.wait_for(rf"registered rid={skip}(\S+) pid=(\d+)", timeout, since)
     if not m:
         s.fail("no call registered its cbc with tether-agent")
     rid, pid = m.group(1), int(m.group(2))
+    SEEN_RIDS.add(rid)
     try:
         return rid, os.pidfd_open(pid), pid
     except ProcessLookupError:
@@ -91,6 +98,7 @@ def case_complete(s, solve):
     if not result.startswith(b"Optimal - objective value 309"):
         s.fail(f"knapsack over gRPC: {result[:200]!r}")
     rid = dict(call.initial_metadata()).get("x-request-id")
+    SEEN_RIDS.add(rid)  # its registration may still be on its way from the agent's log
     if not rid or not s.proxy.wait_for(rf'"POST {METHOD} HTTP/2\.0" 200 .*rid={re.escape(rid)}', 5):
         s.fail(f"no access-log line with HTTP/2.0 and 200 for the call (x-request-id {rid})")
     print(f"  {result.splitlines()[0].decode()} (rid={rid})")

@@ -20,26 +20,6 @@ namespace {
 
 const llhttp_settings_t& requestSettings();
 
-std::string_view reasonPhrase(uint16_t status) {
-  switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Time-out";
-    case 413: return "Request Entity Too Large";
-    case 417: return "Expectation Failed";
-    case 414: return "Request-URI Too Large";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Time-out";
-    default: return "Unknown";
-  }
-}
-
 void appendNumber(std::string& out, uint64_t v, int base = 10) {
   char buf[24];
   auto r = std::to_chars(buf, buf + sizeof buf, v, base);

@@ -23,19 +23,6 @@ std::string statusText(uint16_t status) {
   return std::string(buf, r.ptr);
 }
 
-std::string_view localReason(uint16_t status) {
-  switch (status) {
-    case 400: return "Bad Request\n";
-    case 404: return "Not Found\n";
-    case 405: return "Method Not Allowed\n";
-    case 413: return "Request Entity Too Large\n";
-    case 431: return "Request Header Fields Too Large\n";
-    case 502: return "Bad Gateway\n";
-    case 504: return "Gateway Time-out\n";
-    default: return "Error\n";
-  }
-}
-
 ssize_t readResponseBody(nghttp2_session*, int32_t, uint8_t* buf, size_t length, uint32_t* flags,
                          nghttp2_data_source* source, void*) {
   return static_cast<H2Stream*>(source->ptr)->readBody(buf, length, flags);
@@ -391,8 +378,8 @@ void H2Stream::headersComplete(bool end_stream) {
   request_done_ = end_stream;
   identify();
   const ServerSettings& settings = session_.settings();
-  if (too_large_) return respondLocal(431, localReason(431));
-  if (method_ == "CONNECT") return respondLocal(405, localReason(405));
+  if (too_large_) return respondLocal(431);
+  if (method_ == "CONNECT") return respondLocal(405);
   head_request_ = method_ == "HEAD";
   if (!authority_.empty() && head_.countOf("host") == 0) {
     head_.field("host", 4);
@@ -404,19 +391,19 @@ void H2Stream::headersComplete(bool end_stream) {
   if (has_length_) {
     uint64_t n = 0;
     auto r = std::from_chars(length.data(), length.data() + length.size(), n);
-    if (r.ec != std::errc() || r.ptr != length.data() + length.size()) return respondLocal(400, localReason(400));
-    if (n > settings.client_max_body_size) return respondLocal(413, localReason(413));
+    if (r.ec != std::errc() || r.ptr != length.data() + length.size()) return respondLocal(400);
+    if (n > settings.client_max_body_size) return respondLocal(413);
   }
   grpc_client_ = head_.find("content-type", content_type) && content_type.starts_with("application/grpc");
-  if (!takeDeadline(grpc_client_ ? "grpc-timeout" : "request-timeout")) return respondLocal(400, localReason(400));
+  if (!takeDeadline(grpc_client_ ? "grpc-timeout" : "request-timeout")) return respondLocal(400);
   std::string_view path(url_);
   if (auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
   loc_ = findLocation(settings, path);
-  if (loc_ == nullptr) return respondLocal(404, localReason(404));
+  if (loc_ == nullptr) return respondLocal(404);
   track(true);
   if (loc_->grpc) return startGrpc();
   request_chunked_ = !request_done_ && !has_length_;
-  if (!bindUpstream()) return respondLocal(502, localReason(502));
+  if (!bindUpstream()) return respondLocal(502);
   buildUpstreamHead();
   uv_buf_t buf = uv_buf_init(upstream_head_.data(), static_cast<unsigned>(upstream_head_.size()));
   sendOrFail(&buf, 1);
@@ -432,7 +419,7 @@ void H2Stream::data(const uint8_t* at, size_t len) {
   if (body_bytes_ > session_.settings().client_max_body_size) {
     if (!submitted_) {
       releaseUpstream(false);
-      respondLocal(413, localReason(413));
+      respondLocal(413);
     }
     session_.consume(id_, len);
     return;
@@ -503,7 +490,9 @@ void H2Stream::submitNv(const std::vector<nghttp2_nv>& nv, bool end_stream) {
   nghttp2_submit_response(session_.ng(), id_, nv.data(), nv.size(), end_stream ? nullptr : &provider);
 }
 
-void H2Stream::respondLocal(uint16_t status, std::string_view body) {
+// A local answer: the status's reason phrase as a text/plain body, as HTTP/1.1's local answers.
+void H2Stream::respondLocal(uint16_t status) {
+  const std::string body = std::string(reasonPhrase(status)).append("\n");
   local_ = true;
   status_ = status;
   releaseUpstream(false);
@@ -616,7 +605,7 @@ void H2Stream::onUpstreamFailed(int status_code) {
   releaseUpstream(false);
   if (!submitted_) {
     upstream_end_ns_ = monotonicNs();
-    respondLocal(static_cast<uint16_t>(status_code), localReason(static_cast<uint16_t>(status_code)));
+    respondLocal(static_cast<uint16_t>(status_code));
     return;
   }
   // The response is cut short: the client must see it, so the stream is reset.
@@ -644,7 +633,7 @@ void H2Stream::onDeadline() {
       resume();
     }
   } else if (!submitted_) {
-    respondLocal(504, localReason(504));
+    respondLocal(504);
     return;
   } else {
     finish();
@@ -725,12 +714,12 @@ void H2Stream::startGrpc() {
   grpc_ = true;
   group_ = server_.gen->groups[loc_->upstream_index].get();
   grpc_up_ = GrpcUpstream::acquire(ctx_, *group_, *loc_);
-  if (grpc_up_ == nullptr) return respondLocal(502, localReason(502));
+  if (grpc_up_ == nullptr) return respondLocal(502);
   upstream_text_ = grpc_up_->serverText();
   upstream_start_ns_ = monotonicNs();
   if (!grpc_up_->submit(*this)) {
     grpc_up_ = nullptr;
-    respondLocal(502, localReason(502));
+    respondLocal(502);
   }
 }
 
@@ -815,7 +804,7 @@ void H2Stream::grpcClosed(uint32_t error_code) {
     eof_ = true;
     resume();
   } else if (!submitted_) {
-    respondLocal(502, localReason(502));
+    respondLocal(502);
     return;
   } else {
     finish();

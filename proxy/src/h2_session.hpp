@@ -95,7 +95,7 @@ class H2Stream final : public RequestBase {
   std::list<std::unique_ptr<H2Stream>>::iterator pos_;
 
  private:
-  void respondLocal(uint16_t status, std::string_view body);
+  void respondLocal(uint16_t status);
   void submitHead(const std::vector<std::pair<std::string, std::string>>& headers, bool end_stream);
   void submitNv(const std::vector<nghttp2_nv>& nv, bool end_stream);
   void resume();

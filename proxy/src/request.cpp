@@ -15,6 +15,27 @@
 
 namespace tether::proxy {
 
+// The reason phrase of a status the proxy answers itself (HTTP/1.1 status line, local bodies).
+std::string_view reasonPhrase(uint16_t status) {
+  switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Time-out";
+    case 413: return "Request Entity Too Large";
+    case 417: return "Expectation Failed";
+    case 414: return "Request-URI Too Large";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Time-out";
+    default: return "Unknown";
+  }
+}
+
 RequestBase::RequestBase(Context& ctx, const ServerRef& server, const std::string& peer_ip, uint8_t http_major)
     : ctx_(ctx), server_(server), peer_ip_(peer_ip), http_major_(http_major), start_ns_(monotonicNs()) {}
 

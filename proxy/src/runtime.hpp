@@ -78,6 +78,8 @@ class HeadBuffer {
 };
 
 bool iequals(std::string_view a, std::string_view b);
+// "Bad Gateway" for 502, ...: the statuses the proxy answers itself (request.cpp).
+std::string_view reasonPhrase(uint16_t status);
 // True for hop-by-hop headers (RFC 9110 section 7.6.1) and for names listed in `connection`.
 bool isHopByHop(std::string_view name, std::string_view connection);
 

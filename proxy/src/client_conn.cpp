@@ -91,10 +91,9 @@ void ClientConn::accept(Context& ctx, uv_stream_t* listener, std::shared_ptr<con
 }
 
 ClientConn::ClientConn(Context& ctx, std::shared_ptr<const ServerRef> server, bool unix_socket)
-    : StreamConn(ctx, unix_socket), server_(std::move(server)), settings_(server_->settings), timer_(ctx.loop) {
+    : StreamConn(ctx, unix_socket), server_(std::move(server)), settings_(server_->settings) {
   llhttp_init(&parser_, HTTP_REQUEST, &requestSettings());
   parser_.data = this;
-  timer_->data = this;
   sniffing_ = settings_->http2.enabled;
   ctx_.conns.push_front(this);
   pos_ = ctx_.conns.begin();
@@ -660,7 +659,7 @@ void ClientConn::armTimer() {
     } else if (h2_->openStreams() == 0) {
       t = settings_->keepalive_timeout;
     } else {
-      uv_timer_stop(timer_.get());
+      timer_.cancel();
       return;
     }
   } else if (!req_) {
@@ -675,11 +674,10 @@ void ClientConn::armTimer() {
   } else if (pending_ > 0) {
     t = settings_->send_timeout;
   } else {
-    uv_timer_stop(timer_.get());  // the upstream's read timeout governs
+    timer_.cancel();  // the upstream's read timeout governs
     return;
   }
-  uv_timer_start(timer_.get(), [](uv_timer_t* h) { static_cast<ClientConn*>(h->data)->onTimer(); },
-                 static_cast<uint64_t>(t.count()), 0);
+  ctx_.timeouts.arm(timer_, static_cast<uint64_t>(t.count()));
 }
 
 void ClientConn::onTimer() {
@@ -867,7 +865,7 @@ void ClientConn::teardown() {
     if (UpstreamConn* up = std::exchange(req_->upstream_, nullptr)) up->abort();
     req_->track(false);
   }
-  timer_.close();
+  timer_.cancel();
   ctx_.conns.erase(pos_);
   closeStream();
   ctx_.connectionClosed(this);

@@ -1,5 +1,6 @@
 #pragma once
 // Internal to tether_proxy: what every connection of one Proxy shares.
+#include "tether/common/timeouts.hpp"
 #include <spdlog/spdlog.h>
 #include <uv.h>
 
@@ -51,6 +52,7 @@ class AccessLogs {
 struct Context {
   explicit Context(uv_loop_t* l);
   uv_loop_t* loop;
+  uv::Timeouts timeouts;  // every connection's timeout, one libuv timer per duration
   std::shared_ptr<Generation> current;
   std::list<ClientConn*> conns;   // every open client connection
   std::list<RequestBase*> active;  // requests in flight (HTTP/1.1 exchanges, HTTP/2 streams)

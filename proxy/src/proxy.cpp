@@ -35,7 +35,7 @@ int AccessLogs::open(const std::string& where) {
   return fd;
 }
 
-Context::Context(uv_loop_t* l) : loop(l), log(tether::log::get("proxy")) {
+Context::Context(uv_loop_t* l) : loop(l), timeouts(l), log(tether::log::get("proxy")) {
   requests = &registry.counter("tether_proxy_requests_total", "Requests answered, by status code.", {"code"});
   auto& protocols = registry.counter("tether_proxy_protocol_requests_total",
                                      "Requests answered, by the client's protocol (an HTTP/2 stream is one).",

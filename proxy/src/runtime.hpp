@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "tether/agent/control/vocabulary.hpp"
+#include "tether/common/timeouts.hpp"
 #include "tether/common/uv_kit.hpp"
 #include "tether/proxy/settings.hpp"
 
@@ -205,7 +206,7 @@ class UpstreamConn final : public StreamConn {
   std::string reason_;
   HeadBuffer head_;
   llhttp_t parser_{};
-  uv::Handle<uv_timer_t> timer_;
+  uv::Timeout timer_{[](uv::Timeout& t) { static_cast<UpstreamConn*>(t.data)->onTimer(); }, this};
   uv_connect_t connect_req_{};
   std::list<UpstreamConn*>::iterator idle_pos_;
 };
@@ -469,7 +470,7 @@ class ClientConn final : public StreamConn {
   std::shared_ptr<const ServerRef> server_;
   const ServerSettings* settings_;
   llhttp_t parser_{};
-  uv::Handle<uv_timer_t> timer_;
+  uv::Timeout timer_{[](uv::Timeout& t) { static_cast<ClientConn*>(t.data)->onTimer(); }, this};
   std::string peer_;       // client address text ("127.0.0.1:5555", "unix")
   std::string peer_ip_;    // for X-Forwarded-For and the access log
   std::unique_ptr<Request> req_;  // the exchange in progress; none while idle

@@ -160,10 +160,9 @@ void UpstreamGroup::closeIdle() {
 
 UpstreamConn::UpstreamConn(Context& ctx, UpstreamGroup& group, size_t server)
     : StreamConn(ctx, group.settings_.servers[server].kind == config::Address::Kind::Unix),
-      group_(group), server_(server), server_text_(group.settings_.servers[server].text()), timer_(ctx.loop) {
+      group_(group), server_(server), server_text_(group.settings_.servers[server].text()) {
   llhttp_init(&parser_, HTTP_RESPONSE, &responseSettings());
   parser_.data = this;
-  timer_->data = this;
 }
 
 UpstreamConn::~UpstreamConn() = default;
@@ -218,7 +217,7 @@ void UpstreamConn::attach(Exchange* client, const LocationSettings& loc, bool he
   status_ = 0;
   if (state_ == State::Idle) {
     state_ = State::Busy;
-    uv_timer_stop(timer_.get());
+    timer_.cancel();
   }
   llhttp_init(&parser_, HTTP_RESPONSE, &responseSettings());
   parser_.data = this;
@@ -266,11 +265,10 @@ void UpstreamConn::armTimer() {
   } else if (state_ == State::Idle) {
     t = group_.settings_.keepalive_timeout;
   } else {
-    uv_timer_stop(timer_.get());
+    timer_.cancel();
     return;
   }
-  uv_timer_start(timer_.get(), [](uv_timer_t* h) { static_cast<UpstreamConn*>(h->data)->onTimer(); },
-                 static_cast<uint64_t>(t.count()), 0);
+  ctx_.timeouts.arm(timer_, static_cast<uint64_t>(t.count()));
 }
 
 void UpstreamConn::onTimer() {
@@ -289,8 +287,7 @@ void UpstreamConn::onTimer() {
     deadline_ = true;
     ctx_.log->info("rid={} upstream {} ({}) timed out while {}; cancelling, {}ms for its answer", client_->requestId(),
                    group_.settings_.name, server_text_, doing, loc_->kill_after.count());
-    uv_timer_start(timer_.get(), [](uv_timer_t* h) { static_cast<UpstreamConn*>(h->data)->onTimer(); },
-                   static_cast<uint64_t>(loc_->kill_after.count()), 0);
+    ctx_.timeouts.arm(timer_, static_cast<uint64_t>(loc_->kill_after.count()));
     client_->onUpstreamDeadline();
     return;
   }
@@ -394,7 +391,7 @@ void UpstreamConn::teardown() {
   if (closing_) return;
   if (state_ == State::Idle) group_.forget(this);
   client_ = nullptr;
-  timer_.close();
+  timer_.cancel();
   closeStream();
 }
 

@@ -26,87 +26,52 @@ void appendNumber(std::string& out, uint64_t v, int base = 10) {
   out.append(buf, r.ptr);
 }
 
-std::string peerText(uv_stream_t* s, bool unix_socket, std::string& ip) {
-  if (unix_socket) {
-    ip = "unix:";
-    return "unix:";
-  }
-  sockaddr_storage ss{};
-  int len = sizeof ss;
-  if (uv_tcp_getpeername(reinterpret_cast<uv_tcp_t*>(s), reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
-    ip = "-";
-    return "-";
-  }
-  char host[INET6_ADDRSTRLEN] = "-";
-  uint16_t port = 0;
-  if (ss.ss_family == AF_INET) {
-    auto* in = reinterpret_cast<sockaddr_in*>(&ss);
-    uv_ip4_name(in, host, sizeof host);
-    port = ntohs(in->sin_port);
-    ip = host;
-    return ip + ":" + std::to_string(port);
-  }
-  auto* in6 = reinterpret_cast<sockaddr_in6*>(&ss);
-  uv_ip6_name(in6, host, sizeof host);
-  port = ntohs(in6->sin6_port);
-  ip = host;
-  return "[" + ip + "]:" + std::to_string(port);
-}
-
 ClientConn* self(llhttp_t* p) { return static_cast<ClientConn*>(p->data); }
-
-// One chunk of a chunked body (RFC 9112 section 7.1) around bytes that stay where they are.
-struct ChunkFrame {
-  ChunkFrame(const char* at, size_t len) {
-    auto r = std::to_chars(size_line, size_line + 16, len, 16);
-    *r.ptr++ = '\r';
-    *r.ptr++ = '\n';
-    bufs[0] = uv_buf_init(size_line, static_cast<unsigned>(r.ptr - size_line));
-    bufs[1] = uv_buf_init(const_cast<char*>(at), static_cast<unsigned>(len));
-    bufs[2] = uv_buf_init(crlf, 2);
-  }
-  char size_line[20];
-  char crlf[2] = {'\r', '\n'};
-  uv_buf_t bufs[3];
-};
 
 }  // namespace
 
 void ClientConn::accept(Context& ctx, uv_stream_t* listener, std::shared_ptr<const ServerRef> server,
                         bool unix_socket) {
   auto* conn = new ClientConn(ctx, std::move(server), unix_socket);
-  if (uv_accept(listener, conn->stream()) != 0) {
+  TcpKeepalive keepalive = conn->settings_->tcp_keepalive;
+  if (unix_socket) keepalive.enabled = false;
+  if (int r = conn->ServerConnection::accept(listener, keepalive); r != 0) {
     conn->teardown();
     return;
   }
-  if (!unix_socket) {
-    uv_tcp_nodelay(reinterpret_cast<uv_tcp_t*>(conn->stream()), 1);
-    if (int r = applyTcpKeepalive(reinterpret_cast<uv_tcp_t*>(conn->stream()), conn->settings_->tcp_keepalive); r != 0) {
-      ctx.log->warn("cannot set TCP keepalive on a client connection: {}", uv_strerror(r));
-    }
-  }
-  conn->peer_ = peerText(conn->stream(), unix_socket, conn->peer_ip_);
-  conn->readStart();
   conn->armTimer();
 }
 
 ClientConn::ClientConn(Context& ctx, std::shared_ptr<const ServerRef> server, bool unix_socket)
-    : StreamConn(ctx, unix_socket), server_(std::move(server)), settings_(server_->settings) {
-  llhttp_init(&parser_, HTTP_REQUEST, &requestSettings());
-  parser_.data = this;
+    : http::ServerConnection(ctx.loop, ctx.timeouts, unix_socket ? uv::StreamKind::Pipe : uv::StreamKind::Tcp,
+                             ctx.read_buf, sizeof ctx.read_buf),
+      ctx_(ctx),
+      server_(std::move(server)),
+      settings_(server_->settings) {
   sniffing_ = settings_->http2.enabled;
   ctx_.conns.push_front(this);
   pos_ = ctx_.conns.begin();
+}
+
+// The parser's state exists while a request is parsed or answered: an idle keep-alive connection
+// holds none (nextRequest() frees it).
+llhttp_t& ClientConn::parser() {
+  if (!parser_) {
+    parser_ = std::make_unique<llhttp_t>();
+    llhttp_init(parser_.get(), HTTP_REQUEST, &requestSettings());
+    parser_->data = this;
+  }
+  return *parser_;
 }
 
 ClientConn::~ClientConn() = default;
 
 // ---- the request ---------------------------------------------------------------------------
 
-Request::Request(ClientConn& conn) : RequestBase(conn.ctx_, *conn.server_, conn.peer_ip_, 1), conn_(conn) {}
+Request::Request(ClientConn& conn) : RequestBase(conn.ctx_, *conn.server_, conn.peerIp(), 1), conn_(conn) {}
 
-std::string_view Request::peer() const { return conn_.peer_; }
-bool Request::downstreamGone() const { return conn_.closing_; }
+std::string_view Request::peer() const { return conn_.peer(); }
+bool Request::downstreamGone() const { return conn_.closing(); }
 void Request::pauseDownstream() { conn_.readStop(); }
 
 // The deadline (Request-Timeout) passed: 504 while the response has not begun, else the
@@ -125,65 +90,49 @@ void Request::onDeadline() {
 
 // ---- reading -------------------------------------------------------------------------------
 
-void ClientConn::onRead(ssize_t nread, const char* data) {
-  if (nread > 0) {
-    feed(data, static_cast<size_t>(nread));
+void ClientConn::onBytes(const char* data, size_t len) { feed(data, len); }
+
+void ClientConn::onPeerGone(Cause cause) {
+  Phase ph = phase();
+  if (cause == Cause::Eof && (ph == Phase::AwaitingResponse || ph == Phase::ResponseBody) && req_->loc_ != nullptr &&
+      req_->loc_->half_close == HalfClose::Wait && !hasPipelined()) {
+    // half_close wait: the client only closed its sending side; finish the response.
+    setHalfClosed();
+    readStop();
     return;
   }
-  if (closing_gracefully_) {  // lingering close: the client's end is all we waited for
-    teardown();
-    return;
-  }
-  if (nread == UV_EOF) {
-    Phase ph = phase();
-    if ((ph == Phase::AwaitingResponse || ph == Phase::ResponseBody) && req_->loc_ != nullptr &&
-        req_->loc_->half_close == HalfClose::Wait && pipelined_.empty()) {
-      // half_close wait: the client only closed its sending side; finish the response.
-      half_closed_ = true;
-      readStop();
-      return;
-    }
-    disconnect(Cause::Eof);
-    return;
-  }
-  if (nread == UV_ETIMEDOUT) {
-    disconnect(settings_->tcp_keepalive.enabled ? Cause::Keepalive : Cause::Timeout);
-    return;
-  }
-  disconnect(Cause::Reset);
+  disconnect(cause);
 }
 
 // HTTP/2 with prior knowledge (RFC 9113 section 3.3) starts with this preface; no HTTP/1.1
 // request line does ("PRI" is no method a server accepts), so three bytes decide.
 bool ClientConn::sniffHttp2(const char* data, size_t len) {
   static constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-  std::string_view got(data, len);
-  if (!pipelined_.empty()) {
-    pipelined_.append(data, len);
-    got = pipelined_;
+  // The first one or two bytes wait in the pipelined buffer until three have come.
+  std::string bytes;
+  if (hasPipelined()) {
+    keepPipelined(data, len, kMaxPipelined);
+    bytes = takePipelined();
+    data = bytes.data();
+    len = bytes.size();
   }
+  std::string_view got(data, len);
   // "PRI" starts no HTTP/1.1 request we serve: from there on nghttp2 checks the rest of the
   // preface, and a wrong one gets GOAWAY(PROTOCOL_ERROR) rather than an HTTP/1.1 400.
   size_t n = std::min<size_t>(got.size(), 3);
   const bool h2 = got.substr(0, n) == kPreface.substr(0, n);
   if (h2 && n < 3) {
-    if (pipelined_.empty()) pipelined_.assign(data, len);
+    keepPipelined(data, len, kMaxPipelined);
     return true;  // "P" or "PR": wait for more
   }
   sniffing_ = false;
-  std::string bytes = std::move(pipelined_);
-  pipelined_.clear();
-  if (!bytes.empty()) {
-    data = bytes.data();
-    len = bytes.size();
-  }
   if (!h2) {
     if (!bytes.empty()) feed(data, len);
     return !bytes.empty();
   }
   h2_ = std::make_unique<H2Session>(*this);
   if (!h2_->start()) {
-    ctx_.log->error("client={} cannot start an HTTP/2 session", peer_);
+    ctx_.log->error("client={} cannot start an HTTP/2 session", peer());
     teardown();
     return true;
   }
@@ -207,23 +156,25 @@ void ClientConn::feed(const char* data, size_t len) {
     char last;
     ~Remember() { self->prev_last_byte_ = last; }
   } remember{this, last};
-  while (len > 0 && !closing_ && !closing_gracefully_) {
+  while (len > 0 && !closing() && !lingering()) {
     if (req_ && req_->request_done_) {
       // Pipelined bytes: kept for after the response (RFC 9112 section 9.3.2), never a disconnect.
-      pipelined_.append(data, len);
-      if (pipelined_.size() > kMaxPipelined) readStop();
+      keepPipelined(data, len, kMaxPipelined);
       return;
     }
     if (!req_ && !any_bytes_) {
       any_bytes_ = true;
       armTimer();  // keepalive_timeout gives way to client_header_timeout
     }
-    llhttp_errno_t err = llhttp_execute(&parser_, data, len);
-    if (closing_ || closing_gracefully_) return;
+    llhttp_t& p = parser();
+    ++executing_;
+    llhttp_errno_t err = llhttp_execute(&p, data, len);
+    --executing_;
+    if (closing() || lingering()) return;
     if (err == HPE_OK) return;
     if (err == HPE_PAUSED) {
-      const char* pos = llhttp_get_error_pos(&parser_);
-      llhttp_resume(&parser_);
+      const char* pos = llhttp_get_error_pos(parser_.get());
+      llhttp_resume(parser_.get());
       size_t used = static_cast<size_t>(pos - data);
       data += used;
       len -= used;
@@ -232,6 +183,7 @@ void ClientConn::feed(const char* data, size_t len) {
     parseError(err);
     return;
   }
+  if (executing_ == 0 && !req_ && !any_bytes_ && !hasPipelined()) parser_.reset();
 }
 
 void ClientConn::parseError(llhttp_errno_t err) {
@@ -247,7 +199,7 @@ void ClientConn::parseError(llhttp_errno_t err) {
     return;
   }
   ctx_.log->debug("rid={} client={} bad request: {} ({})", req_->request_id_.empty() ? "-" : req_->request_id_,
-                  peer_, llhttp_errno_name(err), parser_.reason != nullptr ? parser_.reason : "");
+                  peer(), llhttp_errno_name(err), parser_ && parser_->reason != nullptr ? parser_->reason : "");
   respondLocal(status, std::string(reasonPhrase(status)) + "\n", true);
 }
 
@@ -343,11 +295,11 @@ int ClientConn::cbMessageComplete(llhttp_t* p) {
 int ClientConn::headersComplete() {
   Request& r = *req_;
   r.headers_done_ = true;
-  r.method_ = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
-  r.http_minor_ = parser_.http_major == 1 ? parser_.http_minor : 0;
-  r.keep_alive_ = llhttp_should_keep_alive(&parser_) != 0 && !ctx_.draining;
-  r.request_chunked_ = (parser_.flags & F_CHUNKED) != 0;
-  r.head_request_ = parser_.method == HTTP_HEAD;
+  r.method_ = llhttp_method_name(static_cast<llhttp_method_t>(parser_->method));
+  r.http_minor_ = parser_->http_major == 1 ? parser_->http_minor : 0;
+  r.keep_alive_ = llhttp_should_keep_alive(parser_.get()) != 0 && !ctx_.draining;
+  r.request_chunked_ = (parser_->flags & F_CHUNKED) != 0;
+  r.head_request_ = parser_->method == HTTP_HEAD;
 
   r.identify();
   if (uint16_t status = validate(); status != 0) {
@@ -368,9 +320,9 @@ uint16_t ClientConn::validate() {
   Request& r = *req_;
   // Ambiguities that make request smuggling possible are refused (RFC 9112 section 6.3).
   size_t hosts = r.head_.countOf("host");
-  if (hosts > 1 || (hosts == 0 && parser_.http_major == 1 && parser_.http_minor == 1)) return 400;
-  if (parser_.method == HTTP_CONNECT) return 405;
-  if ((parser_.flags & F_CONTENT_LENGTH) != 0 && parser_.content_length > settings_->client_max_body_size) {
+  if (hosts > 1 || (hosts == 0 && parser_->http_major == 1 && parser_->http_minor == 1)) return 400;
+  if (parser_->method == HTTP_CONNECT) return 405;
+  if ((parser_->flags & F_CONTENT_LENGTH) != 0 && parser_->content_length > settings_->client_max_body_size) {
     return 413;
   }
   std::string_view expect;
@@ -392,7 +344,7 @@ int ClientConn::forward() {
   if (r.head_.find("expect", expect)) {
     // We answer 100 ourselves, as nginx does: the body limit was checked, and the upstream
     // then sees a plain request (Expect is not forwarded).
-    if (parser_.http_minor >= 1 && ((parser_.flags & F_CHUNKED) != 0 || parser_.content_length > 0)) {
+    if (parser_->http_minor >= 1 && ((parser_->flags & F_CHUNKED) != 0 || parser_->content_length > 0)) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
       if (write(kContinue) != 0) {
         disconnect(Cause::WriteError);
@@ -423,13 +375,13 @@ int ClientConn::body(const char* at, size_t len) {
   if (req_->upstream_ == nullptr) return 0;  // local answer or upstream gone: the body is discarded
   if (req_->request_chunked_) {
     // Each piece llhttp hands over becomes one chunk: chunk boundaries carry no meaning.
-    ChunkFrame chunk(at, len);
+    http::ChunkFrame chunk(at, len);
     req_->sendOrFail(chunk.bufs, 3);
   } else {
     uv_buf_t buf = uv_buf_init(const_cast<char*>(at), static_cast<unsigned>(len));
     req_->sendOrFail(&buf, 1);
   }
-  return closing_ || req_ == nullptr ? -1 : 0;
+  return closing() || req_ == nullptr ? -1 : 0;
 }
 
 int ClientConn::messageComplete() {
@@ -448,7 +400,7 @@ int ClientConn::messageComplete() {
     }
     if (req_ && req_->upstream_ != nullptr) req_->upstream_->requestSent();
   }
-  if (closing_) return -1;
+  if (closing()) return -1;
   armTimer();
   // Pause so that the next pipelined request waits for this one's response.
   return HPE_PAUSED;
@@ -463,7 +415,7 @@ void Request::onResponseHead(UpstreamConn& up) {
   const HeadBuffer& h = up.head();
   std::string_view connection;
   h.find("connection", connection);
-  bool close_after = !keep_alive_ || conn_.half_closed_ || conn_.ctx_.draining;
+  bool close_after = !keep_alive_ || conn_.halfClosed() || conn_.ctx_.draining;
   response_chunked_ = false;
   response_close_ = false;
   head_pending_ = false;
@@ -500,7 +452,7 @@ void Request::onResponseHead(UpstreamConn& up) {
 }
 
 void Request::flushHead() {
-  if (!head_pending_ || conn_.closing_) return;
+  if (!head_pending_ || conn_.closing()) return;
   head_pending_ = false;
   if (conn_.write(out_) != 0) {
     conn_.disconnect(Cause::WriteError);
@@ -517,7 +469,7 @@ void Request::onResponseBody(const char* at, size_t len) {
     head_pending_ = false;
     bufs[n++] = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
   }
-  ChunkFrame chunk(at, len);
+  http::ChunkFrame chunk(at, len);
   if (response_chunked_) {
     for (auto& b : chunk.bufs) bufs[n++] = b;
   } else {
@@ -529,7 +481,7 @@ void Request::onResponseBody(const char* at, size_t len) {
     conn_.disconnect(Cause::WriteError);
     return;
   }
-  if (conn_.pending_ > kHighWater && upstream_ != nullptr) {
+  if (conn_.pending() > kHighWater && upstream_ != nullptr) {
     upstream_->pauseReading();  // backpressure: the client is slower than the upstream
     conn_.armTimer();
   }
@@ -563,7 +515,7 @@ void Request::onResponseComplete(bool reusable) {
     }
   }
   flushHead();
-  if (conn_.closing_) return;
+  if (conn_.closing()) return;
   conn_.finishExchange();
 }
 
@@ -584,7 +536,7 @@ void Request::onUpstreamFailed(int status_code) {
 }
 
 void Request::onUpstreamDrained() {
-  if (!conn_.reading_ && !conn_.closing_ && !conn_.half_closed_ && conn_.pipelined_.size() <= kMaxPipelined) conn_.readStart();
+  if (!conn_.reading() && !conn_.closing() && !conn_.halfClosed() && conn_.pipelinedBytes() <= kMaxPipelined) conn_.readStart();
 }
 
 
@@ -592,7 +544,7 @@ void ClientConn::respondLocal(uint16_t status, std::string_view body, bool close
                               std::string_view content_type) {
   req_->local_ = true;
   req_->status_ = status;
-  if (close || !req_->request_done_ || ctx_.draining || half_closed_) req_->keep_alive_ = false;
+  if (close || !req_->request_done_ || ctx_.draining || halfClosed()) req_->keep_alive_ = false;
   req_->response_started_ = true;
   req_->out_.clear();
   req_->out_.append("HTTP/1.1 ");
@@ -616,14 +568,14 @@ void ClientConn::respondLocal(uint16_t status, std::string_view body, bool close
 // its object freed. The caller is a method of that request or runs on its behalf: it returns at
 // once without touching it.
 void ClientConn::finishExchange() {
-  if (closing_) return;
+  if (closing()) return;
   std::unique_ptr<Request> done = std::move(req_);
   done->accessLog();
   ++requests_served_;
   any_bytes_ = false;
   done->track(false);
   done->upstream_ = nullptr;  // released or aborted by the caller
-  bool keep = done->keep_alive_ && done->request_done_ && !half_closed_;
+  bool keep = done->keep_alive_ && done->request_done_ && !halfClosed();
   done.reset();
   if (!keep) {
     closeGracefully();
@@ -634,62 +586,59 @@ void ClientConn::finishExchange() {
 }
 
 void ClientConn::nextRequest() {
-  if (pipelined_.empty()) {
-    if (!reading_) readStart();
+  if (!hasPipelined()) {
+    // Idle: the parser's state goes until the next request's first byte (unless a callback of
+    // that parser is still on the stack: then feed() lets it go when llhttp returns).
+    if (executing_ == 0) parser_.reset();
+    if (!reading()) readStart();
     return;
   }
-  std::string bytes = std::move(pipelined_);
-  pipelined_.clear();
-  if (!reading_ && !half_closed_) readStart();
+  std::string bytes = takePipelined();
+  if (!reading() && !halfClosed()) readStart();
   feed(bytes.data(), bytes.size());
 }
 
 // ---- timers --------------------------------------------------------------------------------
 
 void ClientConn::armTimer() {
-  if (closing_) return;
+  if (closing() || lingering()) return;  // the lingering close has its own timeout
   Millis t{0};
-  if (closing_gracefully_) {
-    t = Millis(1000);  // lingering close, as nginx's lingering_time but short
-  } else if (h2_) {
+  Wait kind = Wait::Header;
+  if (h2_) {
     // Streams have their own watches (upstream timeouts, deadlines); the connection's timer
     // governs an idle connection and a stalled write.
-    if (pending_ > 0) {
-      t = settings_->send_timeout;
+    if (pending() > 0) {
+      t = settings_->send_timeout, kind = Wait::Send;
     } else if (h2_->openStreams() == 0) {
-      t = settings_->keepalive_timeout;
+      t = settings_->keepalive_timeout, kind = Wait::KeepAlive;
     } else {
-      timer_.cancel();
+      stopWaiting();
       return;
     }
   } else if (!req_) {
     // A fresh connection must send its first request within client_header_timeout; between
     // requests keepalive_timeout applies until the next request's first byte.
-    t = (any_bytes_ || requests_served_ == 0) ? settings_->client_header_timeout
-                                              : settings_->keepalive_timeout;
+    const bool header = any_bytes_ || requests_served_ == 0;
+    t = header ? settings_->client_header_timeout : settings_->keepalive_timeout;
+    kind = header ? Wait::Header : Wait::KeepAlive;
   } else if (!req_->headers_done_) {
     t = settings_->client_header_timeout;
   } else if (!req_->request_done_) {
-    t = settings_->client_body_timeout;
-  } else if (pending_ > 0) {
-    t = settings_->send_timeout;
+    t = settings_->client_body_timeout, kind = Wait::Body;
+  } else if (pending() > 0) {
+    t = settings_->send_timeout, kind = Wait::Send;
   } else {
-    timer_.cancel();  // the upstream's read timeout governs
+    stopWaiting();  // the upstream's read timeout governs
     return;
   }
-  ctx_.timeouts.arm(timer_, static_cast<uint64_t>(t.count()));
+  wait(kind, static_cast<uint64_t>(t.count()));
 }
 
-void ClientConn::onTimer() {
-  if (closing_) return;
-  if (closing_gracefully_) {
-    teardown();
-    return;
-  }
+void ClientConn::onTimeout(Wait) {
   if (h2_) {
     if (h2_->openStreams() == 0) {
       h2_->drain();  // idle: GOAWAY(NO_ERROR), then the connection closes
-      if (!closing_ && !closing_gracefully_) teardown();
+      if (!closing() && !lingering()) teardown();
     } else {
       disconnect(Cause::Timeout);  // a write that made no progress within send_timeout
     }
@@ -722,24 +671,8 @@ void ClientConn::onTimer() {
 void ClientConn::onWriteProgress() { armTimer(); }
 
 void ClientConn::onDrained() {
-  if (closing_gracefully_) {
-    // Everything is written: close our side and wait briefly for the client's end of file, so
-    // that unread request bytes do not turn our answer into a reset (nginx's lingering close).
-    auto* req = new uv_shutdown_t;
-    req->data = this;
-    int r = uv_shutdown(req, stream(), [](uv_shutdown_t* sr, int status) {
-      auto* self = static_cast<ClientConn*>(sr->data);
-      delete sr;
-      // A cancelled shutdown means the stream is closing: `self` must not be touched. A client
-      // that already sent its end of file (half_close wait) has nothing left to say.
-      if (status != UV_ECANCELED && !self->closing_ && self->half_closed_) self->teardown();
-    });
-    if (r != 0) {
-      delete req;
-      teardown();
-    }
-    return;
-  }
+  ServerConnection::onDrained();  // a lingering close goes on
+  if (lingering()) return;
   if (h2_) {
     h2_->onDrained();
     return;
@@ -749,8 +682,8 @@ void ClientConn::onDrained() {
 }
 
 void ClientConn::onWriteFailed(int status) {
-  (void)status;
-  if (closing_gracefully_ || !req_) {
+  if (lingering() || !req_) {
+    ServerConnection::onWriteFailed(status);
     teardown();
     return;
   }
@@ -762,7 +695,7 @@ void ClientConn::onWriteFailed(int status) {
 // Every way a client can leave ends here (EOF, reset, write error, client timeouts, keepalive
 // failure; see onRead, onTimer, onWriteFailed and the write calls). Idempotent.
 void ClientConn::disconnect(Cause cause) {
-  if (closing_) return;
+  if (closing()) return;
   if (h2_) {
     h2_->connectionLost(cause);
     teardown();
@@ -801,7 +734,7 @@ void ClientConn::disconnect(Cause cause) {
     // every other case closes the upstream connection, never to be reused.
     up->detach(action == OnDisconnect::None && req_->request_done_);
   }
-  ctx_.log->info("rid={} client={} disconnected in {} ({}), on_disconnect {}{}{}", req_->request_id_, peer_,
+  ctx_.log->info("rid={} client={} disconnected in {} ({}), on_disconnect {}{}{}", req_->request_id_, peer(),
                  phaseName(ph), causeName(cause),
                  action == OnDisconnect::None ? "none"
                  : action == OnDisconnect::Close ? "close"
@@ -812,7 +745,7 @@ void ClientConn::disconnect(Cause cause) {
 }
 
 void ClientConn::drain() {
-  if (closing_) return;
+  if (closing()) return;
   if (h2_) {
     h2_->drain();
     return;
@@ -828,7 +761,7 @@ void ClientConn::drain() {
 }
 
 void ClientConn::forceClose() {
-  if (closing_) return;
+  if (closing()) return;
   if (h2_) {
     h2_->forceClose();
     teardown();
@@ -846,28 +779,22 @@ void ClientConn::forceClose() {
   teardown();
 }
 
-void ClientConn::closeGracefully() {
-  if (closing_ || closing_gracefully_) return;
-  closing_gracefully_ = true;
-  pipelined_.clear();
-  if (!reading_ && !half_closed_) readStart();
-  armTimer();
-  if (pending_ == 0) onDrained();
-}
+// Lingering close, as nginx's lingering_time but short: 1 s for the client's end of file.
+void ClientConn::closeGracefully() { ServerConnection::closeGracefully(1000); }
 
-// The one teardown: reached from disconnect(), closeGracefully()'s end, parse errors after a
-// response began, timers, accept failures and forceClose(). Idempotent; frees nothing on the
-// caller's stack (the memory goes in the stream's close callback).
-void ClientConn::teardown() {
-  if (closing_) return;
+// The one teardown: reached from disconnect(), parse errors after a response began, timers,
+// accept failures and forceClose(); the core's own closes (the end of a lingering close) run
+// onClosing() as well. Idempotent; frees nothing on the caller's stack (the memory goes in the
+// stream's close callback, onClosed()).
+void ClientConn::teardown() { closeNow(); }
+
+void ClientConn::onClosing() {
   if (h2_) h2_->abortAll();
   if (req_) {
     if (UpstreamConn* up = std::exchange(req_->upstream_, nullptr)) up->abort();
     req_->track(false);
   }
-  timer_.cancel();
   ctx_.conns.erase(pos_);
-  closeStream();
   ctx_.connectionClosed(this);
 }
 

@@ -102,7 +102,7 @@ bool H2Session::start() {
 
 void H2Session::feed(const char* data, size_t len) {
   ssize_t rv = nghttp2_session_mem_recv(ng_, reinterpret_cast<const uint8_t*>(data), len);
-  if (rv < 0 && !conn_.closing_) {
+  if (rv < 0 && !conn_.closing()) {
     // A connection error nghttp2 could not answer itself (it sends GOAWAY for protocol errors
     // and returns the bytes it read): we say why and close.
     if (rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC) {
@@ -118,7 +118,7 @@ void H2Session::feed(const char* data, size_t len) {
 
 void H2Session::goAway(uint32_t error_code, std::string_view why) {
   if (lost_) return;
-  ctx().log->info("client={} HTTP/2 connection ended: GOAWAY {} ({})", conn_.peer_,
+  ctx().log->info("client={} HTTP/2 connection ended: GOAWAY {} ({})", conn_.peer(),
                   nghttp2_http2_strerror(error_code), why);
   nghttp2_session_terminate_session(ng_, error_code);
   // Every open stream ends with the connection: each is a disconnect (499 and its cancel frame).
@@ -130,14 +130,14 @@ bool H2Session::over() const {
 }
 
 void H2Session::flush() {
-  if (flushing_ || conn_.closing_ || ng_ == nullptr) return;
+  if (flushing_ || conn_.closing() || ng_ == nullptr) return;
   flushing_ = true;
   out_.clear();
-  while (conn_.pending_ + out_.size() < kHighWater) {
+  while (conn_.pending() + out_.size() < kHighWater) {
     const uint8_t* data = nullptr;
     ssize_t n = nghttp2_session_mem_send(ng_, &data);
     if (n < 0) {
-      ctx().log->warn("client={} HTTP/2 send failed: {}", conn_.peer_, nghttp2_strerror(static_cast<int>(n)));
+      ctx().log->warn("client={} HTTP/2 send failed: {}", conn_.peer(), nghttp2_strerror(static_cast<int>(n)));
       flushing_ = false;
       conn_.disconnect(Cause::WriteError);
       return;
@@ -150,7 +150,7 @@ void H2Session::flush() {
     conn_.disconnect(Cause::WriteError);
     return;
   }
-  if (conn_.closing_) return;
+  if (conn_.closing()) return;
   if (over()) {
     connectionLost(Cause::Eof);  // nothing is open any more; a no-op unless streams remain
     conn_.closeGracefully();
@@ -169,7 +169,7 @@ void H2Session::connectionLost(Cause cause) {
 }
 
 void H2Session::drain() {
-  if (ng_ == nullptr || conn_.closing_) return;
+  if (ng_ == nullptr || conn_.closing()) return;
   nghttp2_submit_goaway(ng_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(ng_), NGHTTP2_NO_ERROR,
                         nullptr, 0);
   flush();
@@ -222,7 +222,7 @@ bool H2Session::allowCancel() {
     if (!cancel_bound_logged_) {
       cancel_bound_logged_ = true;
       ctx().log->warn("client={} HTTP/2 resets past {} cancel frames a second: their upstream requests are "
-                      "closed without a frame", conn_.peer_, settings().http2.max_concurrent_streams);
+                      "closed without a frame", conn_.peer(), settings().http2.max_concurrent_streams);
     }
     return false;
   }
@@ -286,7 +286,7 @@ int H2Session::onFrameRecv(nghttp2_session* ng, const nghttp2_frame* frame, void
     case NGHTTP2_GOAWAY:
       // NO_ERROR only stops new streams (RFC 9113 section 6.8); an error ends the open ones.
       if (frame->goaway.error_code != NGHTTP2_NO_ERROR) {
-        self->ctx().log->info("client={} sent GOAWAY {}", self->conn_.peer_,
+        self->ctx().log->info("client={} sent GOAWAY {}", self->conn_.peer(),
                               nghttp2_http2_strerror(frame->goaway.error_code));
         self->connectionLost(Cause::Reset);
       }
@@ -332,7 +332,7 @@ int H2Session::onStreamClose(nghttp2_session* ng, int32_t stream_id, uint32_t er
 
 int H2Session::onInvalidFrame(nghttp2_session*, const nghttp2_frame* frame, int error, void* user) {
   auto* self = static_cast<H2Session*>(user);
-  self->ctx().log->debug("client={} invalid HTTP/2 frame (type {}, stream {}): {}", self->conn_.peer_,
+  self->ctx().log->debug("client={} invalid HTTP/2 frame (type {}, stream {}): {}", self->conn_.peer(),
                          frame->hd.type, frame->hd.stream_id, nghttp2_strerror(error));
   return 0;
 }
@@ -340,7 +340,7 @@ int H2Session::onInvalidFrame(nghttp2_session*, const nghttp2_frame* frame, int 
 // ---- a stream ------------------------------------------------------------------------------
 
 H2Stream::H2Stream(H2Session& session, int32_t id)
-    : RequestBase(session.ctx(), *session.conn().server_, session.conn().peer_ip_, 2), session_(session), id_(id) {
+    : RequestBase(session.ctx(), *session.conn().server_, session.conn().peerIp(), 2), session_(session), id_(id) {
   http_minor_ = 0;
 }
 
@@ -348,8 +348,8 @@ H2Stream::~H2Stream() {
   if (GrpcUpstream* g = std::exchange(grpc_up_, nullptr)) g->cancel(*this);
 }
 
-std::string_view H2Stream::peer() const { return session_.conn().peer_; }
-bool H2Stream::downstreamGone() const { return finished_ || session_.conn().closing_; }
+std::string_view H2Stream::peer() const { return session_.conn().peer(); }
+bool H2Stream::downstreamGone() const { return finished_ || session_.conn().closing(); }
 
 void H2Stream::header(std::string_view name, std::string_view value) {
   // SETTINGS_MAX_HEADER_LIST_SIZE counts 32 bytes per field besides its name and value.

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "tether/agent/control/vocabulary.hpp"
+#include "tether/common/http_connection.hpp"
 #include "tether/common/timeouts.hpp"
 #include "tether/common/uv_kit.hpp"
 #include "tether/proxy/settings.hpp"
@@ -409,9 +410,11 @@ class Request final : public RequestBase {
   std::string out_;  // the response head being built
 };
 
-// One client connection: the socket, the parser, pipelining order, the connection's timer and
-// lingering close. Its current exchange, if any, is `req_`.
-class ClientConn final : public StreamConn {
+// One client connection on the shared HTTP/1.1 connection core (http::ServerConnection: the
+// socket, TCP options, the one timeout, pipelined bytes, lingering close, read errors' causes):
+// here the parser (llhttp, allocated when a request starts and freed when the connection is idle),
+// pipelining order and the HTTP/2 hand-over. Its current exchange, if any, is `req_`.
+class ClientConn final : public http::ServerConnection {
  public:
   // llhttp callbacks (public for the settings tables).
   static int cbMessageBegin(llhttp_t*);
@@ -426,7 +429,6 @@ class ClientConn final : public StreamConn {
                      bool unix_socket);
 
   Phase phase() const { return req_ ? req_->phase() : Phase::Idle; }
-  const std::string& peer() const { return peer_; }
   bool busy() const { return req_ != nullptr || h2_ != nullptr; }
   // Drain: close when idle, answer the current request with Connection: close.
   void drain();
@@ -440,11 +442,16 @@ class ClientConn final : public StreamConn {
   friend class H2Stream;
   ClientConn(Context& ctx, std::shared_ptr<const ServerRef> server, bool unix_socket);
   ~ClientConn() override;
-  void onRead(ssize_t nread, const char* data) override;
+  void onBytes(const char* data, size_t len) override;
+  void onPeerGone(Cause cause) override;
+  void onTimeout(Wait wait) override;
   void onDrained() override;
   void onWriteFailed(int status) override;
   void onWriteProgress() override;
+  void onClosing() override;
+  void onClosed() override { delete this; }
   void feed(const char* data, size_t len);
+  llhttp_t& parser();
   Request& startRequest();
   // headersComplete: validate, then route, then forward (each may answer locally).
   int headersComplete();
@@ -462,25 +469,20 @@ class ClientConn final : public StreamConn {
   void closeGracefully();
   void teardown();
   void armTimer();
-  void onTimer();
   // The first bytes of a connection on an `http2 on` server: an HTTP/2 connection preface hands
   // the connection to an H2Session (true), anything else is HTTP/1.1 (false).
   bool sniffHttp2(const char* data, size_t len);
 
+  Context& ctx_;
   std::shared_ptr<const ServerRef> server_;
   const ServerSettings* settings_;
-  llhttp_t parser_{};
-  uv::Timeout timer_{[](uv::Timeout& t) { static_cast<ClientConn*>(t.data)->onTimer(); }, this};
-  std::string peer_;       // client address text ("127.0.0.1:5555", "unix")
-  std::string peer_ip_;    // for X-Forwarded-For and the access log
+  std::unique_ptr<llhttp_t> parser_;  // from a request's first byte until the connection is idle
   std::unique_ptr<Request> req_;  // the exchange in progress; none while idle
   std::unique_ptr<H2Session> h2_;  // an HTTP/2 connection: its streams are the requests
   bool sniffing_ = false;  // `http2 on`: the first bytes decide the protocol
-  bool half_closed_ = false;
-  bool closing_gracefully_ = false;
+  int executing_ = 0;  // llhttp_execute() calls on the stack (the parser stays while > 0)
   bool any_bytes_ = false;   // bytes of the next request seen before its first callback
   uint64_t requests_served_ = 0;
-  std::string pipelined_;
   const char* exec_begin_ = nullptr;  // the buffer llhttp_execute() is parsing (obs-fold check)
   char prev_last_byte_ = 0;           // last byte of the previous buffer
   std::list<ClientConn*>::iterator pos_;

@@ -1,5 +1,7 @@
 #include "tether/common/http_server.hpp"
 
+#include "tether/common/http_connection.hpp"
+
 #include <algorithm>
 #include <cstdio>
 
@@ -19,69 +21,45 @@ std::string errorResponse(int status, std::string_view reason) {
   return out;
 }
 
-// One client connection. Owned by the Server (shared_ptr, so that a callback running on it can
-// keep it alive while it closes itself); libuv callbacks reach it through the handle's data
-// pointer, and write/shutdown requests through a weak_ptr because they complete after uv_close.
-class Connection : public std::enable_shared_from_this<Connection> {
+// One client connection, on the HTTP/1.1 connection core (http_connection.hpp: the socket, TCP
+// options, the one timeout, pipelined bytes, lingering close). Owned by the Server (shared_ptr, so
+// that a callback running on it can keep it alive while it closes itself) until its stream's close
+// callback (onClosed), which libuv runs after every other callback of the connection.
+class Connection final : public ServerConnection, public std::enable_shared_from_this<Connection> {
  public:
-  enum class State { Reading, Answering, Lingering, Closed };
+  enum class State { Reading, Answering };
 
-  explicit Connection(Server* server) : server_(server), parser_(server->options_.limits) {}
-  ~Connection() {
+  Connection(Server* server, bool unix_socket)
+      : ServerConnection(server->loop_, server->timeouts_, unix_socket ? uv::StreamKind::Pipe : uv::StreamKind::Tcp,
+                         server->read_buffer_.data(), server->read_buffer_.size()),
+        server_(server) {}
+  ~Connection() override {
     if (exchange_ != nullptr) exchange_->connection_ = nullptr;
   }
-  Connection(const Connection&) = delete;
-  Connection& operator=(const Connection&) = delete;
 
-  StreamHandle& handle() { return handle_; }
-
-  void start() {
-    peer_ = peerAddress(handle_);
-    handle_->handle.data = this;
-    if (handle_->handle.type == UV_TCP) {
-      // Small responses and stream events go out at once rather than waiting for Nagle.
-      uv_tcp_nodelay(&handle_->tcp, 1);
-      // A failure leaves the connection without probes; it still works, and the owner's
-      // client timeouts still apply.
-      (void)applyTcpKeepalive(&handle_->tcp, server_->options_.tcp_keepalive);
-    }
-    if (uv_timer_init(server_->loop_, timer_.get()) == 0) {
-      timer_.markInitialized();
-      timer_->data = this;
-    }
-    startReading();
-    armTimer(Timer::Header);
+  // Takes the listener's next connection and waits for a request. A failure closes it.
+  int start(Listener& listener) {
+    const int rc = accept(listener.stream(), server_->options_.tcp_keepalive);
+    if (rc == 0) wait(Wait::Header, server_->options_.header_timeout_ms);
+    return rc;
   }
 
   // Server::drain(): an idle connection goes at once; a request in progress gets its answer
   // with Connection: close.
   void drain() {
     close_after_response_ = true;
-    if (state_ == State::Reading && !parser_.started() && pending_.empty()) {
-      closeNow(DisconnectCause::Shutdown);
-    }
+    if (state_ == State::Reading && !requestStarted() && !hasPipelined()) close(DisconnectCause::Shutdown);
   }
 
-  // The one teardown: every path that ends a connection comes here (read EOF or error, write
-  // error, a timer, the end of a lingering close, Server::closeAll, Exchange abandonment).
-  // Idempotent. Fires the current exchange's disconnect callback when its response is not
-  // complete. May destroy `this` when it returns (the Server drops its reference).
-  void closeNow(DisconnectCause cause) {
-    if (state_ == State::Closed) return;
+  // Every path that ends a connection while a request may be unanswered comes here (read EOF or
+  // error, write error, a timer, Server::closeAll, Exchange abandonment). Idempotent. The
+  // current exchange's disconnect callback runs when its response is not complete.
+  void close(DisconnectCause cause) {
+    if (closing()) return;
     auto keep = shared_from_this();
-    state_ = State::Closed;
-    timer_.close();
-    handle_.close();
-    if (Exchange* ex = std::exchange(exchange_, nullptr); ex != nullptr) {
-      ex->connection_ = nullptr;
-      --server_->stats_.in_flight;
-      ++server_->stats_.disconnects;
-      if (auto callback = std::move(ex->on_disconnect_)) callback(cause);
-    }
-    server_->connectionClosed(this);
+    cause_ = cause;
+    closeNow();  // onClosing() below
   }
-
-  bool closing() const { return state_ == State::Closed; }
 
   // ---- called by Exchange ----
 
@@ -89,21 +67,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const std::string& serverName() const { return server_->options_.server_name; }
   void requestClose() { close_after_response_ = true; }
 
-  bool send(std::string data) {
-    if (state_ == State::Closed) return false;
-    const int rc = write(std::move(data));
-    if (rc < 0) {
-      closeNow(DisconnectCause::WriteError);
+  bool send(std::string_view data) {
+    if (closing()) return false;
+    if (write(data) < 0) {
+      close(DisconnectCause::WriteError);
       return false;
     }
     watchSend();
     return true;
   }
 
-  size_t queuedBytes() const {
-    if (state_ == State::Closed) return 0;
-    return uv_stream_get_write_queue_size(handle_.stream());
-  }
+  size_t queuedBytes() const { return closing() ? 0 : pending(); }
 
   // The exchange's response is complete (respond(), finish(), or abandoned).
   void responseComplete(Exchange* ex) {
@@ -112,13 +86,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
     ex->connection_ = nullptr;
     --server_->stats_.in_flight;
     if (close_after_response_ || !ex->request_.keep_alive) {
-      linger();
+      closeGracefully(server_->options_.linger_ms);
       return;
     }
     state_ = State::Reading;
-    parser_.reset();
-    startReading();  // reading may have paused on max_pending_bytes
-    armTimer(pending_.empty() ? Timer::Idle : Timer::Header);
+    parser_.reset();  // an idle connection keeps no parser: the next request's first byte makes one
+    readStart();      // reading may have paused on max_pending_bytes
+    if (hasPipelined()) {
+      wait(Wait::Header, server_->options_.header_timeout_ms);
+    } else {
+      wait(Wait::KeepAlive, server_->options_.keepalive_timeout_ms);
+    }
     process();
   }
 
@@ -131,18 +109,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     // Mid-stream: the client must see a truncated body, not a clean end.
     ex->on_disconnect_ = nullptr;
-    closeNow(DisconnectCause::Shutdown);
+    close(DisconnectCause::Shutdown);
   }
 
   // send_timeout (nginx's): while a response has bytes the kernel would not take, each write
   // completion is progress and restarts the clock; none for send_timeout_ms means the client is
-  // stuck or gone. Only while answering: other states have their own timer.
+  // stuck or gone. Only while answering: other states have their own timeout.
   void watchSend() {
-    if (state_ != State::Answering) return;
-    if (queuedBytes() == 0) {
-      if (timer_kind_ == Timer::Send) armTimer(Timer::None);
+    if (state_ != State::Answering || lingering() || closing()) return;
+    if (pending() == 0) {
+      if (waiting() == Wait::Send) stopWaiting();
     } else {
-      armTimer(Timer::Send);
+      wait(Wait::Send, server_->options_.send_timeout_ms);
     }
   }
 
@@ -155,109 +133,107 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
  private:
-  enum class Timer { None, Header, Body, Idle, Linger, Send };
-
-  struct WriteReq {
-    uv_write_t req{};
-    std::string data;
-    std::weak_ptr<Connection> connection;
-  };
-  struct ShutdownReq {
-    uv_shutdown_t req{};
-    std::weak_ptr<Connection> connection;
-  };
-
-  int write(std::string data) {
-    auto* req = new WriteReq{{}, std::move(data), weak_from_this()};
-    uv_buf_t buf = uv_buf_init(req->data.data(), static_cast<unsigned>(req->data.size()));
-    const int rc = uv_write(&req->req, handle_.stream(), &buf, 1, [](uv_write_t* w, int status) {
-      std::unique_ptr<WriteReq> owned(reinterpret_cast<WriteReq*>(w));
-      auto conn = owned->connection.lock();
-      if (!conn || conn->closing()) return;
-      if (status < 0) {
-        conn->closeNow(DisconnectCause::WriteError);
-        return;
-      }
-      conn->watchSend();
-      conn->checkWritable();
-    });
-    if (rc < 0) delete req;
-    return rc;
+  bool requestStarted() const { return parser_ != nullptr && parser_->started(); }
+  RequestParser& parser() {
+    if (!parser_) parser_ = std::make_unique<RequestParser>(server_->options_.limits);
+    return *parser_;
   }
 
-  void startReading() {
-    if (reading_ || state_ == State::Closed) return;
-    const int rc = uv_read_start(
-        handle_.stream(),
-        [](uv_handle_t* h, size_t, uv_buf_t* buf) {
-          auto* self = static_cast<Connection*>(h->data);
-          auto& b = self->server_->read_buffer_;
-          *buf = uv_buf_init(b.data(), static_cast<unsigned>(b.size()));
-        },
-        [](uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
-          static_cast<Connection*>(s->data)->onRead(nread, buf);
-        });
-    reading_ = rc == 0;
-  }
+  // ---- the core's events ----
 
-  void stopReading() {
-    if (!reading_) return;
-    uv_read_stop(handle_.stream());
-    reading_ = false;
-  }
-
-  void onRead(ssize_t nread, const uv_buf_t* buf) {
-    if (nread == 0) return;  // EAGAIN
+  void onBytes(const char* data, size_t len) override {
     auto keep = shared_from_this();
-    if (nread < 0) {
-      // After a complete request we keep reading only to notice the client leaving: end of file
-      // or an error while the response is pending is a disconnect (DESIGN.md), and so is a
-      // client that stops halfway through a request.
-      closeNow(nread == UV_EOF ? DisconnectCause::Eof : DisconnectCause::Reset);
+    if (state_ == State::Answering) {
+      // Pipelined bytes wait for the response; past max_pending_bytes reading pauses.
+      keepPipelined(data, len, server_->options_.max_pending_bytes);
       return;
     }
-    const std::string_view data(buf->base, static_cast<size_t>(nread));
-    switch (state_) {
-      case State::Lingering:
-        return;  // dropped: we only wait for the client to read our answer and close
-      case State::Answering:
-        pending_.append(data);
-        if (pending_.size() > server_->options_.max_pending_bytes) stopReading();
+    keepPipelined(data, len, SIZE_MAX);  // parsed at once below
+    if (requestStarted() && parser_->headComplete()) wait(Wait::Body, server_->options_.body_timeout_ms);
+    process();
+  }
+
+  // After a complete request we keep reading only to notice the client leaving: end of file or
+  // an error while the response is pending is a disconnect (DESIGN.md), and so is a client that
+  // stops halfway through a request.
+  void onPeerGone(DisconnectCause cause) override { close(cause); }
+
+  void onTimeout(Wait which) override {
+    auto keep = shared_from_this();
+    switch (which) {
+      case Wait::Header:
+      case Wait::Body:
+        // 408 only to a client that began a request; a connection that never sent a byte is
+        // closed silently, as nginx does.
+        if (state_ == State::Reading && requestStarted()) {
+          answerError(408, which == Wait::Header ? "request header timeout" : "request body timeout");
+        } else {
+          close(DisconnectCause::Timeout);
+        }
         return;
-      case State::Reading:
-        pending_.append(data);
-        if (parser_.headComplete()) armTimer(Timer::Body);  // body_timeout is between reads
-        process();
-        return;
-      case State::Closed:
+      default:
+        close(DisconnectCause::Timeout);
         return;
     }
   }
 
-  // Parses pending bytes and runs the handler for each complete request, one at a time. A
+  void onDrained() override {
+    auto keep = shared_from_this();
+    ServerConnection::onDrained();
+    if (lingering() || closing()) return;
+    watchSend();
+    checkWritable();
+  }
+  void onWriteProgress() override {
+    auto keep = shared_from_this();
+    watchSend();
+    checkWritable();
+  }
+  void onWriteFailed(int status) override {
+    auto keep = shared_from_this();
+    ServerConnection::onWriteFailed(status);
+    close(DisconnectCause::WriteError);
+  }
+
+  void onClosing() override {
+    if (Exchange* ex = std::exchange(exchange_, nullptr); ex != nullptr) {
+      ex->connection_ = nullptr;
+      --server_->stats_.in_flight;
+      ++server_->stats_.disconnects;
+      if (auto callback = std::move(ex->on_disconnect_)) callback(cause_);
+    }
+  }
+  // Last: libuv has run every callback of the connection. The server lets it go (maybe freeing it).
+  void onClosed() override { server_->connectionClosed(this); }
+
+  // Parses the waiting bytes and runs the handler for each complete request, one at a time. A
   // handler that answers at once re-enters through responseComplete(); the `processing_` guard
   // turns that into another turn of this loop instead of recursion (pipelined requests).
   void process() {
     if (processing_) return;
     processing_ = true;
     auto keep = shared_from_this();
-    while (state_ == State::Reading && !pending_.empty()) {
-      const bool was_started = parser_.started();
-      const auto result = parser_.feed(pending_);
-      pending_.erase(0, result.consumed);
+    while (state_ == State::Reading && !closing() && !lingering() && hasPipelined()) {
+      std::string bytes = takePipelined();
+      RequestParser& p = parser();
+      const bool was_started = p.started();
+      const auto result = p.feed(bytes);
+      if (result.consumed < bytes.size()) {
+        keepPipelined(bytes.data() + result.consumed, bytes.size() - result.consumed, SIZE_MAX);
+      }
       if (result.status == RequestParser::Status::NeedMore) {
-        if (parser_.takeContinueWanted()) send("HTTP/1.1 100 Continue\r\n\r\n");
-        if (parser_.headComplete()) {
-          armTimer(Timer::Body);
-        } else if (!was_started && parser_.started()) {
+        if (p.takeContinueWanted()) send("HTTP/1.1 100 Continue\r\n\r\n");
+        if (p.headComplete()) {
+          wait(Wait::Body, server_->options_.body_timeout_ms);
+        } else if (!was_started && p.started()) {
           // client_header_timeout counts from the request's first byte, not per read, so a
           // slowloris client dribbling a byte at a time still runs out of time.
-          armTimer(Timer::Header);
+          wait(Wait::Header, server_->options_.header_timeout_ms);
         }
         break;
       }
       if (result.status == RequestParser::Status::Error) {
-        answerError(parser_.errorStatus(), parser_.errorReason());
+        answerError(p.errorStatus(), p.errorReason());
         break;
       }
       dispatch();
@@ -266,11 +242,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   void dispatch() {
-    Request request = parser_.takeRequest();
-    request.peer = peer_;
-    if (parser_.upgrade()) close_after_response_ = true;
+    Request request = parser_->takeRequest();
+    request.peer = peer();
+    if (parser_->upgrade()) close_after_response_ = true;
     state_ = State::Answering;
-    armTimer(Timer::None);
+    stopWaiting();
     std::shared_ptr<Exchange> ex(new Exchange(this, std::move(request)));
     ex->id_header_ = server_->options_.request_id_header;
     ex->trust_id_ = server_->options_.trust_request_id;
@@ -282,84 +258,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void answerError(int status, const std::string& reason) {
     ++server_->stats_.errors;
-    if (server_->options_.on_error) server_->options_.on_error(status, reason, peer_);
+    if (server_->options_.on_error) server_->options_.on_error(status, reason, peer());
     state_ = State::Answering;  // so that no more bytes are parsed
     if (write(errorResponse(status)) < 0) {
-      closeNow(DisconnectCause::WriteError);
+      close(DisconnectCause::WriteError);
       return;
     }
-    linger();
-  }
-
-  // A lingering close (nginx's lingering_close): after an answer that ends the connection we
-  // send FIN and keep reading, dropping what arrives, until the client closes or linger_ms
-  // passes. Closing at once could make the kernel send RST while unread request bytes (a large
-  // body we refused) are queued, and an RST can destroy our answer before the client reads it.
-  void linger() {
-    state_ = State::Lingering;
-    pending_.clear();
-    armTimer(Timer::Linger);
-    startReading();
-    auto* req = new ShutdownReq{{}, weak_from_this()};
-    if (uv_shutdown(&req->req, handle_.stream(), [](uv_shutdown_t* s, int) {
-          delete reinterpret_cast<ShutdownReq*>(s);
-        }) < 0) {
-      delete req;
-      closeNow(DisconnectCause::WriteError);
-    }
-  }
-
-  void armTimer(Timer which) {
-    if (!timer_.active()) return;
-    uv_timer_stop(timer_.get());
-    timer_kind_ = which;
-    const auto& o = server_->options_;
-    uint64_t ms = 0;
-    switch (which) {
-      case Timer::None: return;
-      case Timer::Header: ms = o.header_timeout_ms; break;
-      case Timer::Body: ms = o.body_timeout_ms; break;
-      case Timer::Idle: ms = o.keepalive_timeout_ms; break;
-      case Timer::Linger: ms = o.linger_ms; break;
-      case Timer::Send: ms = o.send_timeout_ms; break;
-    }
-    uv_timer_start(timer_.get(), [](uv_timer_t* t) { static_cast<Connection*>(t->data)->onTimer(); },
-                   ms, 0);
-  }
-
-  void onTimer() {
-    auto keep = shared_from_this();
-    switch (timer_kind_) {
-      case Timer::Header:
-      case Timer::Body:
-        // 408 only to a client that began a request; a connection that never sent a byte is
-        // closed silently, as nginx does.
-        if (state_ == State::Reading && parser_.started()) {
-          answerError(408, timer_kind_ == Timer::Header ? "request header timeout" : "request body timeout");
-        } else {
-          closeNow(DisconnectCause::Timeout);
-        }
-        return;
-      case Timer::Idle:
-      case Timer::Linger:
-      case Timer::Send:
-        closeNow(DisconnectCause::Timeout);
-        return;
-      case Timer::None:
-        return;
-    }
+    closeGracefully(server_->options_.linger_ms);
   }
 
   Server* server_;
-  StreamHandle handle_;
-  UvHandle<uv_timer_t> timer_;
-  Timer timer_kind_ = Timer::None;
-  RequestParser parser_;
-  std::string peer_;
-  std::string pending_;  // received, not yet parsed (pipelined requests wait here)
+  std::unique_ptr<RequestParser> parser_;  // while a request is parsed or answered
   Exchange* exchange_ = nullptr;
   State state_ = State::Reading;
-  bool reading_ = false;
+  DisconnectCause cause_ = DisconnectCause::Shutdown;
   bool processing_ = false;
   bool close_after_response_ = false;
 };
@@ -495,7 +407,7 @@ void Exchange::onDisconnect(std::function<void(DisconnectCause)> callback) {
 // ---- Server ----
 
 Server::Server(uv_loop_t* loop, ServerOptions options, Handler handler)
-    : loop_(loop), options_(std::move(options)), handler_(std::move(handler)), read_buffer_(64 * 1024) {}
+    : loop_(loop), timeouts_(loop), options_(std::move(options)), handler_(std::move(handler)), read_buffer_(64 * 1024) {}
 
 Server::~Server() {
   drained_ = nullptr;
@@ -521,11 +433,11 @@ void Server::closeListener(const Listener* listener) {
 void Server::onConnection(Listener& listener, int status) {
   // A failed accept (EMFILE, ...) leaves the connection in the backlog; libuv retries.
   if (status < 0) return;
-  auto connection = std::make_shared<Connection>(this);
-  if (listener.accept(connection->handle()) < 0) return;
+  auto connection = std::make_shared<Connection>(this, listener.isUnix());
   connections_.push_back(connection);
   ++stats_.connections;
-  connection->start();
+  // A failed accept closes the connection: its close callback removes it (connectionClosed).
+  connection->start(listener);
 }
 
 void Server::connectionClosed(Connection* connection) {
@@ -555,7 +467,7 @@ void Server::closeAll() {
   for (auto& l : listeners_) l->close();
   listeners_.clear();
   const auto connections = connections_;
-  for (const auto& c : connections) c->closeNow(DisconnectCause::Shutdown);
+  for (const auto& c : connections) c->close(DisconnectCause::Shutdown);
   checkDrained();
 }
 

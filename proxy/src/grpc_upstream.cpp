@@ -32,19 +32,7 @@ GrpcUpstream* GrpcUpstream::acquire(Context& ctx, UpstreamGroup& group, const Lo
     c->teardown();
     return nullptr;
   }
-  c->connect_req_.data = c;
-  const auto& a = group.settings_.servers[server];
-  auto cb = [](uv_connect_t* req, int status) {
-    if (status == UV_ECANCELED) return;
-    static_cast<GrpcUpstream*>(req->data)->onConnected(status);
-  };
-  int r = 0;
-  if (a.kind == config::Address::Kind::Unix) {
-    uv_pipe_connect(&c->connect_req_, &c->handle_->pipe, a.path.c_str(), cb);
-  } else {
-    r = uv_tcp_connect(&c->connect_req_, &c->handle_->tcp, reinterpret_cast<const sockaddr*>(&group.addrs_[server]),
-                       cb);
-  }
+  const int r = c->connectTo(group.settings_.servers[server], group.addrs_[server]);
   if (r != 0) {
     ctx.log->error("connect to grpc upstream {} ({}) failed: {}", group.settings_.name, c->server_text_, uv_strerror(r));
     c->teardown();
@@ -79,14 +67,14 @@ GrpcUpstream::~GrpcUpstream() {
   if (ng_ != nullptr) nghttp2_session_del(ng_);
 }
 
-void GrpcUpstream::onConnected(int status) {
+void GrpcUpstream::onConnect(int status) {
   if (closing_) return;
   if (status != 0) {
     fail(uv_strerror(status));
     return;
   }
   uv_timer_stop(timer_.get());
-  if (group_.settings_.servers[server_].kind == config::Address::Kind::Tcp) uv_tcp_nodelay(&handle_->tcp, 1);
+  if (group_.settings_.servers[server_].kind == config::Address::Kind::Tcp) uv_tcp_nodelay(stream_.tcp(), 1);
   connected_ = true;
   readStart();
   std::vector<H2Stream*> waiting;
@@ -211,7 +199,7 @@ void GrpcUpstream::onRead(ssize_t nread, const char* data) {
 void GrpcUpstream::flush() {
   if (closing_ || ng_ == nullptr || !connected_) return;
   out_.clear();
-  while (pending_ + out_.size() < kHighWater) {
+  while (pending() + out_.size() < kHighWater) {
     const uint8_t* data = nullptr;
     ssize_t n = nghttp2_session_mem_send(ng_, &data);
     if (n < 0) {

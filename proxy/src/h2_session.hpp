@@ -188,7 +188,7 @@ class GrpcUpstream final : public StreamConn {
   friend class UpstreamGroup;
   GrpcUpstream(Context& ctx, UpstreamGroup& group, size_t server);
   ~GrpcUpstream() override;
-  void onConnected(int status);
+  void onConnect(int status) override;
   void onRead(ssize_t nread, const char* data) override;
   void onDrained() override;
   void onWriteFailed(int status) override;
@@ -211,7 +211,6 @@ class GrpcUpstream final : public StreamConn {
   bool goaway_ = false;
   std::vector<H2Stream*> bound_;  // streams on this connection (not started while connecting)
   std::string out_;
-  uv_connect_t connect_req_{};
   uv::Handle<uv_timer_t> timer_;  // connect timeout
   std::list<GrpcUpstream*>::iterator pos_;
 };

@@ -21,6 +21,7 @@
 #include "tether/agent/control/vocabulary.hpp"
 #include "tether/common/http_connection.hpp"
 #include "tether/common/timeouts.hpp"
+#include "tether/common/uv_stream.hpp"
 #include "tether/common/uv_kit.hpp"
 #include "tether/proxy/settings.hpp"
 
@@ -85,41 +86,37 @@ std::string_view reasonPhrase(uint16_t status);
 // True for hop-by-hop headers (RFC 9110 section 7.6.1) and for names listed in `connection`.
 bool isHopByHop(std::string_view name, std::string_view connection);
 
-// A stream (TCP or unix) with a non-blocking write path: uv_try_write first (no copy), the
-// remainder copied into one uv_write (the only copy, and only under backpressure).
-class StreamConn {
+// An upstream connection's stream (TCP or unix) on uv::Stream, the one write path (uv_try_write
+// first, the remainder in one owned copy under backpressure). `this` is freed in the stream's
+// close callback (onClosed), after every other callback of the stream.
+class StreamConn : protected uv::StreamEvents {
  public:
   StreamConn(const StreamConn&) = delete;
   StreamConn& operator=(const StreamConn&) = delete;
 
-  uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(handle_); }
-  size_t pending() const { return pending_; }
+  uv_stream_t* stream() const { return stream_.stream(); }
+  size_t pending() const { return stream_.pending(); }
   bool closing() const { return closing_; }
 
  protected:
   StreamConn(Context& ctx, bool unix_socket);
   virtual ~StreamConn();
+  // Connects to `address` (`addr` for TCP, resolved at start-up); the outcome arrives in
+  // onConnect(), never for a connection closed meanwhile. 0 or a libuv error.
+  int connectTo(const config::Address& address, const sockaddr_storage& addr);
   // 0 or a libuv error; an asynchronous failure arrives in onWriteFailed().
-  int write(const uv_buf_t* bufs, unsigned count);
-  int write(std::string_view bytes);
-  // Closes the stream; `this` is freed in the close callback, after every write callback.
+  int write(const uv_buf_t* bufs, unsigned count) { return stream_.write(bufs, count); }
+  int write(std::string_view bytes) { return stream_.write(bytes); }
+  // Closes the stream; `this` is freed in the close callback, after every callback of the stream.
   void closeStream();
   void readStart();
-  void readStop();
-  virtual void onRead(ssize_t nread, const char* data) = 0;
-  virtual void onDrained() = 0;  // pending() went back to 0
-  virtual void onWriteFailed(int status) = 0;
-  virtual void onWriteProgress() {}
+  void readStop() { stream_.readStop(); }
+  bool reading() const { return stream_.reading(); }
+  void onClosed() override { delete this; }
 
   Context& ctx_;
-  uv_any_handle* handle_;
+  uv::Stream stream_;
   bool closing_ = false;
-  bool reading_ = false;
-  size_t pending_ = 0;
-
- private:
-  struct WriteReq;
-  static void onWritten(uv_write_t* req, int status);
 };
 
 class UpstreamGroup;
@@ -175,7 +172,7 @@ class UpstreamConn final : public StreamConn {
   void onDrained() override;
   void onWriteFailed(int status) override;
   void onWriteProgress() override { armTimer(); }
-  void onConnected(int status);
+  void onConnect(int status) override;
   void armTimer();
   void onTimer();
   void fail(int status, bool timeout);
@@ -208,7 +205,6 @@ class UpstreamConn final : public StreamConn {
   HeadBuffer head_;
   llhttp_t parser_{};
   uv::Timeout timer_{[](uv::Timeout& t) { static_cast<UpstreamConn*>(t.data)->onTimer(); }, this};
-  uv_connect_t connect_req_{};
   std::list<UpstreamConn*>::iterator idle_pos_;
 };
 

@@ -84,115 +84,26 @@ bool isHopByHop(std::string_view name, std::string_view connection) {
 
 // ---- StreamConn ----------------------------------------------------------------------------
 
-struct StreamConn::WriteReq {
-  uv_write_t req;
-  StreamConn* owner;
-  std::string data;
-};
-
-StreamConn::StreamConn(Context& ctx, bool unix_socket) : ctx_(ctx), handle_(new uv_any_handle{}) {
-  if (unix_socket) {
-    uv_pipe_init(ctx.loop, &handle_->pipe, 0);
-  } else {
-    uv_tcp_init(ctx.loop, &handle_->tcp);
-  }
-  handle_->handle.data = this;
+StreamConn::StreamConn(Context& ctx, bool unix_socket)
+    : ctx_(ctx), stream_(ctx.loop, unix_socket ? uv::StreamKind::Pipe : uv::StreamKind::Tcp, *this) {
+  stream_.setReadBuffer(ctx.read_buf, sizeof ctx.read_buf);
 }
 
 StreamConn::~StreamConn() = default;
 
+int StreamConn::connectTo(const config::Address& address, const sockaddr_storage& addr) {
+  if (address.kind == config::Address::Kind::Unix) return stream_.connect(address.path.c_str());
+  return stream_.connect(reinterpret_cast<const sockaddr*>(&addr));
+}
+
 void StreamConn::closeStream() {
   if (closing_) return;
   closing_ = true;
-  uv_close(&handle_->handle, [](uv_handle_t* h) {
-    // libuv has run every write and connect callback of this stream by now.
-    delete static_cast<StreamConn*>(h->data);
-    delete reinterpret_cast<uv_any_handle*>(h);
-  });
+  stream_.close();  // onClosed() frees this, after every callback of the stream
 }
 
 void StreamConn::readStart() {
-  if (closing_ || reading_) return;
-  int r = uv_read_start(
-      stream(),
-      [](uv_handle_t* h, size_t, uv_buf_t* buf) {
-        auto* c = static_cast<StreamConn*>(h->data);
-        *buf = uv_buf_init(c->ctx_.read_buf, sizeof c->ctx_.read_buf);
-      },
-      [](uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
-        auto* c = static_cast<StreamConn*>(s->data);
-        if (nread == 0 || c->closing_) return;
-        c->onRead(nread, buf->base);
-      });
-  reading_ = r == 0;
-}
-
-void StreamConn::readStop() {
-  if (closing_ || !reading_) return;
-  uv_read_stop(stream());
-  reading_ = false;
-}
-
-int StreamConn::write(std::string_view bytes) {
-  uv_buf_t buf = uv_buf_init(const_cast<char*>(bytes.data()), static_cast<unsigned>(bytes.size()));
-  return write(&buf, 1);
-}
-
-int StreamConn::write(const uv_buf_t* bufs, unsigned count) {
-  if (closing_) return UV_ECANCELED;
-  size_t total = 0;
-  for (unsigned i = 0; i < count; ++i) total += bufs[i].len;
-  if (total == 0) return 0;
-  size_t written = 0;
-  if (pending_ == 0) {
-    int r = uv_try_write(stream(), bufs, count);
-    if (r >= 0) {
-      written = static_cast<size_t>(r);
-      if (written == total) return 0;
-    } else if (r != UV_EAGAIN && r != UV_ENOSYS) {
-      return r;
-    }
-  }
-  // The peer is slow (or still connecting): keep what is left in one owned buffer.
-  auto* req = new WriteReq;
-  req->req.data = req;
-  req->owner = this;
-  req->data.reserve(total - written);
-  size_t skip = written;
-  for (unsigned i = 0; i < count; ++i) {
-    if (skip >= bufs[i].len) {
-      skip -= bufs[i].len;
-      continue;
-    }
-    req->data.append(bufs[i].base + skip, bufs[i].len - skip);
-    skip = 0;
-  }
-  uv_buf_t buf = uv_buf_init(req->data.data(), static_cast<unsigned>(req->data.size()));
-  int r = uv_write(&req->req, stream(), &buf, 1, onWritten);
-  if (r != 0) {
-    delete req;
-    return r;
-  }
-  pending_ += buf.len;
-  return 0;
-}
-
-void StreamConn::onWritten(uv_write_t* req, int status) {
-  auto* w = static_cast<WriteReq*>(req->data);
-  StreamConn* owner = w->owner;
-  size_t len = w->data.size();
-  delete w;
-  owner->pending_ -= len;
-  if (owner->closing_) return;
-  if (status < 0) {
-    owner->onWriteFailed(status);
-    return;
-  }
-  if (owner->pending_ == 0) {
-    owner->onDrained();
-  } else {
-    owner->onWriteProgress();
-  }
+  if (!closing_) stream_.readStart();
 }
 
 }  // namespace tether::proxy

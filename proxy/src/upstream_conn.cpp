@@ -171,27 +171,15 @@ UpstreamConn* UpstreamConn::connect(Context& ctx, UpstreamGroup& group, const Lo
   if (server >= group.settings_.servers.size()) server = group.next_++ % group.settings_.servers.size();
   auto* c = new UpstreamConn(ctx, group, server);
   c->loc_ = &loc;
-  c->connect_req_.data = c;
-  const auto& a = group.settings_.servers[server];
-  auto cb = [](uv_connect_t* req, int status) {
-    if (status == UV_ECANCELED) return;  // closed while connecting; the owner is closing
-    static_cast<UpstreamConn*>(req->data)->onConnected(status);
-  };
-  if (a.kind == config::Address::Kind::Unix) {
-    uv_pipe_connect(&c->connect_req_, &c->handle_->pipe, a.path.c_str(), cb);
-  } else {
-    int r = uv_tcp_connect(&c->connect_req_, &c->handle_->tcp,
-                           reinterpret_cast<const sockaddr*>(&group.addrs_[server]), cb);
-    if (r != 0) {
-      c->teardown();
-      return nullptr;
-    }
+  if (int r = c->connectTo(group.settings_.servers[server], group.addrs_[server]); r != 0) {
+    c->teardown();
+    return nullptr;
   }
   c->armTimer();
   return c;
 }
 
-void UpstreamConn::onConnected(int status) {
+void UpstreamConn::onConnect(int status) {
   if (closing_) return;
   if (status != 0) {
     ctx_.log->error("rid={} connect to upstream {} ({}) failed: {}",
@@ -200,7 +188,7 @@ void UpstreamConn::onConnected(int status) {
     fail(status, false);
     return;
   }
-  if (group_.settings_.servers[server_].kind == config::Address::Kind::Tcp) uv_tcp_nodelay(&handle_->tcp, 1);
+  if (group_.settings_.servers[server_].kind == config::Address::Kind::Tcp) uv_tcp_nodelay(stream_.tcp(), 1);
   state_ = State::Busy;
   readStart();
   armTimer();
@@ -221,7 +209,7 @@ void UpstreamConn::attach(Exchange* client, const LocationSettings& loc, bool he
   }
   llhttp_init(&parser_, HTTP_RESPONSE, &responseSettings());
   parser_.data = this;
-  if (!reading_ && state_ == State::Busy) readStart();
+  if (!reading() && state_ == State::Busy) readStart();
 }
 
 void UpstreamConn::requestSent() {
@@ -236,7 +224,7 @@ void UpstreamConn::detach(bool keep_going) {
     return;
   }
   discard_ = true;
-  if (!reading_ && state_ == State::Busy) readStart();
+  if (!reading() && state_ == State::Busy) readStart();
 }
 
 void UpstreamConn::abort() { teardown(); }
@@ -248,7 +236,7 @@ void UpstreamConn::idleStart() {
   loc_ = nullptr;
   // An idle connection is watched: any byte or end of file from the upstream closes it, and so
   // does keepalive_timeout (nginx's upstream keepalive_timeout).
-  if (!reading_) readStart();
+  if (!reading()) readStart();
   armTimer();
 }
 
@@ -258,7 +246,7 @@ void UpstreamConn::armTimer() {
   Millis t{0};
   if (state_ == State::Connecting) {
     t = loc_ != nullptr ? loc_->connect_timeout : Millis(60000);
-  } else if (state_ == State::Busy && pending_ > 0) {
+  } else if (state_ == State::Busy && pending() > 0) {
     t = loc_ != nullptr ? loc_->send_timeout : Millis(60000);
   } else if (state_ == State::Busy && request_sent_) {
     t = loc_ != nullptr ? loc_->read_timeout : Millis(60000);
@@ -277,7 +265,7 @@ void UpstreamConn::onTimer() {
     teardown();  // idle past keepalive_timeout
     return;
   }
-  const char* doing = state_ == State::Connecting ? "connecting" : pending_ > 0 ? "sending the request" : "reading the response";
+  const char* doing = state_ == State::Connecting ? "connecting" : pending() > 0 ? "sending the request" : "reading the response";
   if (state_ == State::Busy && !deadline_ && client_ != nullptr && loc_ != nullptr &&
       (loc_->on_disconnect == OnDisconnect::Interrupt || loc_->on_disconnect == OnDisconnect::Kill)) {
     // proxy_read_timeout or proxy_send_timeout on a cancelling location, the client still
@@ -355,7 +343,7 @@ void UpstreamConn::onRead(ssize_t nread, const char* data) {
 }
 
 void UpstreamConn::finishResponse(bool clean) {
-  bool reusable = clean && llhttp_should_keep_alive(&parser_) != 0 && request_sent_ && pending_ == 0;
+  bool reusable = clean && llhttp_should_keep_alive(&parser_) != 0 && request_sent_ && pending() == 0;
   llhttp_resume(&parser_);
   Exchange* c = std::exchange(client_, nullptr);
   if (c == nullptr) {

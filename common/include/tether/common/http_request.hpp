@@ -42,7 +42,7 @@ struct Request {
   int version_minor = 1;
   Headers headers;
   std::string body;          // the whole body (Content-Length or de-chunked)
-  std::string peer;          // the client: "127.0.0.1:51234", "[::1]:51234", "unix"
+  std::string peer;          // the client: "127.0.0.1:51234", "[::1]:51234", "unix:" (as nginx's $remote_addr)
   bool keep_alive = true;    // false: HTTP/1.0 without keep-alive, or Connection: close
   uint64_t received_ns = 0;  // CLOCK_MONOTONIC (tether::monotonicNs) at the request's first byte
 

@@ -31,6 +31,7 @@
 #include "tether/common/http_parser.hpp"
 #include "tether/common/http_request.hpp"
 #include "tether/common/tcp_keepalive.hpp"
+#include "tether/common/timeouts.hpp"
 #include "tether/common/listener.hpp"
 
 namespace tether::http {
@@ -177,6 +178,7 @@ class Server {
   void checkDrained();
 
   uv_loop_t* loop_;
+  uv::Timeouts timeouts_;  // every connection's timeout
   ServerOptions options_;
   Handler handler_;
   std::vector<std::unique_ptr<Listener>> listeners_;

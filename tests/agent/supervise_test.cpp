@@ -144,11 +144,11 @@ std::vector<int> parseReady(const std::string& out) {
 
 // Reads a pipe of a target into a string until EOF.
 struct Capture {
-  std::unique_ptr<UvHandle<uv_pipe_t>> pipe;
+  std::unique_ptr<uv::Handle<uv_pipe_t>> pipe;
   std::string text;
   bool eof = false;
 
-  void start(std::unique_ptr<UvHandle<uv_pipe_t>> p) {
+  void start(std::unique_ptr<uv::Handle<uv_pipe_t>> p) {
     pipe = std::move(p);
     (*pipe)->data = this;
     uv_read_start(

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@
 
 #include "spawn.hpp"
 #include "tether/agent/supervise/cgroup.hpp"
+#include "tether/agent/supervise/fork_server.hpp"
 #include "tether/agent/supervise/supervisor.hpp"
 #include "tether/agent/supervise/target.hpp"
 #include "tether/agent/supervise/tombstones.hpp"
@@ -489,6 +491,71 @@ TEST_F(SuperviseTest, CommandThatExitsAtOnceReportsItsExitCode) {
   EXPECT_FALSE(fs::exists(cg));
   // A cancel after the end changes nothing.
   EXPECT_EQ(targets_.back()->cancel(CancelAction::Kill, 0, "late"), Target::State::kDone);
+}
+
+TEST_F(SuperviseTest, ForkServerChildStartsInTheTargetsCgroupAsOurOwnChild) {
+  REQUIRE_CGROUP();
+  int pair[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair), 0);
+  // The server: a Target of its own, its end of the socket on fd 3 (SpawnOptions::fd3).
+  SpawnOptions spawn;
+  spawn.argv = {kFixture, "fork-server"};
+  spawn.fd3 = pair[1];
+  Target::Options server_options;
+  server_options.id = "fork-server";
+  bool server_done = false;
+  Outcome server_outcome;
+  server_options.on_done = [&](Target&, const Outcome& o) {
+    server_outcome = o;
+    server_done = true;
+  };
+  auto server = Target::spawn(&loop_, &tree_, server_options, spawn);
+  ::close(pair[1]);
+  ASSERT_TRUE(server) << server.error().message();
+  const int server_pid = (*server)->pid();
+  targets_.push_back(std::move(*server));
+  auto announced = fork_server::awaitReady(pair[0], 10'000);
+  ASSERT_TRUE(announced) << announced.error().message();
+  EXPECT_EQ(*announced, server_pid);
+
+  // A child of the server, made by Target::start with the server as its Starter.
+  auto child = Target::start(&loop_, &tree_, options("forked"), {Stdio::kNull, Stdio::kPipe, Stdio::kNull},
+                             [&](int cgroup_fd, const std::array<int, 3>& stdio) {
+                               return fork_server::request(pair[0], cgroup_fd, stdio, 5'000);
+                             });
+  ASSERT_TRUE(child) << child.error().message();
+  const std::string cg = (*child)->cgroupPath();
+  auto capture = std::make_unique<Capture>();
+  capture->start((*child)->takeStdoutPipe());
+  Capture* out = capture.get();
+  captures_.push_back(std::move(capture));
+  targets_.push_back(std::move(*child));
+  ASSERT_TRUE(waitDone());
+  ASSERT_TRUE(runUntil([&] { return out->eof; }, 5'000));
+  // Reaped by us through its pidfd, with its exit status: our child, not the server's.
+  EXPECT_EQ(outcome_.status.describe(), "exit 9");
+  EXPECT_TRUE(outcome_.in_cgroup);
+  std::istringstream words(out->text);
+  std::string tag, cgroup;
+  int pid = 0, ppid = 0;
+  words >> tag >> pid >> ppid >> cgroup;
+  EXPECT_EQ(tag, "forked") << out->text;
+  EXPECT_EQ(pid, outcome_.pid);
+  EXPECT_NE(pid, server_pid);
+  EXPECT_EQ(ppid, ::getpid()) << out->text;
+  // In its own cgroup from the clone on (CLONE_INTO_CGROUP), removed at its end.
+  EXPECT_FALSE(cgroup.empty());
+  EXPECT_TRUE(cg.ends_with(cgroup)) << cg << " vs " << cgroup;
+  EXPECT_FALSE(fs::exists(cg));
+
+  // Every fd is required; the request is refused before it reaches the server.
+  auto refused = fork_server::request(pair[0], -1, {-1, -1, -1}, 1'000);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, EBADF);
+  // The client's end closed: the server leaves on its own, exit 0.
+  ::close(pair[0]);
+  ASSERT_TRUE(runUntil([&] { return server_done; }, 5'000));
+  EXPECT_EQ(server_outcome.status.describe(), "exit 0");
 }
 
 TEST_F(SuperviseTest, TreeExitingWhileBeingSignalledFinishesCleanly) {

@@ -493,13 +493,19 @@ TEST_F(SuperviseTest, CommandThatExitsAtOnceReportsItsExitCode) {
   EXPECT_EQ(targets_.back()->cancel(CancelAction::Kill, 0, "late"), Target::State::kDone);
 }
 
-TEST_F(SuperviseTest, ForkServerChildStartsInTheTargetsCgroupAsOurOwnChild) {
+// The fixture's fork server, with clone3 and with clone(2) (where clone3 is filtered, as under
+// systemd's RestrictNamespaces=).
+class ForkServerTest : public SuperviseTest, public ::testing::WithParamInterface<std::string> {};
+INSTANTIATE_TEST_SUITE_P(Clone, ForkServerTest, ::testing::Values("fork-server", "fork-server-clone2"),
+                         [](const ::testing::TestParamInfo<std::string>& p) { return p.param == "fork-server" ? "Clone3" : "Clone2"; });
+
+TEST_P(ForkServerTest, ChildStartsInTheTargetsCgroupAsOurOwnChild) {
   REQUIRE_CGROUP();
   int pair[2];
   ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair), 0);
   // The server: a Target of its own, its end of the socket on fd 3 (SpawnOptions::fd3).
   SpawnOptions spawn;
-  spawn.argv = {kFixture, "fork-server"};
+  spawn.argv = {kFixture, GetParam()};
   spawn.fd3 = pair[1];
   Target::Options server_options;
   server_options.id = "fork-server";

@@ -1,12 +1,15 @@
 #include "tether/agent/supervise/fork_server.hpp"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <linux/close_range.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -132,7 +135,10 @@ Result<Reply> receiveReply(int sock, int timeout_ms, int* pidfd) {
 
 // In the new child, before it returns into its main: async-signal-safe calls only (the server
 // is single-threaded, so this is belt and braces, but cheap).
-bool becomeChild(const Received& r) {
+bool becomeChild(const Received& r, int procs_fd) {
+  // clone(2) path: into the cgroup before anything else (the server moves us too, before it
+  // answers; whichever write comes second is a no-op).
+  if (procs_fd >= 0 && ::write(procs_fd, "0", 1) != 1) return false;
   spawn::resetSignals();
   // Its own process group, as a spawned target's (a terminal's ^C to solverd's group must not
   // reach a waiting spare).
@@ -158,7 +164,8 @@ int threadCount() {
 
 }  // namespace
 
-Result<Role> serve(int sock) {
+Result<Role> serve(int sock, ServeOptions options) {
+  bool clone3_filtered = options.force_clone2;
   Reply ready;
   ready.pid = static_cast<int32_t>(::getpid());
   if (int err = sendWith(sock, &ready, sizeof ready, nullptr, 0)) return errnoError(err, "announce the fork server");
@@ -179,10 +186,20 @@ Result<Role> serve(int sock) {
         return errnoError(EDEADLK, "the fork server has " + std::to_string(threads) + " threads, not 1");
       }
       int pidfd = -1;
-      long pid = spawn::cloneInto(r.fds[0], /*as_sibling=*/true, &pidfd);
+      int procs_fd = -1;
+      long pid = -1;
+      if (!clone3_filtered) {
+        pid = spawn::cloneInto(r.fds[0], /*as_sibling=*/true, &pidfd);
+        // Filtered once, filtered for good: no second failed clone3 per request.
+        if (pid < 0 && (errno == ENOSYS || errno == EPERM)) clone3_filtered = true;
+      }
+      if (clone3_filtered) {
+        procs_fd = ::openat(r.fds[0], "cgroup.procs", O_WRONLY | O_CLOEXEC);
+        pid = procs_fd < 0 ? -1 : spawn::cloneSibling(&pidfd);
+      }
       if (pid == 0) {
-        if (becomeChild(r)) return Role::kChild;
-        static constexpr char kNote[] = "fork server child: cannot set up its stdio\n";
+        if (becomeChild(r, procs_fd)) return Role::kChild;
+        static constexpr char kNote[] = "fork server child: cannot join its cgroup or set up its stdio\n";
         [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, kNote, sizeof kNote - 1);
         ::_exit(127);
       }
@@ -190,7 +207,19 @@ Result<Role> serve(int sock) {
         reply.error = errno;
       } else {
         reply.pid = static_cast<int32_t>(pid);
+        // clone(2) path: the server moves the child into its cgroup before it answers, so the
+        // child is there when the client watches it (a cgroup.kill must reach it), whether or not
+        // the child has run yet. Failing that, the child is killed and handed over all the same,
+        // for the client to reap.
+        if (procs_fd >= 0) {
+          std::string text = std::to_string(pid);
+          if (::write(procs_fd, text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
+            reply.error = errno != 0 ? errno : EIO;
+            sys::pidfdSendSignal(pidfd, SIGKILL);
+          }
+        }
       }
+      sys::closeFd(procs_fd);
       closeAll(r);
       int err = sendWith(sock, &reply, sizeof reply, &pidfd, pidfd >= 0 ? 1 : 0);
       sys::closeFd(pidfd);
@@ -226,12 +255,20 @@ Result<ChildProcess> request(int sock, int cgroup_fd, const std::array<int, 3>& 
   if (!reply) return reply.error();
   ChildProcess child{reply->pid, pidfd};
   if (reply->seq != req.seq || (reply->error == 0 && (reply->pid <= 0 || pidfd < 0))) {
+    // A child we cannot account for: kill it (it is ours), and the caller restarts the server.
+    if (pidfd >= 0) sys::pidfdSendSignal(pidfd, SIGKILL);
     sys::closeFd(child.pidfd);
     return errnoError(EPROTO, "bad answer from the fork server");
   }
   if (reply->error != 0) {
+    if (child.pidfd >= 0) {
+      // A child that could not join its cgroup, killed by the server: ours to reap.
+      siginfo_t info{};
+      while (::waitid(P_PIDFD, static_cast<id_t>(child.pidfd), &info, WEXITED) != 0 && errno == EINTR) {
+      }
+    }
     sys::closeFd(child.pidfd);
-    return errnoError(reply->error, "clone3 in the fork server");
+    return errnoError(reply->error, "clone in the fork server");
   }
   return child;
 }

@@ -129,6 +129,12 @@ long cloneInto(int cgroup_fd, bool as_sibling, int* pidfd) {
   return ::syscall(SYS_clone3, &args, sizeof args);
 }
 
+long cloneSibling(int* pidfd) {
+  // clone(2)'s third argument is the parent's tid pointer on every architecture's argument order,
+  // which is where CLONE_PIDFD stores the pidfd; exit signal 0: CLONE_PARENT takes the caller's.
+  return ::syscall(SYS_clone, CLONE_PARENT | CLONE_PIDFD, nullptr, pidfd, nullptr, nullptr);
+}
+
 void forceForkForTesting(bool on) { force_fork = on; }
 
 Result<std::string> resolveExecutable(const std::string& name, const std::vector<std::string>& env) {

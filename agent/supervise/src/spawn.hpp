@@ -15,6 +15,9 @@ using Child = ChildProcess;
 // children are solverd's). Returns as fork() does: 0 in the child, the pid in the caller with
 // *pidfd set, -1 with errno (ENOSYS/EPERM where a seccomp profile filters clone3).
 long cloneInto(int cgroup_fd, bool as_sibling, int* pidfd);
+// Where clone3 is filtered: clone(2) with CLONE_PARENT | CLONE_PIDFD (a child of the caller's
+// parent, *pidfd set), which has no CLONE_INTO_CGROUP: the child joins its cgroup itself.
+long cloneSibling(int* pidfd);
 
 // Between a fork and exec (or the fork server's child main), async-signal-safe: the signal mask
 // emptied and every disposition back to SIG_DFL (SIG_IGN survives exec, and a daemon's blocked

@@ -12,6 +12,7 @@
 //   fork-server       agent/supervise's fork server on fd 3 (fork_server.hpp); each child it makes
 //                     prints "forked PID PPID CGROUP" (its v2 cgroup from /proc/self/cgroup) and
 //                     exits 9; the server exits 0 when its client closes the socket
+//   fork-server-clone2  the same, the server using clone(2) as where clone3 is filtered
 #include <signal.h>
 #include <unistd.h>
 
@@ -60,9 +61,9 @@ int main(int argc, char** argv) {
   std::string mode = argv[1];
   int n = argc > 2 ? std::atoi(argv[2]) : 0;
   if (mode == "exit") return n;
-  if (mode == "fork-server") {
+  if (mode == "fork-server" || mode == "fork-server-clone2") {
     namespace fs = tether::agent::supervise::fork_server;
-    auto role = fs::serve(fs::kServerFd);
+    auto role = fs::serve(fs::kServerFd, fs::ServeOptions{mode == "fork-server-clone2"});
     if (!role) {
       std::fprintf(stderr, "fork server: %s\n", role.error().message().c_str());
       return 1;

@@ -10,11 +10,20 @@
 //
 // The child is made with clone3(CLONE_INTO_CGROUP | CLONE_PIDFD | CLONE_PARENT): it starts in
 // its cgroup and is the client's child (the server's sibling), so the client reaps it through
-// the pidfd with waitid(P_PIDFD) as a child it spawned itself (Target::start). The server keeps
-// nothing of it: the fds it was sent are closed once the child exists.
+// the pidfd with waitid(P_PIDFD) as a child it spawned itself (Target::start). Where clone3 is
+// filtered (ENOSYS or EPERM: systemd's RestrictNamespaces= answers ENOSYS to every clone3, as
+// solverd.service sets it), clone(2) with CLONE_PARENT | CLONE_PIDFD, the child writing itself
+// into the cgroup's cgroup.procs before anything else (as Target::spawn's fork fallback does
+// before its exec) and the server writing it there too before it answers: the child runs nothing
+// outside its cgroup, and is in it once the client has it.
+// The server keeps nothing of the child: the fds it was sent are closed once the child exists.
 //
 // The server must be single-threaded: the child runs on from the clone without an exec, and a
-// lock held by another thread at the clone would stay held in the child forever.
+// lock held by another thread at the clone would stay held in the child forever. The clone is a
+// raw system call (glibc has no clone3 wrapper), so glibc's thread descriptor in the child keeps
+// the server's tid: calls that act on the calling thread through that cached tid
+// (pthread_setaffinity_np or pthread_setschedparam on pthread_self(), PI mutexes) would reach
+// the server; the worker and its solver libraries use none of them.
 #include <array>
 
 #include "tether/agent/supervise/child.hpp"
@@ -30,7 +39,10 @@ constexpr int kServerFd = 3;
 // its cgroup, fds 0-2 set, every other fd closed, signal mask and dispositions reset, in a
 // process group of its own: run the child's main), or an error (the server cannot go on: exit).
 enum class Role { kDone, kChild };
-Result<Role> serve(int sock);
+struct ServeOptions {
+  bool force_clone2 = false;  // tests: take the clone(2) path even where clone3 works
+};
+Result<Role> serve(int sock, ServeOptions options = {});
 
 // In the client. Waits (at most `timeout_ms`) for the server's announcement; its pid.
 Result<int> awaitReady(int sock, int timeout_ms);

@@ -23,9 +23,10 @@ constexpr uint64_t kQuickDeathNs = 1'000'000'000;
 constexpr std::chrono::milliseconds kBackoffFirst{1'000};
 constexpr std::chrono::milliseconds kBackoffMax{60'000};
 
-// clone3's answers that mean "not on this kernel or under this seccomp profile": ENOSYS/EPERM
-// (clone3 filtered), EINVAL (CLONE_INTO_CGROUP unknown, before 5.7), EOPNOTSUPP (the target
-// cgroup cannot take processes). Nothing a restart would change.
+// The server's answers that mean "not on this kernel or under this seccomp profile": ENOSYS/EPERM
+// (clone(2) filtered too: the server tried it after clone3), EINVAL (CLONE_INTO_CGROUP or
+// CLONE_PIDFD unknown), EOPNOTSUPP (the target cgroup cannot take processes). Nothing a restart
+// would change.
 bool refusedByKernel(int code) { return code == ENOSYS || code == EPERM || code == EINVAL || code == EOPNOTSUPP; }
 // Answers about this one child (limits, memory): the server is fine, the spare is exec'd.
 bool transient(int code) { return code == EAGAIN || code == ENOMEM || code == EBUSY || code == ENOSPC || code == EBADF; }

@@ -15,8 +15,9 @@
 // Robustness: a server that dies, does not announce itself in time, or does not answer a request
 // is killed if needed, logged at warn, counted and restarted: at once the first time, then after
 // 1 s, 2 s, 4 s ... up to 60 s while it keeps dying within a second of its start (exec'd spares
-// serve meanwhile: no hurry, and never a fork storm). A kernel that refuses clone3 or
-// CLONE_INTO_CGROUP turns the fork server off until the next reload (logged once). SIGHUP starts
+// serve meanwhile: no hurry, and never a fork storm). Where clone3 is filtered the server uses
+// clone(2) (agent/supervise fork_server.hpp); a kernel that refuses that too, or refuses the
+// cgroup, turns the fork server off until the next reload (logged once). SIGHUP starts
 // a new server (the binary may have changed) and kills the old one; the drain kills it.
 #include "tether/agent/supervise/cgroup.hpp"
 #include "tether/agent/supervise/target.hpp"
@@ -99,7 +100,7 @@ class ForkServer {
   std::unique_ptr<uv::Handle<uv_idle_t>> notify_idle_;
   State state_ = State::kDown;
   bool wait_for_ready_ = false;
-  bool refused_ = false;  // clone3 / CLONE_INTO_CGROUP refused: off until a reload
+  bool refused_ = false;  // the kernel refuses the clone or the cgroup: off until a reload
   bool stopped_ = false;
   unsigned failures_ = 0;
   uint64_t next_number_ = 1;

@@ -197,6 +197,9 @@ TEST_F(SpareWorkerTest, CancelledAndKilledJobsCgroupsAreNeverGivenToAnotherJob) 
   EXPECT_FALSE(used.contains(job["cgroup"].get<std::string>())) << job.dump();
   used.insert(job["cgroup"].get<std::string>());
   for (const auto& s : waitForSpares(cgroup_root_, 2, used)) EXPECT_FALSE(used.contains(s.cgroup));
+  // The spares here were forked (spare_start fork, the default): a fork server's children get
+  // fresh cgroups as exec'd ones do.
+  EXPECT_GE(metric(d->metrics(), "solverd_spare_workers_forked_total"), 4);
   d->expectNoErrorsLogged();
 }
 

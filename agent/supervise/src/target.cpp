@@ -56,6 +56,29 @@ long waitidRusage(int pidfd, siginfo_t* info, int options, rusage* usage) {
   return ::syscall(SYS_waitid, P_PIDFD, pidfd, info, options, usage);
 }
 
+// A starter that failed after its child existed (solverd's fork server dying between its clone
+// and its answer) leaves a child we have no pid for in the fresh cgroup: kill what is there, reap
+// what is ours (ECHILD for the rest), so the cgroup can go. Error paths only; bounded waits.
+void reapOrphans(const std::string& cgroup) {
+  auto procs = readCgroupProcs(cgroup);
+  std::vector<int> pidfds;
+  if (procs) {
+    for (int pid : *procs) {
+      int pidfd = sys::pidfdOpen(pid);
+      if (pidfd >= 0) pidfds.push_back(pidfd);
+    }
+  }
+  sys::writeFile(cgroup + "/cgroup.kill", "1");
+  for (int& pidfd : pidfds) {
+    pollfd pfd{pidfd, POLLIN, 0};
+    if (::poll(&pfd, 1, kDestroyWaitMs) > 0) {
+      siginfo_t info{};
+      ::waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG);
+    }
+    sys::closeFd(pidfd);
+  }
+}
+
 uint64_t rusageUsec(const rusage& ru) {
   auto usec = [](const timeval& tv) {
     return static_cast<uint64_t>(tv.tv_sec) * 1'000'000ULL + static_cast<uint64_t>(tv.tv_usec);
@@ -165,6 +188,12 @@ Result<std::unique_ptr<Target>> Target::start(uv_loop_t* loop, const CgroupTree*
   for (int& fd : child_fd) sys::closeFd(fd);
   sys::closeFd(cgroup_fd);
   if (err) {
+    // Orphans first, while our pipe ends keep them from exiting unseen: a child that exits
+    // before its pid is read would stay a zombie we have no pidfd for.
+    if (!target->cgroup_.empty()) {
+      auto populated = readPopulated(target->cgroup_);
+      if (populated && *populated) reapOrphans(target->cgroup_);
+    }
     for (int& fd : our_fd) sys::closeFd(fd);
     if (!target->cgroup_.empty()) ::rmdir(target->cgroup_.c_str());
     target->cgroup_.clear();

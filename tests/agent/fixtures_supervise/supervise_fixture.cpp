@@ -10,8 +10,9 @@
 //   exit CODE         exits at once with CODE, printing nothing
 //   pause             a single process that just waits
 //   fork-server       agent/supervise's fork server on fd 3 (fork_server.hpp); each child it makes
-//                     prints "forked PID PPID CGROUP" (its v2 cgroup from /proc/self/cgroup) and
-//                     exits 9; the server exits 0 when its client closes the socket
+//                     prints "forked PID PPID CGROUP" (its v2 cgroup from /proc/self/cgroup),
+//                     reads its stdin to the end and exits 9; the server exits 0 when its client
+//                     closes the socket
 //   fork-server-clone2  the same, the server using clone(2) as where clone3 is filtered
 #include <signal.h>
 #include <unistd.h>
@@ -79,6 +80,9 @@ int main(int argc, char** argv) {
     }
     std::printf("forked %d %d %s", getpid(), getppid(), cgroup);
     std::fflush(stdout);
+    char buf[256];
+    while (read(0, buf, sizeof buf) > 0) {
+    }
     return 9;
   }
   if (pipe(ready_pipe) != 0) return 3;

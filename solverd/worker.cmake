@@ -38,4 +38,5 @@ else()
 endif()
 
 add_executable(solverd-worker ${CMAKE_CURRENT_LIST_DIR}/worker/main.cpp)
-target_link_libraries(solverd-worker PRIVATE tether_solverd_worker tether_warnings)
+# tether_supervise for the fork server (--fork-server: clone3 into a cgroup, fork_server.hpp).
+target_link_libraries(solverd-worker PRIVATE tether_solverd_worker tether_supervise tether_warnings)

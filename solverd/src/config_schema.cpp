@@ -44,6 +44,10 @@ config::Schema makeSchema() {
        "warm workers kept started, each in its own fresh cgroup, in addition to workers; 0: a worker "
        "starts with its job",
        "N"});
+  row({"spare_start", kMainOnly, 1, 1, false, false, config::oneOf({"fork", "exec"}), "fork",
+       "how spares are made: forked into their cgroups by a fork server (solverd-worker --fork-server, its "
+       "libraries loaded once), or each exec'd; fork falls back to exec while the fork server is down",
+       "fork | exec"});
   row({"queue_size", kMainOnly, 1, 1, false, false, config::integerValue(0, 10'000'000), "1000",
        "jobs that may wait for a worker; beyond, 503 with Retry-After", "N"});
   row({"worker_path", kMainOnly, 1, 1, false, false, {}, "",

@@ -7,6 +7,7 @@
 #include "tether/common/log.hpp"
 #include "tether/common/status_page.hpp"
 #include "tether/solverd/control_handler.hpp"
+#include "tether/solverd/fork_server.hpp"
 
 #include "http_subscriber.hpp"
 #include "lease_timer.hpp"
@@ -97,6 +98,7 @@ WorkerOptions Daemon::workerOptions() const {
   o.max_grace = settings_.max_grace;
   o.time_limit_grace = settings_.time_limit_grace;
   o.spare_workers = settings_.spare_workers;
+  o.fork_spares = settings_.fork_spares;
   return o;
 }
 
@@ -155,6 +157,18 @@ void Daemon::setupMetrics() {
                &SparePool::Stats::died);
   spareCounter("solverd_spare_workers_retired_total", "Warm workers stopped by a reload or the drain.",
                &SparePool::Stats::retired);
+  spareCounter("solverd_spare_workers_forked_total", "Warm workers made by the fork server (the others were exec'd).",
+               &SparePool::Stats::forked);
+  // The fork server (spare_start fork, fork_server.hpp): up or not, and its deaths.
+  registry_.callbackGauge("solverd_fork_server_up", "1 while the fork server is ready to make spares.", [this] {
+    const ForkServer* server = runner_ ? runner_->spares().forkServer() : nullptr;
+    return server != nullptr && server->ready() ? 1.0 : 0.0;
+  });
+  registry_.callbackCounter("solverd_fork_server_died_total",
+                            "Fork servers that exited unasked, did not start, or were killed as stuck.", [this] {
+                              const ForkServer* server = runner_ ? runner_->spares().forkServer() : nullptr;
+                              return server != nullptr ? static_cast<double>(server->stats().died) : 0.0;
+                            });
   registry_.callbackGauge("solverd_tombstones", "Request ids refused after a cancel for an unknown id.",
                           [this] { return static_cast<double>(tombstones_.size(monotonicNs())); });
 }

@@ -58,6 +58,7 @@ std::optional<Settings> readSettings(const config::Config& config, const std::st
 
   s.workers = static_cast<size_t>(root.integer("workers"));
   s.spare_workers = static_cast<size_t>(root.integer("spare_workers"));
+  s.fork_spares = root.str("spare_start") == "fork";
   s.queue_size = static_cast<size_t>(root.integer("queue_size"));
   if (root.has("worker_path")) {
     s.worker_path = std::string(root.str("worker_path"));

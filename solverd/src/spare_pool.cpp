@@ -2,6 +2,7 @@
 
 #include "tether/common/clock.hpp"
 #include "tether/common/log.hpp"
+#include "tether/solverd/fork_server.hpp"
 
 #include <fmt/format.h>
 
@@ -32,7 +33,7 @@ constexpr std::chrono::milliseconds kRefillDelay{20};
 }  // namespace
 
 sv::Result<WorkerProcess> spawnWorker(uv_loop_t* loop, const sv::CgroupTree* tree, const WorkerOptions& options,
-                                      const std::string& id, const std::string& cgroup_name) {
+                                      const std::string& id, const std::string& cgroup_name, ForkServer* fork_server) {
   WorkerProcess process;
   process.hooks = std::make_unique<WorkerProcess::Hooks>();
   WorkerProcess::Hooks* hooks = process.hooks.get();
@@ -62,7 +63,15 @@ sv::Result<WorkerProcess> spawnWorker(uv_loop_t* loop, const sv::CgroupTree* tre
   spawn.stdout_mode = sv::Stdio::kPipe;
   spawn.stderr_mode = sv::Stdio::kPipe;
 
-  auto spawned = sv::Target::spawn(loop, tree, std::move(target_options), spawn);
+  // Forked: the same cgroup, pipes and watch as exec'd (Target::start), the child made by the fork
+  // server from the cgroup's directory and the pipes' child ends.
+  auto spawned = fork_server != nullptr
+                     ? sv::Target::start(loop, tree, std::move(target_options),
+                                         {spawn.stdin_mode, spawn.stdout_mode, spawn.stderr_mode},
+                                         [fork_server](int cgroup_fd, const std::array<int, 3>& stdio) {
+                                           return fork_server->fork(cgroup_fd, stdio);
+                                         })
+                     : sv::Target::spawn(loop, tree, std::move(target_options), spawn);
   if (!spawned) return spawned.error();
   process.target = std::move(spawned.value());
   process.stdin_pipe = process.target->takeStdinPipe();
@@ -77,34 +86,82 @@ sv::Result<WorkerProcess> spawnWorker(uv_loop_t* loop, const sv::CgroupTree* tre
   return process;
 }
 
+void StderrLog::start(uv::Handle<uv_pipe_t>& pipe, std::string who, int pid) {
+  who_ = std::move(who);
+  pid_ = pid;
+  pipe->data = this;
+  uv_read_start(
+      pipe.stream(),
+      [](uv_handle_t* h, size_t, uv_buf_t* buf) {
+        auto* self = static_cast<StderrLog*>(h->data);
+        *buf = uv_buf_init(self->buf_.data(), static_cast<unsigned>(self->buf_.size()));
+      },
+      [](uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+        auto* self = static_cast<StderrLog*>(s->data);
+        if (nread < 0) {
+          uv_read_stop(s);
+          self->flush();
+          return;
+        }
+        for (ssize_t i = 0; i < nread; ++i) {
+          char c = buf->base[i];
+          if (c == '\n' || self->line_.size() >= kMaxStderrLine) {
+            self->flush();
+            if (c == '\n') continue;
+          }
+          self->line_ += c;
+        }
+      });
+}
+
+void StderrLog::stop(uv::Handle<uv_pipe_t>& pipe) {
+  if (pipe) uv_read_stop(pipe.stream());
+  flush();
+}
+
+void StderrLog::flush() {
+  if (line_.empty()) return;
+  log::get("worker")->info("{} pid={} stderr: {}", who_, pid_, line_);
+  line_.clear();
+}
+
 struct SparePool::Spare {
   WorkerProcess process;
   uint64_t number = 0;
   bool retiring = false;
-  std::array<char, 4096> stderr_buf{};
-  std::string stderr_line;
+  StderrLog stderr_log;
 
   std::string name() const { return "spare-" + std::to_string(number); }
-  void flushStderr() {
-    if (stderr_line.empty()) return;
-    log::get("worker")->info("{} pid={} stderr: {}", name(), process.target->pid(), stderr_line);
-    stderr_line.clear();
-  }
 };
 
 SparePool::SparePool(uv_loop_t* loop, const sv::CgroupTree* tree, WorkerOptions options)
     : loop_(loop), tree_(tree), options_(std::move(options)) {
-  refill_timer_ = std::make_unique<UvHandle<uv_timer_t>>();
-  uv_timer_init(loop_, refill_timer_->get());
-  refill_timer_->markInitialized();
+  refill_timer_ = std::make_unique<uv::Handle<uv_timer_t>>(loop_);
   refill_timer_->get()->data = this;
+  configureForkServer();
   schedule(std::chrono::milliseconds(0));
 }
 
 SparePool::~SparePool() = default;
 
+size_t SparePool::alive() const {
+  return ready_.size() + retiring_.size() + (fork_server_ ? fork_server_->alive() : 0);
+}
+
+void SparePool::configureForkServer() {
+  // Only where spares run in cgroups: the fork server clones into a cgroup's directory.
+  const bool wanted = options_.fork_spares && options_.spare_workers > 0 && tree_ != nullptr && tree_->available();
+  if (fork_server_) {
+    // A reload: a new server (the binary may have changed), or none (restart() starts none when
+    // the options say so; the old one is killed either way).
+    fork_server_->restart(options_);
+  } else if (wanted) {
+    fork_server_ = std::make_unique<ForkServer>(loop_, tree_, options_, [this] { schedule(std::chrono::milliseconds(0)); });
+  }
+}
+
 void SparePool::schedule(std::chrono::milliseconds delay) {
-  if (stopped_ || !refill_timer_->active() || ready_.size() >= options_.spare_workers) return;
+  if (stopped_ || !*refill_timer_ || ready_.size() >= options_.spare_workers) return;
   // An earlier start stands, and so does a back-off in progress (failed() re-arms it itself).
   if (timer_armed_ && (failures_ > 1 || uv_timer_get_due_in(refill_timer_->get()) <= static_cast<uint64_t>(delay.count()))) {
     return;
@@ -117,6 +174,9 @@ void SparePool::schedule(std::chrono::milliseconds delay) {
 
 void SparePool::onRefillTimer() {
   timer_armed_ = false;
+  // The fork server's announcement (or its failure) reschedules us: no turn of the loop is spent
+  // polling for it.
+  if (fork_server_ && fork_server_->worthWaiting()) return;
   startOne();
   // One spawn per turn of the loop: `spare_workers 64` must not hold up requests for 64 spawns.
   if (!timer_armed_) schedule(std::chrono::milliseconds(0));
@@ -124,10 +184,21 @@ void SparePool::onRefillTimer() {
 
 void SparePool::startOne() {
   if (stopped_ || ready_.size() >= options_.spare_workers) return;
+  // A fork server that is starting is worth the wait (a few ms; its announcement reschedules us);
+  // one that is down is not: exec.
+  if (fork_server_ && fork_server_->worthWaiting()) return;
   auto spare = std::make_unique<Spare>();
   spare->number = next_number_++;
   uint64_t spawn_ns = monotonicNs();
-  auto spawned = spawnWorker(loop_, tree_, options_, spare->name(), "job-" + spare->name());
+  ForkServer* fork_server = fork_server_ && fork_server_->ready() ? fork_server_.get() : nullptr;
+  auto spawned = spawnWorker(loop_, tree_, options_, spare->name(), "job-" + spare->name(), fork_server);
+  if (!spawned && fork_server != nullptr) {
+    // The fork server logged what it makes of the failure; this spare is exec'd.
+    log::get("worker")->debug("{}: the fork server could not make it ({}); exec'd instead", spare->name(),
+                              spawned.error().message());
+    fork_server = nullptr;
+    spawned = spawnWorker(loop_, tree_, options_, spare->name(), "job-" + spare->name());
+  }
   if (!spawned) {
     ++stats_.died;
     failed(fmt::format("cannot start spare worker {}: {}", options_.worker_path, spawned.error().message()), 0);
@@ -136,35 +207,12 @@ void SparePool::startOne() {
   spare->process = std::move(spawned.value());
   Spare* raw = spare.get();
   raw->process.hooks->on_done = [this, raw](sv::Target&, const sv::Outcome& outcome) { onSpareDone(raw, outcome); };
-  // Read while it waits: what a failing binary says (the dynamic linker, a sanitizer) is the
-  // reason of its death.
-  uv_pipe_t* err = raw->process.stderr_pipe->get();
-  err->data = raw;
-  uv_read_start(
-      reinterpret_cast<uv_stream_t*>(err),
-      [](uv_handle_t* h, size_t, uv_buf_t* buf) {
-        auto* s = static_cast<Spare*>(h->data);
-        *buf = uv_buf_init(s->stderr_buf.data(), static_cast<unsigned>(s->stderr_buf.size()));
-      },
-      [](uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
-        auto* waiting = static_cast<Spare*>(s->data);
-        if (nread < 0) {
-          uv_read_stop(s);
-          waiting->flushStderr();
-          return;
-        }
-        for (ssize_t i = 0; i < nread; ++i) {
-          char c = buf->base[i];
-          if (c == '\n' || waiting->stderr_line.size() >= kMaxStderrLine) {
-            waiting->flushStderr();
-            if (c == '\n') continue;
-          }
-          waiting->stderr_line += c;
-        }
-      });
+  raw->stderr_log.start(*raw->process.stderr_pipe, raw->name(), raw->process.target->pid());
   ++stats_.started;
-  log::get("worker")->debug("{} pid={} started in {} (spawn {:.3f} ms)", raw->name(), raw->process.target->pid(),
+  if (fork_server != nullptr) ++stats_.forked;
+  log::get("worker")->debug("{} pid={} started in {} ({} {:.3f} ms)", raw->name(), raw->process.target->pid(),
                             raw->process.target->inCgroup() ? raw->process.target->cgroupPath() : "no cgroup",
+                            fork_server != nullptr ? "fork" : "exec",
                             static_cast<double>(raw->process.started_ns - spawn_ns) / 1e6);
   ready_.push_back(std::move(spare));
   changed();
@@ -174,8 +222,7 @@ std::optional<WorkerProcess> SparePool::take() {
   if (stopped_ || ready_.empty()) return std::nullopt;
   std::unique_ptr<Spare> spare = std::move(ready_.front());
   ready_.pop_front();
-  uv_read_stop(spare->process.stderr_pipe->stream());
-  spare->flushStderr();
+  spare->stderr_log.stop(*spare->process.stderr_pipe);
   WorkerProcess process = std::move(spare->process);
   process.hooks->on_done = nullptr;  // the taker sets its own
   ++stats_.taken;
@@ -205,6 +252,7 @@ void SparePool::setOptions(WorkerOptions options) {
   options_ = std::move(options);
   if (stopped_) return;
   retireAll("reload");
+  configureForkServer();
   failures_ = 0;  // perhaps a new binary: give it a fresh start
   if (timer_armed_) {
     uv_timer_stop(refill_timer_->get());
@@ -220,6 +268,7 @@ void SparePool::stop(std::function<void()> on_empty) {
   retireAll("drain");
   refill_timer_->close();
   timer_armed_ = false;
+  if (fork_server_) fork_server_->stop([this] { maybeEmpty(); });
   maybeEmpty();
 }
 
@@ -263,10 +312,7 @@ void SparePool::onSpareDone(Spare* spare, const sv::Outcome& outcome) {
   std::unique_ptr<Spare> owned = std::move(*it);
   list->erase(it);
   // Its last words first, then the Target goes (allowed inside on_done).
-  if (spare->process.stderr_pipe && spare->process.stderr_pipe->active()) {
-    uv_read_stop(spare->process.stderr_pipe->stream());
-  }
-  spare->flushStderr();
+  if (spare->process.stderr_pipe) spare->stderr_log.stop(*spare->process.stderr_pipe);
   if (!owned->retiring) {
     ++stats_.died;
     uint64_t lived_ns = outcome.done_ns > owned->process.started_ns ? outcome.done_ns - owned->process.started_ns : 0;

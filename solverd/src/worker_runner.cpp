@@ -4,7 +4,7 @@
 #include "tether/agent/supervise/target.hpp"
 #include "tether/common/clock.hpp"
 #include "tether/common/log.hpp"
-#include "tether/common/uv_handle.hpp"
+#include "tether/common/uv_kit.hpp"
 #include "tether/solverd/worker/protocol.hpp"
 
 #include <array>
@@ -81,8 +81,8 @@ class WorkerRunner::Session {
   Job& job_;
   std::unique_ptr<WorkerProcess::Hooks> hooks_;  // before target_: the Target calls it
   std::unique_ptr<sv::Target> target_;
-  std::unique_ptr<UvHandle<uv_pipe_t>> stdin_, stdout_, stderr_;
-  std::unique_ptr<UvHandle<uv_timer_t>> time_limit_timer_;
+  std::unique_ptr<uv::Handle<uv_pipe_t>> stdin_, stdout_, stderr_;
+  std::unique_ptr<uv::Handle<uv_timer_t>> time_limit_timer_;
   FrameDecoder decoder_;
   std::array<char, 64 * 1024> stdout_buf_{};
   std::array<char, 4 * 1024> stderr_buf_{};
@@ -145,9 +145,7 @@ std::string WorkerRunner::Session::start() {
 
   // The worker keeps its own time limit; this is the backstop for one that does not stop.
   double limit_ms = job_.spec.timeLimitSeconds() * 1000.0 + static_cast<double>(opts.time_limit_grace.count());
-  time_limit_timer_ = std::make_unique<UvHandle<uv_timer_t>>();
-  uv_timer_init(runner_.loop_, time_limit_timer_->get());
-  time_limit_timer_->markInitialized();
+  time_limit_timer_ = std::make_unique<uv::Handle<uv_timer_t>>(runner_.loop_);
   time_limit_timer_->get()->data = this;
   uv_timer_start(
       time_limit_timer_->get(), [](uv_timer_t* t) { static_cast<Session*>(t->data)->onTimeLimit(); },
@@ -156,7 +154,7 @@ std::string WorkerRunner::Session::start() {
 }
 
 sv::Error WorkerRunner::Session::writeFrame(const nlohmann::json& frame) {
-  if (!stdin_ || !stdin_->active()) return sv::errnoError(EPIPE, "write to the worker's stdin");
+  if (!stdin_ || !*stdin_) return sv::errnoError(EPIPE, "write to the worker's stdin");
   if (int rc = writeBytes(stdin_->get(), agent::control::encodeFrame(frame)); rc < 0) {
     return sv::errnoError(-rc, "write to the worker's stdin");
   }

@@ -1,6 +1,7 @@
 # Tests of the supervision library (agent/supervise): real processes in real cgroups.
 add_executable(supervise_fixture ${CMAKE_CURRENT_LIST_DIR}/fixtures_supervise/supervise_fixture.cpp)
-target_link_libraries(supervise_fixture PRIVATE tether_warnings)
+# tether_supervise for its fork-server mode.
+target_link_libraries(supervise_fixture PRIVATE tether_supervise tether_warnings)
 
 tether_add_gtest(supervise_test
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/supervise_test.cpp

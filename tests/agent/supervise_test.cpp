@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@
 
 #include "spawn.hpp"
 #include "tether/agent/supervise/cgroup.hpp"
+#include "tether/agent/supervise/fork_server.hpp"
 #include "tether/agent/supervise/supervisor.hpp"
 #include "tether/agent/supervise/target.hpp"
 #include "tether/agent/supervise/tombstones.hpp"
@@ -144,11 +146,11 @@ std::vector<int> parseReady(const std::string& out) {
 
 // Reads a pipe of a target into a string until EOF.
 struct Capture {
-  std::unique_ptr<UvHandle<uv_pipe_t>> pipe;
+  std::unique_ptr<uv::Handle<uv_pipe_t>> pipe;
   std::string text;
   bool eof = false;
 
-  void start(std::unique_ptr<UvHandle<uv_pipe_t>> p) {
+  void start(std::unique_ptr<uv::Handle<uv_pipe_t>> p) {
     pipe = std::move(p);
     (*pipe)->data = this;
     uv_read_start(
@@ -489,6 +491,120 @@ TEST_F(SuperviseTest, CommandThatExitsAtOnceReportsItsExitCode) {
   EXPECT_FALSE(fs::exists(cg));
   // A cancel after the end changes nothing.
   EXPECT_EQ(targets_.back()->cancel(CancelAction::Kill, 0, "late"), Target::State::kDone);
+}
+
+// The fixture's fork server, with clone3 and with clone(2) (where clone3 is filtered, as under
+// systemd's RestrictNamespaces=).
+class ForkServerTest : public SuperviseTest, public ::testing::WithParamInterface<std::string> {
+ protected:
+  void TearDown() override {
+    if (sock_ >= 0) ::close(sock_);
+    SuperviseTest::TearDown();
+  }
+
+  // The server: a Target of its own, its end of the socket on fd 3 (SpawnOptions::fd3); true
+  // once it has announced itself.
+  bool startServer() {
+    int pair[2];
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) return false;
+    sock_ = pair[0];
+    SpawnOptions spawn;
+    spawn.argv = {kFixture, GetParam()};
+    spawn.fd3 = pair[1];
+    Target::Options server_options;
+    server_options.id = "fork-server";
+    server_options.on_done = [this](Target&, const Outcome& o) {
+      server_outcome_ = o;
+      server_done_ = true;
+    };
+    auto server = Target::spawn(&loop_, &tree_, server_options, spawn);
+    ::close(pair[1]);
+    EXPECT_TRUE(server) << server.error().message();
+    if (!server) return false;
+    server_pid_ = (*server)->pid();
+    targets_.push_back(std::move(*server));
+    auto announced = fork_server::awaitReady(sock_, 10'000);
+    EXPECT_TRUE(announced) << announced.error().message();
+    if (!announced) return false;
+    EXPECT_EQ(*announced, server_pid_);
+    return true;
+  }
+
+  int sock_ = -1;
+  int server_pid_ = 0;
+  bool server_done_ = false;
+  Outcome server_outcome_;
+};
+INSTANTIATE_TEST_SUITE_P(Clone, ForkServerTest, ::testing::Values("fork-server", "fork-server-clone2"),
+                         [](const ::testing::TestParamInfo<std::string>& p) { return p.param == "fork-server" ? "Clone3" : "Clone2"; });
+
+TEST_P(ForkServerTest, ChildStartsInTheTargetsCgroupAsOurOwnChild) {
+  REQUIRE_CGROUP();
+  ASSERT_TRUE(startServer());
+  // A child of the server, made by Target::start with the server as its Starter.
+  auto child = Target::start(&loop_, &tree_, options("forked"), {Stdio::kNull, Stdio::kPipe, Stdio::kNull},
+                             [&](int cgroup_fd, const std::array<int, 3>& stdio) {
+                               return fork_server::request(sock_, cgroup_fd, stdio, 5'000);
+                             });
+  ASSERT_TRUE(child) << child.error().message();
+  const std::string cg = (*child)->cgroupPath();
+  auto capture = std::make_unique<Capture>();
+  capture->start((*child)->takeStdoutPipe());
+  Capture* out = capture.get();
+  captures_.push_back(std::move(capture));
+  targets_.push_back(std::move(*child));
+  ASSERT_TRUE(waitDone());
+  ASSERT_TRUE(runUntil([&] { return out->eof; }, 5'000));
+  // Reaped by us through its pidfd, with its exit status: our child, not the server's.
+  EXPECT_EQ(outcome_.status.describe(), "exit 9");
+  EXPECT_TRUE(outcome_.in_cgroup);
+  std::istringstream words(out->text);
+  std::string tag, cgroup;
+  int pid = 0, ppid = 0;
+  words >> tag >> pid >> ppid >> cgroup;
+  EXPECT_EQ(tag, "forked") << out->text;
+  EXPECT_EQ(pid, outcome_.pid);
+  EXPECT_NE(pid, server_pid_);
+  EXPECT_EQ(ppid, ::getpid()) << out->text;
+  // In its own cgroup before it ran any code of its own, removed at its end.
+  EXPECT_FALSE(cgroup.empty());
+  EXPECT_TRUE(cg.ends_with(cgroup)) << cg << " vs " << cgroup;
+  EXPECT_FALSE(fs::exists(cg));
+
+  // Every fd is required; the request is refused before it reaches the server.
+  auto refused = fork_server::request(sock_, -1, {-1, -1, -1}, 1'000);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, EBADF);
+  // The client's end closed: the server leaves on its own, exit 0.
+  ::close(std::exchange(sock_, -1));
+  ASSERT_TRUE(runUntil([&] { return server_done_; }, 5'000));
+  EXPECT_EQ(server_outcome_.status.describe(), "exit 0");
+}
+
+TEST_P(ForkServerTest, AStarterThatFailsAfterItsChildExistedLeavesNoChildOrCgroup) {
+  REQUIRE_CGROUP();
+  ASSERT_TRUE(startServer());
+  // As if the server had died between its clone and its answer: a child in the fresh cgroup
+  // that the caller has no pidfd for.
+  int orphan = 0;
+  std::string orphan_cgroup;
+  auto child = Target::start(&loop_, &tree_, options("orphan"), {Stdio::kPipe, Stdio::kNull, Stdio::kNull},
+                             [&](int cgroup_fd, const std::array<int, 3>& stdio) -> Result<ChildProcess> {
+                               auto made = fork_server::request(sock_, cgroup_fd, stdio, 5'000);
+                               if (!made) return made;
+                               orphan = made->pid;
+                               auto where = cgroupOfPid(orphan);
+                               if (where) orphan_cgroup = *where;
+                               ::close(made->pidfd);
+                               return errnoError(EPIPE, "the answer was lost");
+                             });
+  ASSERT_FALSE(child);
+  EXPECT_EQ(child.error().code, EPIPE);
+  ASSERT_GT(orphan, 0);
+  EXPECT_FALSE(orphan_cgroup.empty());
+  // Killed and reaped (not even a zombie is left), and its cgroup removed.
+  EXPECT_FALSE(fs::exists("/proc/" + std::to_string(orphan))) << "orphan " << orphan << " not reaped";
+  EXPECT_FALSE(fs::exists(orphan_cgroup)) << orphan_cgroup;
 }
 
 TEST_F(SuperviseTest, TreeExitingWhileBeingSignalledFinishesCleanly) {

@@ -2,7 +2,10 @@
 // in its own fresh cgroup before it gets a job, a job's cgroup (cancelled, killed or not) is never
 // given to another, spares are replaced after jobs, crashes and kills, reload and drain retire
 // them, a failing worker binary backs off, `spare_workers 0` starts every worker with its job, and
-// nothing is left once solverd stops. Real workers, real cgroups.
+// nothing is left once solverd stops. The fork server (`spare_start fork`, the default): forked
+// spares are solverd's children in their own cgroups and solve with every backend, a killed fork
+// server is restarted while spares are exec'd, SIGHUP restarts it, and the drain leaves nothing.
+// Real workers, real cgroups.
 #include "daemon_support.hpp"
 #include "tether/agent/supervise/cgroup.hpp"
 
@@ -71,6 +74,50 @@ std::string cgroupOf(pid_t pid) {
   if (at == std::string::npos) return {};
   auto end = text.find('\n', at);
   return text.substr(at + 3, end == std::string::npos ? std::string::npos : end - at - 3);
+}
+
+// A process's command line, its arguments joined by spaces ("" once it is gone).
+std::string cmdline(pid_t pid) {
+  std::string text = readFile("/proc/" + std::to_string(pid) + "/cmdline");
+  std::replace(text.begin(), text.end(), '\0', ' ');
+  return text;
+}
+
+// A spare forked by the fork server runs on from `solverd-worker --fork-server` without an exec;
+// an exec'd one has the plain command line.
+bool forked(pid_t pid) { return cmdline(pid).find("--fork-server") != std::string::npos; }
+
+pid_t parentOf(pid_t pid) {
+  std::istringstream in(readFile("/proc/" + std::to_string(pid) + "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.starts_with("PPid:")) return static_cast<pid_t>(std::stol(line.substr(5)));
+  }
+  return 0;
+}
+
+// The fork servers' processes: those in a job-fork-server* cgroup under `root`.
+std::vector<SpareSeen> forkServers(const std::string& root) {
+  std::vector<SpareSeen> out;
+  for (const auto& cg : jobCgroups(root)) {
+    if (!fs::path(cg).filename().string().starts_with("job-fork-server")) continue;
+    std::istringstream in(readFile(cg + "/cgroup.procs"));
+    pid_t pid = 0;
+    while (in >> pid) out.push_back({cg, pid});
+  }
+  return out;
+}
+
+// Waits until exactly one fork server runs, other than `not_pid`, and it is ready; returns it.
+SpareSeen waitForForkServer(Solverd& d, const std::string& root, pid_t not_pid = 0) {
+  SpareSeen found;
+  waitFor([&] {
+    auto servers = forkServers(root);
+    if (servers.size() != 1 || servers[0].pid == not_pid) return false;
+    found = servers[0];
+    return metric(d.metrics(), "solverd_fork_server_up") == 1;
+  }, 10s);
+  return found;
 }
 
 Headers lpHeaders(const std::string& id) { return {{"Content-Type", "text/x-lp"}, {"X-Request-Id", id}}; }
@@ -150,6 +197,9 @@ TEST_F(SpareWorkerTest, CancelledAndKilledJobsCgroupsAreNeverGivenToAnotherJob) 
   EXPECT_FALSE(used.contains(job["cgroup"].get<std::string>())) << job.dump();
   used.insert(job["cgroup"].get<std::string>());
   for (const auto& s : waitForSpares(cgroup_root_, 2, used)) EXPECT_FALSE(used.contains(s.cgroup));
+  // The spares here were forked (spare_start fork, the default): a fork server's children get
+  // fresh cgroups as exec'd ones do.
+  EXPECT_GE(metric(d->metrics(), "solverd_spare_workers_forked_total"), 4);
   d->expectNoErrorsLogged();
 }
 
@@ -254,6 +304,128 @@ TEST_F(SpareWorkerTest, SystemdStatusCountsTheSparesReady) {
   EXPECT_TRUE(two_ready) << ::testing::PrintToString(seen);
 }
 
+TEST_F(SpareWorkerTest, AForkedSpareWaitsInItsOwnCgroupAsSolverdsChildBeforeItGetsAJob) {
+  auto d = start("spare_workers 2;\n");
+  ASSERT_TRUE(d->started());
+  const pid_t solverd = d->process().pid();
+  auto server = waitForForkServer(*d, cgroup_root_);
+  ASSERT_NE(server.pid, 0) << d->process().output();
+  EXPECT_EQ(parentOf(server.pid), solverd);
+  auto ready = waitForSpares(cgroup_root_, 2);
+  ASSERT_EQ(ready.size(), 2U);
+  for (const auto& spare : ready) {
+    // Forked (no exec), alone in its own cgroup, and solverd's child, not the fork server's.
+    EXPECT_TRUE(forked(spare.pid)) << cmdline(spare.pid);
+    EXPECT_TRUE(spare.cgroup.ends_with(cgroupOf(spare.pid))) << spare.cgroup << " vs " << cgroupOf(spare.pid);
+    EXPECT_EQ(readFile(spare.cgroup + "/cgroup.procs"), std::to_string(spare.pid) + "\n");
+    EXPECT_EQ(parentOf(spare.pid), solverd);
+    EXPECT_NE(spare.pid, server.pid);
+  }
+  auto metrics = d->metrics();
+  EXPECT_EQ(metric(metrics, "solverd_spare_workers_forked_total"), 2) << metrics;
+  EXPECT_EQ(metric(metrics, "solverd_fork_server_died_total"), 0) << metrics;
+  d->expectNoErrorsLogged();
+}
+
+TEST_F(SpareWorkerTest, JobsSolveOnForkedSparesWithEveryBackend) {
+  auto d = start("workers 1;\nspare_workers 1;\n");
+  ASSERT_TRUE(d->started());
+  std::set<std::string> used;
+  for (const std::string solver : {"cbc", "clp", "glpk"}) {
+    auto ready = waitForSpares(cgroup_root_, 1, used);
+    ASSERT_EQ(ready.size(), 1U) << solver;
+    ASSERT_TRUE(forked(ready[0].pid)) << solver << ": " << cmdline(ready[0].pid);
+    std::string id = newId();
+    auto r = httpRequest(d->port(), "POST", "/v1/solve?solver=" + solver, readFile(modelPath("knapsack.lp")),
+                         lpHeaders(id));
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->status, 200) << r->body;
+    auto job = d->waitFinished(id, 10s);
+    ASSERT_TRUE(job.has_value());
+    EXPECT_EQ((*job)["worker_start"], "spare") << job->dump();
+    EXPECT_EQ((*job)["worker_pid"], ready[0].pid) << job->dump();
+    // clp solves the relaxation: optimal either way, the objective is the backend's.
+    EXPECT_EQ((*job)["result"]["status"], "optimal") << job->dump();
+    EXPECT_EQ((*job)["result"]["solver"], solver) << job->dump();
+    used.insert(ready[0].cgroup);
+  }
+  EXPECT_EQ(metric(d->metrics(), "solverd_spare_workers_taken_total"), 3);
+  d->expectNoErrorsLogged();
+}
+
+TEST_F(SpareWorkerTest, AKilledForkServerIsRestartedAndSparesAreExecdUntilItIsBack) {
+  auto d = start("workers 1;\nspare_workers 1;\n");
+  ASSERT_TRUE(d->started());
+  auto first = waitForForkServer(*d, cgroup_root_);
+  ASSERT_NE(first.pid, 0);
+  auto spare = waitForSpares(cgroup_root_, 1);
+  ASSERT_EQ(spare.size(), 1U);
+  // The first death restarts it at once.
+  ASSERT_EQ(::kill(first.pid, SIGKILL), 0);
+  auto second = waitForForkServer(*d, cgroup_root_, first.pid);
+  ASSERT_NE(second.pid, 0) << d->process().output();
+  EXPECT_TRUE(d->process().waitForLine("fork server pid=" + std::to_string(first.pid) +
+                                           " exited \\(signal SIGKILL\\).*restart in 0 ms", 5s))
+      << d->process().output();
+  // A second death within a second of its start: restarted after a back-off of 1 s, and the
+  // spare that replaces the one a job takes meanwhile is exec'd.
+  ASSERT_EQ(::kill(second.pid, SIGKILL), 0);
+  ASSERT_TRUE(waitFor([&] { return metric(d->metrics(), "solverd_fork_server_died_total") == 2; }, 5s));
+  EXPECT_TRUE(d->process().waitForLine("restart in 1000 ms", 5s)) << d->process().output();
+  auto job = solveKnapsack(*d, newId());
+  EXPECT_EQ(job["worker_pid"], spare[0].pid) << job.dump();
+  auto execd = waitForSpares(cgroup_root_, 1, {spare[0].cgroup});
+  ASSERT_EQ(execd.size(), 1U);
+  EXPECT_FALSE(forked(execd[0].pid)) << cmdline(execd[0].pid);
+  // Back: the next replacement is forked again.
+  auto third = waitForForkServer(*d, cgroup_root_, second.pid);
+  ASSERT_NE(third.pid, 0) << d->process().output();
+  auto job2 = solveKnapsack(*d, newId());
+  EXPECT_EQ(job2["worker_pid"], execd[0].pid) << job2.dump();
+  auto again = waitForSpares(cgroup_root_, 1, {spare[0].cgroup, execd[0].cgroup});
+  ASSERT_EQ(again.size(), 1U);
+  EXPECT_TRUE(forked(again[0].pid)) << cmdline(again[0].pid);
+  d->expectNoErrorsLogged();
+}
+
+TEST_F(SpareWorkerTest, ReloadRestartsTheForkServerAndDrainLeavesNoServerSpareOrCgroup) {
+  auto d = start("spare_workers 1;\n");
+  ASSERT_TRUE(d->started());
+  auto old_server = waitForForkServer(*d, cgroup_root_);
+  ASSERT_NE(old_server.pid, 0);
+  auto old_spare = waitForSpares(cgroup_root_, 1);
+  ASSERT_EQ(old_spare.size(), 1U);
+  d->process().signal(SIGHUP);
+  ASSERT_TRUE(d->process().waitForLine("configuration reloaded", 5s)) << d->process().output();
+  auto new_server = waitForForkServer(*d, cgroup_root_, old_server.pid);
+  ASSERT_NE(new_server.pid, 0) << d->process().output();
+  EXPECT_TRUE(waitFor([&] { return ::kill(old_server.pid, 0) != 0; }, 5s)) << "old fork server still runs";
+  auto new_spare = waitForSpares(cgroup_root_, 1, {old_spare[0].cgroup});
+  ASSERT_EQ(new_spare.size(), 1U);
+  EXPECT_TRUE(forked(new_spare[0].pid));
+  // The old server was asked to go: not a death.
+  EXPECT_EQ(metric(d->metrics(), "solverd_fork_server_died_total"), 0);
+
+  auto status = d->stop(10s);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
+  EXPECT_TRUE(jobCgroups(cgroup_root_).empty());
+  EXPECT_NE(::kill(new_server.pid, 0), 0);
+  EXPECT_NE(::kill(new_spare[0].pid, 0), 0);
+  d->expectNoErrorsLogged();
+}
+
+TEST_F(SpareWorkerTest, SpareStartExecStartsNoForkServer) {
+  auto d = start("spare_workers 1;\nspare_start exec;\n");
+  ASSERT_TRUE(d->started());
+  auto ready = waitForSpares(cgroup_root_, 1);
+  ASSERT_EQ(ready.size(), 1U);
+  EXPECT_FALSE(forked(ready[0].pid)) << cmdline(ready[0].pid);
+  EXPECT_TRUE(forkServers(cgroup_root_).empty());
+  EXPECT_EQ(metric(d->metrics(), "solverd_spare_workers_forked_total"), 0);
+  d->expectNoErrorsLogged();
+}
+
 TEST_F(SpareWorkerTest, SpareWorkersZeroStartsEachWorkerWithItsJob) {
   auto d = start("spare_workers 0;\n");
   ASSERT_TRUE(d->started());
@@ -262,8 +434,10 @@ TEST_F(SpareWorkerTest, SpareWorkersZeroStartsEachWorkerWithItsJob) {
   EXPECT_EQ(job["worker_start"], "cold") << job.dump();
   EXPECT_EQ(fs::path(job["cgroup"].get<std::string>()).filename(), ::tether::agent::supervise::jobCgroupName(id));
   EXPECT_TRUE(spares(cgroup_root_).empty());
+  EXPECT_TRUE(forkServers(cgroup_root_).empty());  // and no fork server
   auto metrics = d->metrics();
   EXPECT_EQ(metric(metrics, "solverd_spare_workers"), 0) << metrics;
+  EXPECT_EQ(metric(metrics, "solverd_fork_server_up"), 0) << metrics;
   EXPECT_EQ(metric(metrics, "solverd_spare_workers_started_total"), 0) << metrics;
   d->expectNoErrorsLogged();
 }

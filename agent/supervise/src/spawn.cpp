@@ -44,6 +44,7 @@ struct RawPlan {
   char* const* envp;
   const char* cwd;
   const int* stdio;
+  int fd3;
   int procs_fd;  // fork path: cgroup.procs to write "0" (= the writer) into
   int report_fd;
   bool new_process_group;
@@ -61,28 +62,14 @@ struct RawPlan {
   // Signal dispositions and mask are inherited across exec; a daemon's blocked or ignored
   // signals (SIGPIPE, those libuv watches) must not leak into the solver. Handlers reset on exec
   // anyway; SIG_IGN does not.
-  sigset_t none;
-  sigemptyset(&none);
-  ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  struct sigaction dfl {};
-  dfl.sa_handler = SIG_DFL;
-  for (int sig = 1; sig < NSIG; ++sig) {
-    if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &dfl, nullptr);
-  }
+  resetSignals();
   if (p.procs_fd >= 0 && ::write(p.procs_fd, "0", 1) != 1) fail(p.report_fd, Stage::kCgroup);
   if (p.new_process_group && ::setpgid(0, 0) != 0) fail(p.report_fd, Stage::kProcessGroup);
-  // Lift every source above 2 first, so that putting one on 0..2 cannot clobber another.
-  int lifted[3] = {-1, -1, -1};
-  for (int i = 0; i < 3; ++i) {
-    if (p.stdio[i] < 0) continue;
-    lifted[i] = ::fcntl(p.stdio[i], F_DUPFD_CLOEXEC, 3);
-    if (lifted[i] < 0) fail(p.report_fd, Stage::kStdio);
-  }
-  for (int i = 0; i < 3; ++i) {
-    if (lifted[i] >= 0 && ::dup2(lifted[i], i) < 0) fail(p.report_fd, Stage::kStdio);
-  }
+  const int fds[4] = {p.stdio[0], p.stdio[1], p.stdio[2], p.fd3};
+  const int placed = p.fd3 >= 0 ? 4 : 3;
+  if (!placeFds(fds, placed)) fail(p.report_fd, Stage::kStdio);
   // Every other fd is closed at exec, whoever opened it without O_CLOEXEC.
-  ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+  ::close_range(static_cast<unsigned>(placed), ~0U, CLOSE_RANGE_CLOEXEC);
   if (p.cwd != nullptr && ::chdir(p.cwd) != 0) fail(p.report_fd, Stage::kChdir);
   ::execve(p.path, p.argv, p.envp);
   fail(p.report_fd, Stage::kExec);
@@ -104,6 +91,49 @@ void reap(int pidfd) {
 }
 
 }  // namespace
+
+void resetSignals() {
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &dfl, nullptr);
+  }
+}
+
+bool placeFds(const int* fds, int n) {
+  int lifted[4] = {-1, -1, -1, -1};
+  if (n > 4) return false;
+  for (int i = 0; i < n; ++i) {
+    if (fds[i] < 0) continue;
+    lifted[i] = ::fcntl(fds[i], F_DUPFD_CLOEXEC, n);
+    if (lifted[i] < 0) return false;
+  }
+  // dup2 clears O_CLOEXEC on the copy: these stay open across exec.
+  for (int i = 0; i < n; ++i) {
+    if (lifted[i] >= 0 && ::dup2(lifted[i], i) < 0) return false;
+  }
+  return true;
+}
+
+long cloneInto(int cgroup_fd, bool as_sibling, int* pidfd) {
+  clone_args args{};
+  args.flags = CLONE_PIDFD | (cgroup_fd >= 0 ? CLONE_INTO_CGROUP : 0) | (as_sibling ? CLONE_PARENT : 0);
+  args.pidfd = reinterpret_cast<uintptr_t>(pidfd);
+  // With CLONE_PARENT the kernel takes the exit signal of the caller (SIGCHLD for a process that
+  // was itself forked) and refuses any other (kernel/fork.c, clone3_args_valid).
+  args.exit_signal = as_sibling ? 0 : SIGCHLD;
+  args.cgroup = cgroup_fd >= 0 ? static_cast<uint64_t>(cgroup_fd) : 0;
+  return ::syscall(SYS_clone3, &args, sizeof args);
+}
+
+long cloneSibling(int* pidfd) {
+  // clone(2)'s third argument is the parent's tid pointer on every architecture's argument order,
+  // which is where CLONE_PIDFD stores the pidfd; exit signal 0: CLONE_PARENT takes the caller's.
+  return ::syscall(SYS_clone, CLONE_PARENT | CLONE_PIDFD, nullptr, pidfd, nullptr, nullptr);
+}
 
 void forceForkForTesting(bool on) { force_fork = on; }
 
@@ -142,18 +172,13 @@ Result<Child> start(const Plan& plan) {
   int report[2];
   if (::pipe2(report, O_CLOEXEC) != 0) return errnoError(errno, "pipe2");
   RawPlan raw{plan.path.c_str(), argv.data(), envp.data(),
-              plan.cwd.empty() ? nullptr : plan.cwd.c_str(), plan.stdio, -1, report[1],
+              plan.cwd.empty() ? nullptr : plan.cwd.c_str(), plan.stdio, plan.fd3, -1, report[1],
               plan.new_process_group};
 
   Child child;
   bool forked = false;
   if (!force_fork) {
-    clone_args args{};
-    args.flags = CLONE_PIDFD | (plan.cgroup_fd >= 0 ? CLONE_INTO_CGROUP : 0);
-    args.pidfd = reinterpret_cast<uintptr_t>(&child.pidfd);
-    args.exit_signal = SIGCHLD;
-    args.cgroup = plan.cgroup_fd >= 0 ? static_cast<uint64_t>(plan.cgroup_fd) : 0;
-    long pid = ::syscall(SYS_clone3, &args, sizeof args);
+    long pid = cloneInto(plan.cgroup_fd, false, &child.pidfd);
     if (pid == 0) runChild(raw);
     if (pid > 0) {
       child.pid = static_cast<int>(pid);

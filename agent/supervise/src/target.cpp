@@ -26,10 +26,9 @@ constexpr int kSignalRounds = 8;
 // ~Target: how long it waits for a tree it killed to go (shutdown and error paths only).
 constexpr int kDestroyWaitMs = 1000;
 
-std::unique_ptr<UvHandle<uv_pipe_t>> openPipe(uv_loop_t* loop, int& fd) {
-  auto pipe = std::make_unique<UvHandle<uv_pipe_t>>();
-  if (uv_pipe_init(loop, pipe->get(), 0) != 0) return nullptr;
-  pipe->markInitialized();
+std::unique_ptr<uv::Handle<uv_pipe_t>> openPipe(uv_loop_t* loop, int& fd) {
+  auto pipe = std::make_unique<uv::Handle<uv_pipe_t>>(loop, /*ipc=*/0);
+  if (!*pipe) return nullptr;
   if (uv_pipe_open(pipe->get(), fd) != 0) return nullptr;
   fd = -1;  // the pipe handle owns it now
   return pipe;
@@ -55,6 +54,29 @@ std::vector<std::string> buildEnv(const SpawnOptions& spawn) {
 // and it is the only CPU figure for a target without a cgroup.
 long waitidRusage(int pidfd, siginfo_t* info, int options, rusage* usage) {
   return ::syscall(SYS_waitid, P_PIDFD, pidfd, info, options, usage);
+}
+
+// A starter that failed after its child existed (solverd's fork server dying between its clone
+// and its answer) leaves a child we have no pid for in the fresh cgroup: kill what is there, reap
+// what is ours (ECHILD for the rest), so the cgroup can go. Error paths only; bounded waits.
+void reapOrphans(const std::string& cgroup) {
+  auto procs = readCgroupProcs(cgroup);
+  std::vector<int> pidfds;
+  if (procs) {
+    for (int pid : *procs) {
+      int pidfd = sys::pidfdOpen(pid);
+      if (pidfd >= 0) pidfds.push_back(pidfd);
+    }
+  }
+  sys::writeFile(cgroup + "/cgroup.kill", "1");
+  for (int& pidfd : pidfds) {
+    pollfd pfd{pidfd, POLLIN, 0};
+    if (::poll(&pfd, 1, kDestroyWaitMs) > 0) {
+      siginfo_t info{};
+      ::waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG);
+    }
+    sys::closeFd(pidfd);
+  }
 }
 
 uint64_t rusageUsec(const rusage& ru) {
@@ -100,7 +122,23 @@ Result<std::unique_ptr<Target>> Target::spawn(uv_loop_t* loop, const CgroupTree*
   std::vector<std::string> env = buildEnv(spawn);
   auto path = spawn::resolveExecutable(spawn.argv[0], env);
   if (!path) return path.error();
+  return start(loop, tree, std::move(options), {spawn.stdin_mode, spawn.stdout_mode, spawn.stderr_mode},
+               [&](int cgroup_fd, const std::array<int, 3>& stdio) {
+                 spawn::Plan plan;
+                 plan.path = *path;
+                 plan.argv = spawn.argv;
+                 plan.envp = std::move(env);
+                 plan.cwd = spawn.cwd;
+                 std::copy(stdio.begin(), stdio.end(), plan.stdio);
+                 plan.cgroup_fd = cgroup_fd;
+                 plan.fd3 = spawn.fd3;
+                 return spawn::start(plan);
+               });
+}
 
+Result<std::unique_ptr<Target>> Target::start(uv_loop_t* loop, const CgroupTree* tree, Options options,
+                                              const std::array<Stdio, 3>& stdio, const Starter& starter) {
+  if (!isValidTargetId(options.id)) return errnoError(EINVAL, "invalid target id");
   std::unique_ptr<Target> target(new Target(loop, std::move(options)));
   // Nothing runs yet: until the child exists, ~Target must not try to kill anything.
   target->state_ = State::kDone;
@@ -124,15 +162,14 @@ Result<std::unique_ptr<Target>> Target::spawn(uv_loop_t* loop, const CgroupTree*
   }
 
   // The child's ends and ours; every fd here is closed on every path below.
-  int child_fd[3] = {-1, -1, -1};
+  std::array<int, 3> child_fd = {-1, -1, -1};
   int our_fd[3] = {-1, -1, -1};
-  const Stdio modes[3] = {spawn.stdin_mode, spawn.stdout_mode, spawn.stderr_mode};
   Error err;
   for (int i = 0; i < 3 && !err; ++i) {
-    if (modes[i] == Stdio::kNull) {
+    if (stdio[i] == Stdio::kNull) {
       child_fd[i] = ::open("/dev/null", O_RDWR | O_CLOEXEC);
       if (child_fd[i] < 0) err = errnoError(errno, "open /dev/null");
-    } else if (modes[i] == Stdio::kPipe) {
+    } else if (stdio[i] == Stdio::kPipe) {
       int fds[2];
       if (::pipe2(fds, O_CLOEXEC) != 0) {
         err = errnoError(errno, "pipe2");
@@ -143,21 +180,20 @@ Result<std::unique_ptr<Target>> Target::spawn(uv_loop_t* loop, const CgroupTree*
       }
     }
   }
-  Result<spawn::Child> child = errnoError(ECANCELED, "not started");
+  Result<ChildProcess> child = errnoError(ECANCELED, "not started");
   if (!err) {
-    spawn::Plan plan;
-    plan.path = *path;
-    plan.argv = spawn.argv;
-    plan.envp = std::move(env);
-    plan.cwd = spawn.cwd;
-    std::copy(std::begin(child_fd), std::end(child_fd), plan.stdio);
-    plan.cgroup_fd = cgroup_fd;
-    child = spawn::start(plan);
+    child = starter(cgroup_fd, child_fd);
     if (!child) err = child.error();
   }
   for (int& fd : child_fd) sys::closeFd(fd);
   sys::closeFd(cgroup_fd);
   if (err) {
+    // Orphans first, while our pipe ends keep them from exiting unseen: a child that exits
+    // before its pid is read would stay a zombie we have no pidfd for.
+    if (!target->cgroup_.empty()) {
+      auto populated = readPopulated(target->cgroup_);
+      if (populated && *populated) reapOrphans(target->cgroup_);
+    }
     for (int& fd : our_fd) sys::closeFd(fd);
     if (!target->cgroup_.empty()) ::rmdir(target->cgroup_.c_str());
     target->cgroup_.clear();
@@ -166,7 +202,7 @@ Result<std::unique_ptr<Target>> Target::spawn(uv_loop_t* loop, const CgroupTree*
   target->pid_ = child->pid;
   target->pidfd_ = child->pidfd;
   target->state_ = State::kRunning;
-  std::unique_ptr<UvHandle<uv_pipe_t>>* pipes[3] = {&target->stdin_pipe_, &target->stdout_pipe_,
+  std::unique_ptr<uv::Handle<uv_pipe_t>>* pipes[3] = {&target->stdin_pipe_, &target->stdout_pipe_,
                                                     &target->stderr_pipe_};
   for (int i = 0; i < 3; ++i) {
     if (our_fd[i] < 0) continue;
@@ -239,23 +275,16 @@ Result<std::unique_ptr<Target>> Target::adopt(uv_loop_t* loop, const CgroupTree*
 }
 
 Error Target::startWatching() {
-  pidfd_poll_ = std::make_unique<UvHandle<uv_poll_t>>();
-  if (int rc = uv_poll_init(loop_, pidfd_poll_->get(), pidfd_); rc != 0) {
-    return errnoError(-rc, "uv_poll_init pidfd");
-  }
-  pidfd_poll_->markInitialized();
+  pidfd_poll_ = std::make_unique<uv::Handle<uv_poll_t>>(loop_, pidfd_);
+  if (!*pidfd_poll_) return errnoError(-pidfd_poll_->status(), "uv_poll_init pidfd");
   (*pidfd_poll_)->data = this;
   uv_poll_start(pidfd_poll_->get(), UV_READABLE, [](uv_poll_t* h, int, int) {
     static_cast<Target*>(h->data)->onPidfdReadable();
   });
 
-  grace_timer_ = std::make_unique<UvHandle<uv_timer_t>>();
-  uv_timer_init(loop_, grace_timer_->get());
-  grace_timer_->markInitialized();
+  grace_timer_ = std::make_unique<uv::Handle<uv_timer_t>>(loop_);
   (*grace_timer_)->data = this;
-  defer_timer_ = std::make_unique<UvHandle<uv_timer_t>>();
-  uv_timer_init(loop_, defer_timer_->get());
-  defer_timer_->markInitialized();
+  defer_timer_ = std::make_unique<uv::Handle<uv_timer_t>>(loop_);
   (*defer_timer_)->data = this;
 
   if (cgroup_.empty()) {
@@ -267,11 +296,8 @@ Error Target::startWatching() {
   std::string events = cgroup_ + "/cgroup.events";
   events_fd_ = ::open(events.c_str(), O_RDONLY | O_CLOEXEC);
   if (events_fd_ < 0) return errnoError(errno, "open " + events);
-  events_poll_ = std::make_unique<UvHandle<uv_poll_t>>();
-  if (int rc = uv_poll_init(loop_, events_poll_->get(), events_fd_); rc != 0) {
-    return errnoError(-rc, "uv_poll_init " + events);
-  }
-  events_poll_->markInitialized();
+  events_poll_ = std::make_unique<uv::Handle<uv_poll_t>>(loop_, events_fd_);
+  if (!*events_poll_) return errnoError(-events_poll_->status(), "uv_poll_init " + events);
   (*events_poll_)->data = this;
   uv_poll_start(events_poll_->get(), UV_PRIORITIZED, [](uv_poll_t* h, int, int) {
     static_cast<Target*>(h->data)->onEventsChanged();
@@ -527,9 +553,9 @@ Error Target::release() {
   return first;
 }
 
-std::unique_ptr<UvHandle<uv_pipe_t>> Target::takeStdinPipe() { return std::move(stdin_pipe_); }
-std::unique_ptr<UvHandle<uv_pipe_t>> Target::takeStdoutPipe() { return std::move(stdout_pipe_); }
-std::unique_ptr<UvHandle<uv_pipe_t>> Target::takeStderrPipe() { return std::move(stderr_pipe_); }
+std::unique_ptr<uv::Handle<uv_pipe_t>> Target::takeStdinPipe() { return std::move(stdin_pipe_); }
+std::unique_ptr<uv::Handle<uv_pipe_t>> Target::takeStdoutPipe() { return std::move(stdout_pipe_); }
+std::unique_ptr<uv::Handle<uv_pipe_t>> Target::takeStderrPipe() { return std::move(stderr_pipe_); }
 
 Target::~Target() {
   if (state_ != State::kDone) {

@@ -9,6 +9,11 @@
 //                     group, so processes exit while the supervisor is still signalling
 //   exit CODE         exits at once with CODE, printing nothing
 //   pause             a single process that just waits
+//   fork-server       agent/supervise's fork server on fd 3 (fork_server.hpp); each child it makes
+//                     prints "forked PID PPID CGROUP" (its v2 cgroup from /proc/self/cgroup),
+//                     reads its stdin to the end and exits 9; the server exits 0 when its client
+//                     closes the socket
+//   fork-server-clone2  the same, the server using clone(2) as where clone3 is filtered
 #include <signal.h>
 #include <unistd.h>
 
@@ -17,6 +22,8 @@
 #include <cstring>
 #include <string>
 #include <vector>
+
+#include "tether/agent/supervise/fork_server.hpp"
 
 namespace {
 
@@ -55,6 +62,29 @@ int main(int argc, char** argv) {
   std::string mode = argv[1];
   int n = argc > 2 ? std::atoi(argv[2]) : 0;
   if (mode == "exit") return n;
+  if (mode == "fork-server" || mode == "fork-server-clone2") {
+    namespace fs = tether::agent::supervise::fork_server;
+    auto role = fs::serve(fs::kServerFd, fs::ServeOptions{mode == "fork-server-clone2"});
+    if (!role) {
+      std::fprintf(stderr, "fork server: %s\n", role.error().message().c_str());
+      return 1;
+    }
+    if (*role == fs::Role::kDone) return 0;
+    char cgroup[512] = {};
+    if (FILE* f = std::fopen("/proc/self/cgroup", "r")) {
+      char line[512];
+      while (std::fgets(line, sizeof line, f) != nullptr) {
+        if (std::strncmp(line, "0::", 3) == 0) std::snprintf(cgroup, sizeof cgroup, "%s", line + 3);
+      }
+      std::fclose(f);
+    }
+    std::printf("forked %d %d %s", getpid(), getppid(), cgroup);
+    std::fflush(stdout);
+    char buf[256];
+    while (read(0, buf, sizeof buf) > 0) {
+    }
+    return 9;
+  }
   if (pipe(ready_pipe) != 0) return 3;
   int expected = 0;
   if (mode == "tree" || mode == "ignore-int") {

@@ -33,6 +33,7 @@ struct Settings {
   std::vector<config::Address> admin;
   size_t workers = 2;
   size_t spare_workers = 1;  // warm workers (spare_pool.hpp), in addition to `workers`
+  bool fork_spares = true;   // `spare_start fork` (the fork server, fork_server.hpp) or `exec`
   size_t queue_size = 1000;
   std::string worker_path;  // absolute; resolved beside the solverd binary when not configured
   std::chrono::milliseconds default_time_limit{3'600'000};

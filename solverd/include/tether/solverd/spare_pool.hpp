@@ -12,11 +12,11 @@
 // `job-spare-N` (N counts the spares of this solverd; the supervise library adds a suffix if the
 // name exists), and the job keeps that name (GET /v1/jobs/ID and the job's log line say which).
 //
-// Exec'd spares rather than a fork server (clone3 + CLONE_INTO_CGROUP from a process that has the
-// solver libraries loaded): the spare's start-up is off the job's path either way, and a fork
-// server would save only the start's CPU (the exec and the dynamic linker), while it adds a
-// second long-lived process to supervise, children that are not solverd's own (or CLONE_PARENT
-// tricks to make them so) and pipes passed with SCM_RIGHTS. DESIGN.md gives the figures.
+// `spare_start fork` (the default): spares are forked into their cgroups by the fork server
+// (fork_server.hpp), a solverd-worker with its libraries loaded, so a spare's start costs a fork
+// instead of an exec and the dynamic linker; the pool execs them while that server is down.
+// `spare_start exec`: every spare is exec'd. Either way a spare is solverd's own child, in its own
+// fresh cgroup, a whole Target. DESIGN.md compares the two.
 //
 // A spare that dies before it gets a job is counted and replaced; spares that keep dying soon
 // after their start (a broken worker binary) are replaced with an exponential back-off, logged at
@@ -24,7 +24,7 @@
 // have changed) and starts new ones; drain retires them and starts none.
 #include "tether/agent/supervise/cgroup.hpp"
 #include "tether/agent/supervise/target.hpp"
-#include "tether/common/uv_handle.hpp"
+#include "tether/common/uv_kit.hpp"
 
 #include <uv.h>
 
@@ -40,12 +40,15 @@
 
 namespace tether::solverd {
 
+class ForkServer;
+
 struct WorkerOptions {
   std::string worker_path;
   agent::supervise::Limits limits;
   std::chrono::milliseconds max_grace{60'000};
   std::chrono::milliseconds time_limit_grace{5'000};
   size_t spare_workers = 0;             // warm workers kept ready (`spare_workers`)
+  bool fork_spares = false;             // `spare_start fork`: spares come from the fork server
   std::vector<std::string> extra_args;  // appended to the worker's argv (tests)
 };
 
@@ -59,17 +62,36 @@ struct WorkerProcess {
   };
   std::unique_ptr<Hooks> hooks;  // first: destroyed after the Target that calls it
   std::unique_ptr<agent::supervise::Target> target;
-  std::unique_ptr<UvHandle<uv_pipe_t>> stdin_pipe;
-  std::unique_ptr<UvHandle<uv_pipe_t>> stdout_pipe;
-  std::unique_ptr<UvHandle<uv_pipe_t>> stderr_pipe;
+  std::unique_ptr<uv::Handle<uv_pipe_t>> stdin_pipe;
+  std::unique_ptr<uv::Handle<uv_pipe_t>> stdout_pipe;
+  std::unique_ptr<uv::Handle<uv_pipe_t>> stderr_pipe;
   uint64_t started_ns = 0;
 };
 
 // Starts solverd-worker in a fresh cgroup, `cgroup_name` or a hash of `id` (or the process-group fallback when `tree`
-// is null or unavailable). The process waits for its solve frame.
+// is null or unavailable): exec'd, or forked by `fork_server` when one is given (ready). The
+// process waits for its solve frame.
 agent::supervise::Result<WorkerProcess> spawnWorker(uv_loop_t* loop, const agent::supervise::CgroupTree* tree,
                                                     const WorkerOptions& options, const std::string& id,
-                                                    const std::string& cgroup_name = {});
+                                                    const std::string& cgroup_name = {},
+                                                    ForkServer* fork_server = nullptr);
+
+// Logs what a worker process writes on its stderr, line by line at info ("WHO pid=N stderr:
+// ..."), while it waits (a spare, the fork server): what a failing binary says (the dynamic
+// linker, a sanitizer) is the reason of its death.
+class StderrLog {
+ public:
+  void start(uv::Handle<uv_pipe_t>& pipe, std::string who, int pid);
+  // Stops reading and logs a last unterminated line.
+  void stop(uv::Handle<uv_pipe_t>& pipe);
+
+ private:
+  void flush();
+  std::string who_;
+  int pid_ = 0;
+  std::array<char, 4096> buf_{};
+  std::string line_;
+};
 
 class SparePool {
  public:
@@ -78,6 +100,7 @@ class SparePool {
     uint64_t taken = 0;    // spares handed a job
     uint64_t died = 0;     // spares that exited before a job (or failed to start)
     uint64_t retired = 0;  // spares stopped by a reload or the drain
+    uint64_t forked = 0;   // spares made by the fork server (the others were exec'd)
   };
 
   SparePool(uv_loop_t* loop, const agent::supervise::CgroupTree* tree, WorkerOptions options);
@@ -101,9 +124,11 @@ class SparePool {
   void setOnChange(std::function<void()> on_change) { on_change_ = std::move(on_change); }
 
   size_t ready() const { return ready_.size(); }
-  // Spare processes alive: ready plus those being retired.
-  size_t alive() const { return ready_.size() + retiring_.size(); }
+  // Processes alive: spares ready, spares being retired, fork servers.
+  size_t alive() const;
   const Stats& stats() const { return stats_; }
+  // The fork server, when `spare_start fork` and spares are on (else null).
+  const ForkServer* forkServer() const { return fork_server_.get(); }
 
  private:
   struct Spare;
@@ -116,6 +141,7 @@ class SparePool {
   void retireAll(const char* why);
   void failed(const std::string& what, uint64_t lived_ns);
   void maybeEmpty();
+  void configureForkServer();
   void changed() {
     if (on_change_) on_change_();
   }
@@ -125,7 +151,8 @@ class SparePool {
   WorkerOptions options_;
   SpareList ready_;
   SpareList retiring_;  // killed, waiting for their Targets' on_done
-  std::unique_ptr<UvHandle<uv_timer_t>> refill_timer_;
+  std::unique_ptr<uv::Handle<uv_timer_t>> refill_timer_;
+  std::unique_ptr<ForkServer> fork_server_;
   bool timer_armed_ = false;
   bool stopped_ = false;
   std::function<void()> on_empty_;

@@ -6,7 +6,9 @@
 //
 // Starting: spawn() forks the command straight into its cgroup (clone3 with CLONE_INTO_CGROUP and
 // CLONE_PIDFD; where clone3 is refused, fork and the child writes itself to cgroup.procs before
-// exec). adopt() moves a running process (a `register` from tether-run) into a fresh cgroup.
+// exec). start() is spawn() with the child made by the caller's Starter instead (solverd's fork
+// server, clone3 from another process with CLONE_PARENT): the same cgroup, pipes and watch.
+// adopt() moves a running process (a `register` from tether-run) into a fresh cgroup.
 // Watching: the leader through a pidfd on a uv_poll (reaped with waitid(P_PIDFD), never
 // waitpid(-1), which belongs to libuv), the tree through poll(POLLPRI) on cgroup.events, also on
 // a uv_poll: `populated 0` arrives within a millisecond of cgroup.kill. Nothing sleeps.
@@ -30,6 +32,7 @@
 
 #include <csignal>
 #include <cstdint>
+#include <array>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -39,8 +42,9 @@
 
 #include "tether/agent/control/vocabulary.hpp"
 #include "tether/agent/supervise/cgroup.hpp"
+#include "tether/agent/supervise/child.hpp"
 #include "tether/agent/supervise/error.hpp"
-#include "tether/common/uv_handle.hpp"
+#include "tether/common/uv_kit.hpp"
 
 namespace tether::agent::supervise {
 
@@ -62,6 +66,9 @@ struct SpawnOptions {
   Stdio stdin_mode = Stdio::kNull;
   Stdio stdout_mode = Stdio::kInherit;
   Stdio stderr_mode = Stdio::kInherit;
+  // Put on the child's fd 3 (solverd's fork server gets its socket there); -1: none. Stays the
+  // caller's.
+  int fd3 = -1;
 };
 
 // How the leader ended.
@@ -139,11 +146,21 @@ class Target {
     DoneCallback on_done;
   };
 
+  // Makes the child for start(): in the cgroup whose directory is `cgroup_fd` (-1: no cgroup, the
+  // fallback) with stdio[i] (-1: inherited) on its fd i, and as a child of this process. The fds
+  // stay the caller's. Returns once the child exists (or why it could not be made).
+  using Starter = std::function<Result<ChildProcess>(int cgroup_fd, const std::array<int, 3>& stdio)>;
+
   // Starts `spawn.argv` in a fresh cgroup under `tree` (or in the fallback when `tree` is null or
   // unavailable). Errors: EINVAL bad id or empty argv, ENOENT/EACCES for the command (the child
   // reports its exec error back before this returns), cgroup errors from mkdir/clone3.
   static Result<std::unique_ptr<Target>> spawn(uv_loop_t* loop, const CgroupTree* tree,
                                                Options options, const SpawnOptions& spawn);
+  // As spawn(), with the child made by `starter`: the fresh cgroup, the stdio of `stdio` (kPipe:
+  // the pipes, taken with take*Pipe()), the watch and the ladder are spawn()'s. Errors: EINVAL
+  // bad id, cgroup errors, and the starter's.
+  static Result<std::unique_ptr<Target>> start(uv_loop_t* loop, const CgroupTree* tree, Options options,
+                                               const std::array<Stdio, 3>& stdio, const Starter& starter);
   // Moves running process `pid` (and only it: call before it forks, as tether-run does) into a
   // fresh cgroup. ESRCH if it is gone. Its exit status stays unknown (it is not our child).
   static Result<std::unique_ptr<Target>> adopt(uv_loop_t* loop, const CgroupTree* tree,
@@ -179,9 +196,9 @@ class Target {
   // The caller's ends of the kPipe streams, already uv_pipe_open()ed on the loop (data is free
   // for the caller). Take them to keep reading after the Target is gone; untaken ones close with
   // the Target. Null when that stream is not a pipe or was taken.
-  std::unique_ptr<UvHandle<uv_pipe_t>> takeStdinPipe();
-  std::unique_ptr<UvHandle<uv_pipe_t>> takeStdoutPipe();
-  std::unique_ptr<UvHandle<uv_pipe_t>> takeStderrPipe();
+  std::unique_ptr<uv::Handle<uv_pipe_t>> takeStdinPipe();
+  std::unique_ptr<uv::Handle<uv_pipe_t>> takeStdoutPipe();
+  std::unique_ptr<uv::Handle<uv_pipe_t>> takeStderrPipe();
 
   const std::string& id() const { return options_.id; }
   int pid() const { return pid_; }
@@ -227,11 +244,11 @@ class Target {
   uint64_t grace_deadline_ns_ = 0;
   std::optional<CancelRecord> cancel_;
   std::vector<std::string> unavailable_limits_;
-  std::unique_ptr<UvHandle<uv_poll_t>> pidfd_poll_;
-  std::unique_ptr<UvHandle<uv_poll_t>> events_poll_;
-  std::unique_ptr<UvHandle<uv_timer_t>> grace_timer_;
-  std::unique_ptr<UvHandle<uv_timer_t>> defer_timer_;  // release(): finish outside the caller
-  std::unique_ptr<UvHandle<uv_pipe_t>> stdin_pipe_, stdout_pipe_, stderr_pipe_;
+  std::unique_ptr<uv::Handle<uv_poll_t>> pidfd_poll_;
+  std::unique_ptr<uv::Handle<uv_poll_t>> events_poll_;
+  std::unique_ptr<uv::Handle<uv_timer_t>> grace_timer_;
+  std::unique_ptr<uv::Handle<uv_timer_t>> defer_timer_;  // release(): finish outside the caller
+  std::unique_ptr<uv::Handle<uv_pipe_t>> stdin_pipe_, stdout_pipe_, stderr_pipe_;
 };
 
 std::string_view toString(Target::State state);  // "running" | "interrupting" | "killing" | "done"

@@ -1,6 +1,6 @@
 // solverd: the thin main. Everything else is in the tether_solverd library (tests link it).
 #include "tether/common/log.hpp"
-#include "tether/common/uv_handle.hpp"
+#include "tether/common/uv_kit.hpp"
 #include "tether/config/cli.hpp"
 #include "tether/solverd/daemon.hpp"
 #include "tether/solverd/settings.hpp"

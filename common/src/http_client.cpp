@@ -1,6 +1,6 @@
 #include "tether/common/http_client.hpp"
 
-#include "tether/common/uv_handle.hpp"
+#include "tether/common/uv_kit.hpp"
 
 #include <curl/curl.h>
 
@@ -57,14 +57,13 @@ curl_socket_t onOpenSocket(void* user, curlsocktype, curl_sockaddr* address) {
 struct Client::Impl {
   uv_loop_t* loop;
   CURLM* multi = nullptr;
-  UvHandle<uv_timer_t> timer;
+  uv::Handle<uv_timer_t> timer;
   std::unordered_map<CURL*, std::unique_ptr<Transfer>> transfers;
 
-  explicit Impl(uv_loop_t* l) : loop(l) {
+  explicit Impl(uv_loop_t* l) : loop(l), timer(l) {
     static const bool initialized = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
     (void)initialized;
-    if (uv_timer_init(loop, timer.get()) == 0) {
-      timer.markInitialized();
+    if (timer) {
       timer->data = this;
       // curl's timer keeps the loop running only while transfers are in flight (start() refs it,
       // the last transfer's end unrefs it): a transfer's first step is this timer, before any
@@ -133,7 +132,7 @@ struct Client::Impl {
 
   static int onTimer(CURLM*, long timeout_ms, void* user) {
     auto* self = static_cast<Impl*>(user);
-    if (!self->timer.active()) return 0;
+    if (!self->timer) return 0;
     if (timeout_ms < 0) {
       uv_timer_stop(self->timer.get());
       return 0;
@@ -161,7 +160,7 @@ struct Client::Impl {
       if (it == transfers.end()) continue;
       std::unique_ptr<Transfer> t = std::move(it->second);
       transfers.erase(it);
-      if (transfers.empty() && timer.active()) uv_unref(timer.raw());
+      if (transfers.empty() && timer) uv_unref(timer.raw());
       curl_multi_remove_handle(multi, easy);
       ClientResult result;
       long status = 0;
@@ -215,7 +214,7 @@ void Client::start(ClientRequest request, std::function<void(const ClientResult&
   curl_easy_setopt(easy, CURLOPT_HTTPHEADER, t->headers);
   curl_easy_setopt(easy, CURLOPT_PRIVATE, t.get());
   impl_->transfers.emplace(easy, std::move(t));
-  if (impl_->timer.active()) uv_ref(impl_->timer.raw());
+  if (impl_->timer) uv_ref(impl_->timer.raw());
   curl_multi_add_handle(impl_->multi, easy);
 }
 

@@ -148,11 +148,10 @@ std::unique_ptr<Listener> Listener::open(uv_loop_t* loop, const config::Address&
     case config::Address::Kind::Tcp: {
       sockaddr_storage ss{};
       if (!resolveListenAddress(address.host, address.port, ss, why)) return nullptr;
-      rc = uv_tcp_init_ex(loop, &l->handle_.get()->tcp, ss.ss_family);
-      if (rc < 0) return fail(uvError(rc));
-      l->handle_.markInitialized();
+      l->tcp_ = std::make_unique<uv::Handle<uv_tcp_t>>(loop, static_cast<unsigned>(ss.ss_family));
+      if (rc = l->tcp_->status(); rc < 0) return fail(uvError(rc));
       const unsigned flags = ss.ss_family == AF_INET6 && options.ipv6_only ? UV_TCP_IPV6ONLY : 0;
-      rc = uv_tcp_bind(&l->handle_.get()->tcp, reinterpret_cast<sockaddr*>(&ss), flags);
+      rc = uv_tcp_bind(l->tcp_->get(), reinterpret_cast<sockaddr*>(&ss), flags);
       break;
     }
     case config::Address::Kind::Unix: {
@@ -167,11 +166,10 @@ std::unique_ptr<Listener> Listener::open(uv_loop_t* loop, const config::Address&
         // A stale socket file from a daemon that did not exit cleanly (nginx leaves them too).
         ::unlink(path.c_str());
       }
-      rc = uv_pipe_init(loop, &l->handle_.get()->pipe, 0);
-      if (rc < 0) return fail(uvError(rc));
-      l->handle_.markInitialized();
+      l->pipe_ = std::make_unique<uv::Handle<uv_pipe_t>>(loop, 0);
+      if (rc = l->pipe_->status(); rc < 0) return fail(uvError(rc));
       l->is_unix_ = true;
-      rc = uv_pipe_bind(&l->handle_.get()->pipe, path.c_str());
+      rc = uv_pipe_bind(l->pipe_->get(), path.c_str());
       if (rc == 0) {
         l->unlink_path_ = path;
         // Between bind and chmod the file has the umask's mode; nobody can be waiting for it yet
@@ -221,16 +219,14 @@ std::unique_ptr<Listener> Listener::open(uv_loop_t* loop, const config::Address&
       // sd_listen_fds sets FD_CLOEXEC already; said again because a child must never inherit it.
       ::fcntl(chosen->fd, F_SETFD, FD_CLOEXEC);
       if (ss.ss_family == AF_UNIX) {
-        rc = uv_pipe_init(loop, &l->handle_.get()->pipe, 0);
-        if (rc < 0) return fail(uvError(rc));
-        l->handle_.markInitialized();
+        l->pipe_ = std::make_unique<uv::Handle<uv_pipe_t>>(loop, 0);
+        if (rc = l->pipe_->status(); rc < 0) return fail(uvError(rc));
         l->is_unix_ = true;
-        rc = uv_pipe_open(&l->handle_.get()->pipe, chosen->fd);
+        rc = uv_pipe_open(l->pipe_->get(), chosen->fd);
       } else {
-        rc = uv_tcp_init(loop, &l->handle_.get()->tcp);
-        if (rc < 0) return fail(uvError(rc));
-        l->handle_.markInitialized();
-        rc = uv_tcp_open(&l->handle_.get()->tcp, chosen->fd);
+        l->tcp_ = std::make_unique<uv::Handle<uv_tcp_t>>(loop);
+        if (rc = l->tcp_->status(); rc < 0) return fail(uvError(rc));
+        rc = uv_tcp_open(l->tcp_->get(), chosen->fd);
       }
       // From here on the handle owns the fd: close() closes it.
       if (rc == 0) {
@@ -247,22 +243,22 @@ std::unique_ptr<Listener> Listener::open(uv_loop_t* loop, const config::Address&
   if (l->is_unix_) {
     char path[sizeof(sockaddr_un::sun_path) + 1] = {};
     size_t size = sizeof path;
-    rc = uv_pipe_getsockname(&l->handle_.get()->pipe, path, &size);
+    rc = uv_pipe_getsockname(l->pipe_->get(), path, &size);
     if (rc < 0) return fail(uvError(rc));
     l->address_ = "unix:";
     l->address_.append(path, size);
   } else {
-    rc = uv_tcp_getsockname(&l->handle_.get()->tcp, reinterpret_cast<sockaddr*>(&bound), &len);
+    rc = uv_tcp_getsockname(l->tcp_->get(), reinterpret_cast<sockaddr*>(&bound), &len);
     if (rc < 0) return fail(uvError(rc));
     l->address_ = formatSockaddr(reinterpret_cast<sockaddr*>(&bound), static_cast<socklen_t>(len));
     l->port_ = ntohs(bound.ss_family == AF_INET6
                          ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
                          : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
   }
-  l->handle_->handle.data = l.get();
+  l->stream()->data = l.get();
   // listen() now, not in start(): a bind error such as EADDRINUSE shows at open() (libuv reports
   // bind errors late, at listen time) and connections queue in the backlog until start().
-  rc = uv_listen(l->handle_.stream(), options.backlog, [](uv_stream_t* server, int status) {
+  rc = uv_listen(l->stream(), options.backlog, [](uv_stream_t* server, int status) {
     auto* self = static_cast<Listener*>(server->data);
     if (self->on_connection_) {
       self->on_connection_(status);
@@ -276,27 +272,41 @@ std::unique_ptr<Listener> Listener::open(uv_loop_t* loop, const config::Address&
   return l;
 }
 
+uv_stream_t* Listener::stream() const {
+  if (tcp_) return tcp_->stream();
+  if (pipe_) return pipe_->stream();
+  return nullptr;
+}
+
 int Listener::start(ConnectionCallback on_connection) {
-  if (!handle_.active()) return UV_EBADF;
+  if (stream() == nullptr) return UV_EBADF;
   on_connection_ = std::move(on_connection);
   for (; pending_ > 0; --pending_) on_connection_(0);
   return 0;
 }
 
 int Listener::accept(StreamHandle& client) {
-  if (!handle_.active()) return UV_EBADF;
+  if (stream() == nullptr) return UV_EBADF;
   int rc = is_unix_ ? uv_pipe_init(loop_, &client.get()->pipe, 0)
                     : uv_tcp_init(loop_, &client.get()->tcp);
   if (rc < 0) return rc;
   client.markInitialized();
-  rc = uv_accept(handle_.stream(), client.stream());
+  rc = uv_accept(stream(), client.stream());
   if (rc < 0) client.close();
   return rc;
 }
 
+int Listener::accept(uv::Stream& client) {
+  if (stream() == nullptr) return UV_EBADF;
+  if (client.stream() == nullptr) return client.status() < 0 ? client.status() : UV_ECANCELED;
+  if (client.kind() != (is_unix_ ? uv::StreamKind::Pipe : uv::StreamKind::Tcp)) return UV_EINVAL;
+  return uv_accept(stream(), client.stream());
+}
+
 void Listener::close() {
-  if (!handle_.active()) return;
-  handle_.close();
+  if (stream() == nullptr) return;
+  tcp_.reset();
+  pipe_.reset();
   // The fd is closed with the handle; its number may come back for something else.
   if (systemd_fd_ >= 0) takenSystemdFds().erase(std::exchange(systemd_fd_, -1));
   if (!unlink_path_.empty()) {

@@ -36,12 +36,11 @@ ServiceNotifier::ServiceNotifier(uv_loop_t* loop) : loop_(loop) {
   uint64_t usec = 0;
   if (sd_watchdog_enabled(0, &usec) <= 0 || usec == 0) return;
   watchdog_usec_ = std::chrono::microseconds(usec);
-  watchdog_timer_ = std::make_unique<UvHandle<uv_timer_t>>();
-  if (uv_timer_init(loop, watchdog_timer_->get()) != 0) {
+  watchdog_timer_ = std::make_unique<uv::Handle<uv_timer_t>>(loop);
+  if (!*watchdog_timer_) {
     watchdog_timer_.reset();
     return;
   }
-  watchdog_timer_->markInitialized();
   // Half the period, as sd_watchdog_enabled(3) advises, so one late loop turn is not fatal.
   const uint64_t period_ms = std::max<uint64_t>(1, usec / 2000);
   uv_timer_start(watchdog_timer_->get(), [](uv_timer_t*) { sd_notify(0, "WATCHDOG=1"); },
@@ -85,12 +84,11 @@ void ServiceNotifier::stopWatchdog() {
 void ServiceNotifier::statusEvery(std::chrono::milliseconds period, std::function<std::string()> text) {
   if (!enabled()) return;
   status_text_ = std::move(text);
-  status_timer_ = std::make_unique<UvHandle<uv_timer_t>>();
-  if (uv_timer_init(loop_, status_timer_->get()) != 0) {
+  status_timer_ = std::make_unique<uv::Handle<uv_timer_t>>(loop_);
+  if (!*status_timer_) {
     status_timer_.reset();
     return;
   }
-  status_timer_->markInitialized();
   status_timer_->get()->data = this;
   const auto ms = static_cast<uint64_t>(std::max<int64_t>(1, period.count()));
   uv_timer_start(status_timer_->get(), [](uv_timer_t* timer) {

@@ -14,18 +14,16 @@ SignalWatcher::~SignalWatcher() { close(); }
 int SignalWatcher::start() {
   ignoreSigpipe();
   struct Slot {
-    std::unique_ptr<UvHandle<uv_signal_t>>* handle;
+    std::unique_ptr<uv::Handle<uv_signal_t>>* handle;
     int signum;
   };
   const Slot slots[] = {{&term_, SIGTERM}, {&int_, SIGINT}, {&hup_, SIGHUP}};
   for (const auto& slot : slots) {
     if (*slot.handle) continue;
-    auto h = std::make_unique<UvHandle<uv_signal_t>>();
-    int rc = uv_signal_init(loop_, h->get());
-    if (rc < 0) return rc;
-    h->markInitialized();
+    auto h = std::make_unique<uv::Handle<uv_signal_t>>(loop_);
+    if (h->status() < 0) return h->status();
     h->get()->data = this;
-    rc = uv_signal_start(
+    int rc = uv_signal_start(
         h->get(), [](uv_signal_t* s, int signum) { static_cast<SignalWatcher*>(s->data)->onSignal(signum); },
         slot.signum);
     if (rc < 0) return rc;

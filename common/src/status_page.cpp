@@ -111,9 +111,8 @@ void respondStatusPage(Exchange& exchange, const std::string& page, const nlohma
 
 StatusStreams::StatusStreams(uv_loop_t* loop, std::function<nlohmann::json()> snapshot,
                              std::function<uint64_t()> version)
-    : snapshot_(std::move(snapshot)), version_(std::move(version)) {
-  if (uv_timer_init(loop, timer_.get()) == 0) {
-    timer_.markInitialized();
+    : snapshot_(std::move(snapshot)), version_(std::move(version)), timer_(loop) {
+  if (timer_) {
     timer_->data = this;
     uv_unref(timer_.raw());  // the streams' connections keep the loop running, not this timer
   }
@@ -125,7 +124,7 @@ void StatusStreams::add(std::shared_ptr<Exchange> exchange) {
   exchange->startStream(200, {{"Content-Type", "text/event-stream"}, {"Cache-Control", "no-cache"}});
   exchange->write(event());
   streams_.push_back(std::move(exchange));
-  if (timer_.active() && !uv_is_active(timer_.raw())) {
+  if (timer_ && !uv_is_active(timer_.raw())) {
     if (version_) last_version_ = version_();
     last_sent_ns_ = monotonicNs();
     const uint64_t every = version_ ? kCheckMs : kEveryNs / 1'000'000ULL;
@@ -156,7 +155,7 @@ void StatusStreams::tick() {
 void StatusStreams::closeAll() {
   for (const auto& ex : streams_) ex->finish();
   streams_.clear();
-  if (timer_.active()) uv_timer_stop(timer_.get());
+  if (timer_) uv_timer_stop(timer_.get());
 }
 
 }  // namespace tether::http

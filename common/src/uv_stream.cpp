@@ -1,5 +1,7 @@
 #include "tether/common/uv_stream.hpp"
 
+#include "tether/common/uv_kit.hpp"
+
 #include <memory>
 #include <string>
 #include <utility>
@@ -65,18 +67,22 @@ uv_pipe_t* Stream::pipe() const {
   return core_ != nullptr && kind_ == StreamKind::Pipe ? &core_->handle.pipe : nullptr;
 }
 
+void Stream::onHandleClosed(uv_handle_t* h) {
+  // libuv has run every write and connect callback of this stream by now.
+  auto* core = static_cast<Core*>(h->data);
+  StreamEvents* events = core->events;
+  if (core->stream != nullptr) core->stream->core_ = nullptr;
+  delete core;
+  if (events != nullptr) events->onClosed();  // may free the owner, and the Stream with it
+}
+
 void Stream::close() {
   if (core_ == nullptr || core_->closing) return;
   core_->closing = true;
   core_->reading = false;
-  uv_close(&core_->handle.handle, [](uv_handle_t* h) {
-    // libuv has run every write and connect callback of this stream by now.
-    auto* core = static_cast<Core*>(h->data);
-    StreamEvents* events = core->events;
-    if (core->stream != nullptr) core->stream->core_ = nullptr;
-    delete core;
-    if (events != nullptr) events->onClosed();  // may free the owner, and the Stream with it
-  });
+  // closeLoop() may have closed the handle already (an owner that outlived the loop's run): then
+  // the close callback runs when that close completes, or now if it has.
+  detail::closeOwned(&core_->handle.handle, &Stream::onHandleClosed);
 }
 
 namespace {

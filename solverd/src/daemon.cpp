@@ -288,9 +288,7 @@ void Daemon::start() {
   webhooks_->onIdle([this] { maybeStopped(); });
   status_streams_ = std::make_unique<http::StatusStreams>(loop_, [this] { return statusSnapshot(); });
 
-  reap_timer_ = std::make_unique<UvHandle<uv_timer_t>>();
-  uv_timer_init(loop_, reap_timer_->get());
-  reap_timer_->markInitialized();
+  reap_timer_ = std::make_unique<uv::Handle<uv_timer_t>>(loop_);  // uv_timer_init cannot fail
   reap_timer_->get()->data = this;
   uv_unref(reap_timer_->raw());
 
@@ -442,9 +440,7 @@ void Daemon::shutdown() {
   status_streams_->closeAll();
   // The timer exists before the drains start: their callbacks may run at once and end the
   // shutdown (maybeStopped closes the timer).
-  shutdown_timer_ = std::make_unique<UvHandle<uv_timer_t>>();
-  uv_timer_init(loop_, shutdown_timer_->get());
-  shutdown_timer_->markInitialized();
+  shutdown_timer_ = std::make_unique<uv::Handle<uv_timer_t>>(loop_);
   shutdown_timer_->get()->data = this;
   uv_timer_start(
       shutdown_timer_->get(), [](uv_timer_t* t) { static_cast<Daemon*>(t->data)->onShutdownTimeout(); },

@@ -53,13 +53,13 @@ StreamWatch::StreamWatch(uv_loop_t* loop, http::Exchange& exchange, StreamFormat
     : exchange_(exchange),
       format_(format),
       interval_ms_(static_cast<uint64_t>(std::max<int64_t>(interval.count(), 1))),
-      stalled_(std::move(stalled)) {
-  for (UvHandle<uv_timer_t>* t : {&heartbeat_, &stall_}) {
-    if (uv_timer_init(loop, t->get()) != 0) continue;
-    t->markInitialized();
-    t->get()->data = this;
+      stalled_(std::move(stalled)),
+      heartbeat_(loop),
+      stall_(loop) {
+  for (uv::Handle<uv_timer_t>* t : {&heartbeat_, &stall_}) {
+    if (*t) t->get()->data = this;
   }
-  if (heartbeat_.active()) {
+  if (heartbeat_) {
     uv_timer_start(
         heartbeat_.get(), [](uv_timer_t* t) { static_cast<StreamWatch*>(t->data)->beat(); }, interval_ms_,
         interval_ms_);
@@ -72,7 +72,7 @@ void StreamWatch::beat() {
 }
 
 void StreamWatch::wrote() {
-  if (pending_ || !stall_.active() || exchange_.queuedBytes() == 0) return;
+  if (pending_ || !stall_ || exchange_.queuedBytes() == 0) return;
   // The kernel did not take everything: the clock runs until the queue drains.
   pending_ = true;
   uv_timer_start(
@@ -85,13 +85,13 @@ void StreamWatch::wrote() {
       2 * interval_ms_, 0);
   exchange_.onWritable([this] {
     pending_ = false;
-    if (stall_.active()) uv_timer_stop(stall_.get());
+    if (stall_) uv_timer_stop(stall_.get());
   });
 }
 
 void StreamWatch::stop() {
-  if (heartbeat_.active()) uv_timer_stop(heartbeat_.get());
-  if (stall_.active()) uv_timer_stop(stall_.get());
+  if (heartbeat_) uv_timer_stop(heartbeat_.get());
+  if (stall_) uv_timer_stop(stall_.get());
   exchange_.onWritable(nullptr);
 }
 

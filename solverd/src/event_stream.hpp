@@ -3,7 +3,7 @@
 // NDJSON (Accept: application/x-ndjson) or Server-Sent Events (Accept: text/event-stream), their
 // heartbeats, and the watch that finds a reader that stopped reading. Internal to the daemon.
 #include "tether/common/http_server.hpp"
-#include "tether/common/uv_handle.hpp"
+#include "tether/common/uv_kit.hpp"
 
 #include <nlohmann/json.hpp>
 #include <uv.h>
@@ -40,7 +40,7 @@ class StreamWatch {
  public:
   StreamWatch(uv_loop_t* loop, http::Exchange& exchange, StreamFormat format, std::chrono::milliseconds interval,
               std::function<void()> stalled);
-  ~StreamWatch() = default;  // the timers close themselves (UvHandle)
+  ~StreamWatch() = default;  // the timers close themselves (uv::Handle)
   StreamWatch(const StreamWatch&) = delete;
   StreamWatch& operator=(const StreamWatch&) = delete;
 
@@ -55,8 +55,8 @@ class StreamWatch {
   uint64_t interval_ms_;
   std::function<void()> stalled_;
   bool pending_ = false;
-  UvHandle<uv_timer_t> heartbeat_;
-  UvHandle<uv_timer_t> stall_;
+  uv::Handle<uv_timer_t> heartbeat_;
+  uv::Handle<uv_timer_t> stall_;
 };
 
 }  // namespace tether::solverd

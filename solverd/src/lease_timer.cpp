@@ -4,9 +4,8 @@
 
 namespace tether::solverd {
 
-LeaseTimer::LeaseTimer(uv_loop_t* loop, JobTable& table) : table_(table) {
-  if (uv_timer_init(loop, timer_.get()) == 0) {
-    timer_.markInitialized();
+LeaseTimer::LeaseTimer(uv_loop_t* loop, JobTable& table) : table_(table), timer_(loop) {
+  if (timer_) {
     timer_->data = this;
     // A lease alone does not keep the loop running: shutdown ends it by closing the handles.
     uv_unref(timer_.raw());
@@ -19,7 +18,7 @@ void LeaseTimer::leaseChanged(uint64_t end_ns) {
 }
 
 void LeaseTimer::arm(uint64_t end_ns, uint64_t now_ns) {
-  if (!timer_.active()) return;
+  if (!timer_) return;
   due_ns_ = end_ns;
   // Rounded up to the next millisecond, so that the lease has really run out when it fires.
   uint64_t ms = end_ns > now_ns ? (end_ns - now_ns + 999'999) / 1'000'000 : 0;

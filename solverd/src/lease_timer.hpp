@@ -1,7 +1,7 @@
 #pragma once
 // The clock of detached jobs' leases: one timer, due at the earliest lease end, that hands the
 // ends to JobTable::expireLeases (which decides; this only wakes it). Internal to the daemon.
-#include "tether/common/uv_handle.hpp"
+#include "tether/common/uv_kit.hpp"
 #include "tether/solverd/job_table.hpp"
 
 #include <uv.h>
@@ -24,7 +24,7 @@ class LeaseTimer {
   void arm(uint64_t end_ns, uint64_t now_ns);
 
   JobTable& table_;
-  UvHandle<uv_timer_t> timer_;
+  uv::Handle<uv_timer_t> timer_;
   uint64_t due_ns_ = 0;  // 0: not armed
 };
 

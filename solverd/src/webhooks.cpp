@@ -260,9 +260,8 @@ void Webhooks::finished(Delivery& d, const http::ClientResult& r) {
   }
   uint64_t delay_ms = 1000ULL << (d.tries - 1);  // 1 s, 2 s, 4 s, 8 s
   logger->info("job={} webhook to {} failed ({}); try {} in {}ms", d.job, d.url, why, d.tries + 1, delay_ms);
-  d.retry = std::make_unique<UvHandle<uv_timer_t>>();
-  if (uv_timer_init(loop_, d.retry->get()) != 0) return remove(d);
-  d.retry->markInitialized();
+  d.retry = std::make_unique<uv::Handle<uv_timer_t>>(loop_);
+  if (!*d.retry) return remove(d);
   d.retry->get()->data = &d;
   uv_timer_start(d.retry->get(), &Webhooks::onRetry, delay_ms, 0);
 }
@@ -276,7 +275,7 @@ void Webhooks::onRetry(uv_timer_t* timer) {
 void Webhooks::finishUp() {
   finishing_ = true;
   for (auto& d : deliveries_) {
-    if (d->retry && d->retry->active()) uv_timer_start(d->retry->get(), &Webhooks::onRetry, 0, 0);
+    if (d->retry && *d->retry) uv_timer_start(d->retry->get(), &Webhooks::onRetry, 0, 0);
   }
 }
 

@@ -5,7 +5,7 @@
 // targets `callback_allow` admits, checked at submission on the URL and at connect time on the
 // address actually connected to. Internal to the daemon.
 #include "tether/common/http_client.hpp"
-#include "tether/common/uv_handle.hpp"
+#include "tether/common/uv_kit.hpp"
 
 #include <sys/socket.h>
 #include <uv.h>
@@ -84,7 +84,7 @@ class Webhooks {
     std::string host;
     std::string body;
     int tries = 0;
-    std::unique_ptr<UvHandle<uv_timer_t>> retry;
+    std::unique_ptr<uv::Handle<uv_timer_t>> retry;
   };
   void attempt(Delivery& d);
   static void onRetry(uv_timer_t* timer);

@@ -3,7 +3,7 @@
 // deadline, a loop on its own thread (for tests that talk to a server with blocking sockets),
 // and a handler that records what the server dispatched.
 #include "tether/agent/control/server.hpp"
-#include "tether/common/uv_handle.hpp"
+#include "tether/common/uv_kit.hpp"
 
 #include <gtest/gtest.h>
 #include <uv.h>
@@ -46,9 +46,7 @@ class TempDir {
 inline bool runUntil(uv_loop_t* loop, const std::function<bool()>& done,
                      std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  UvHandle<uv_timer_t> tick;
-  uv_timer_init(loop, tick.get());
-  tick.markInitialized();
+  uv::Handle<uv_timer_t> tick(loop);
   uv_timer_start(tick.get(), [](uv_timer_t*) {}, 2, 2);
   while (!done()) {
     if (std::chrono::steady_clock::now() >= deadline) return false;

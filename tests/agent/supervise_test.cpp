@@ -29,7 +29,8 @@
 #include "tether/agent/supervise/target.hpp"
 #include "tether/agent/supervise/tombstones.hpp"
 #include "tether/common/clock.hpp"
-#include "tether/common/uv_handle.hpp"
+#include "tether/common/uv_handle.hpp"  // the target's pipes (Target::takeStdoutPipe)
+#include "tether/common/uv_kit.hpp"
 
 extern char** environ;
 
@@ -210,8 +211,8 @@ class SuperviseTest : public ::testing::Test {
 
   void TearDown() override {
     for (auto& t : targets_) t.reset();
-    // The captured pipes are closed by their owners before closeLoop() runs: closeLoop closes what
-    // is left with no callback, and a UvHandle destroyed after that could no longer free its handle.
+    // The captured pipes are closed by their owners before closeLoop() runs, which then finds
+    // nothing of theirs left (a pipe closed by closeLoop would still be freed by its owner).
     captures_.clear();
     for (int pid : pids_) EXPECT_TRUE(processGone(pid)) << "pid " << pid << " survived";
     if (!root_.empty() && fs::exists(root_)) {
@@ -230,9 +231,7 @@ class SuperviseTest : public ::testing::Test {
 
   // Runs the loop until pred() or the deadline; no sleeping: the loop waits for events.
   bool runUntil(const std::function<bool()>& pred, uint64_t timeout_ms) {
-    UvHandle<uv_timer_t> timer;
-    uv_timer_init(&loop_, timer.get());
-    timer.markInitialized();
+    uv::Handle<uv_timer_t> timer(&loop_);
     bool expired = false;
     timer->data = &expired;
     uv_timer_start(timer.get(), [](uv_timer_t* t) { *static_cast<bool*>(t->data) = true; },

@@ -156,9 +156,7 @@ TEST_F(HttpServerTest, KeepAliveServesTwoRequestsOnOneConnection) {
 
 TEST_F(HttpServerTest, PipelinedRequestsAnsweredInOrderOneAtATime) {
   // The first request is answered late (from a timer): the second must wait for it.
-  UvHandle<uv_timer_t> timer;
-  uv_timer_init(loop_.get(), timer.get());
-  timer.markInitialized();
+  uv::Handle<uv_timer_t> timer(loop_.get());
   std::shared_ptr<Exchange> first;
   int in_handler_while_first_pending = 0;
   handler_ = [&](std::shared_ptr<Exchange> ex) {
@@ -367,9 +365,7 @@ TEST_F(HttpServerTest, IdleKeepAliveConnectionClosedAfterKeepaliveTimeout) {
 }
 
 TEST_F(HttpServerTest, StreamedResponseIsChunkedAndEndsWithFinish) {
-  UvHandle<uv_timer_t> timer;
-  uv_timer_init(loop_.get(), timer.get());
-  timer.markInitialized();
+  uv::Handle<uv_timer_t> timer(loop_.get());
   struct Stream {
     std::shared_ptr<Exchange> ex;
     int sent = 0;

@@ -54,6 +54,35 @@ TEST(ListenerTest, TcpPortZeroReportsTheRealPort) {
   EXPECT_EQ(loop.close(), 0);
 }
 
+TEST(ListenerTest, AcceptIntoAStreamOfTheListenersKindOnly) {
+  TestLoop loop;
+  auto l = Listener::open(loop.get(), address("127.0.0.1:0"));
+  ASSERT_NE(l, nullptr);
+  struct Quiet final : uv::StreamEvents {
+    void onRead(ssize_t, const char*) override {}
+    void onWriteFailed(int status) override { ADD_FAILURE() << uv_strerror(status); }
+  } events;
+  uv::Stream pipe(loop.get(), uv::StreamKind::Pipe, events);
+  uv::Stream tcp(loop.get(), uv::StreamKind::Tcp, events);
+  int pipe_rc = 1, tcp_rc = 1;
+  ASSERT_EQ(l->start([&](int status) {
+    ASSERT_EQ(status, 0);
+    pipe_rc = l->accept(pipe);  // refused: the connection stays for the right kind
+    tcp_rc = l->accept(tcp);
+  }), 0);
+  RawClient c;
+  ASSERT_TRUE(c.connectTcp(l->port()));
+  ASSERT_TRUE(pumpUntil(loop.get(), [&] { return tcp_rc != 1; }));
+  EXPECT_EQ(pipe_rc, UV_EINVAL);
+  ASSERT_EQ(tcp_rc, 0);
+  ASSERT_EQ(tcp.write("accepted"), 0);
+  EXPECT_TRUE(c.readUntil(loop.get(), [](const std::string& r) { return r == "accepted"; }));
+  l.reset();
+  tcp.close();
+  pipe.close();
+  EXPECT_EQ(loop.close(), 0);
+}
+
 TEST(ListenerTest, ConnectionBeforeStartIsHandedOverByStart) {
   TestLoop loop;
   auto l = Listener::open(loop.get(), address("127.0.0.1:0"));

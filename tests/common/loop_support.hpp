@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "tether/common/uv_handle.hpp"
+#include "tether/common/uv_kit.hpp"
 
 namespace tether::testing {
 
@@ -71,13 +71,10 @@ class TestLoop {
 // watchdog handles are) while a test pumps it; closed with the loop.
 class KeepLoopAlive {
  public:
-  explicit KeepLoopAlive(uv_loop_t* loop) {
-    uv_async_init(loop, handle_.get(), nullptr);
-    handle_.markInitialized();
-  }
+  explicit KeepLoopAlive(uv_loop_t* loop) : handle_(loop, nullptr) {}
 
  private:
-  UvHandle<uv_async_t> handle_;
+  uv::Handle<uv_async_t> handle_;
 };
 
 // A raw blocking-connect, non-blocking-read client socket.

@@ -76,5 +76,20 @@ TEST_F(UvKit, FailedInitLeavesNothingOnTheLoop) {
   close(fd);
 }
 
+// A daemon or a test ends with closeLoop(); an owner destroyed after it still frees its handle
+// (the handle was closed by closeLoop, which frees nothing). LSan reports the handle otherwise.
+TEST(UvKitCloseLoop, OwnerDestroyedAfterCloseLoopFreesItsHandle) {
+  uv_loop_t loop{};
+  ASSERT_EQ(uv_loop_init(&loop), 0);
+  auto timer = std::make_unique<Handle<uv_timer_t>>(&loop);
+  uv_timer_start(timer->get(), [](uv_timer_t*) {}, 60000, 0);
+  auto pipe = std::make_unique<Handle<uv_pipe_t>>(&loop, 0);
+  EXPECT_EQ(closeLoop(&loop), 0);  // nothing left: the loop is closed
+  timer.reset();
+  pipe->close();
+  pipe->close();
+  pipe.reset();
+}
+
 }  // namespace
 }  // namespace tether::uv

@@ -20,9 +20,10 @@ namespace tether::uv {
 namespace {
 
 // A stream's owner that records what it hears, in order.
-class Owner final : public StreamEvents {
+class Owner : public StreamEvents {
  public:
   Owner(uv_loop_t* loop, StreamKind kind) : stream(loop, kind, *this) { stream.setReadBuffer(buf_, sizeof buf_); }
+  virtual ~Owner() = default;
 
   void onConnect(int status) override {
     connect_status = status;
@@ -278,6 +279,38 @@ TEST_F(UvStream, ConnectToAMissingSocketFailsInTheCallback) {
   sockaddr_in addr{};
   uv_ip4_addr("127.0.0.1", 9, &addr);
   EXPECT_EQ(c.stream.connect(reinterpret_cast<const sockaddr*>(&addr)), UV_EINVAL);  // a pipe takes a path
+}
+
+// An owner that outlives the loop's run: closeLoop() closes its stream and its timer, libuv
+// cancels the queued write, and the owner frees itself in that callback while both closes are
+// still pending; then a second owner destroyed after closeLoop returned. Nothing leaks (LSan),
+// nothing is freed twice (ASan), libuv's close assertions hold.
+TEST(UvStreamCloseLoop, OwnersDestroyedDuringAndAfterCloseLoopFreeTheirHandles) {
+  signal(SIGPIPE, SIG_IGN);
+  uv_loop_t loop{};
+  ASSERT_EQ(uv_loop_init(&loop), 0);
+  struct SelfFreeing final : Owner {
+    explicit SelfFreeing(uv_loop_t* l) : Owner(l, StreamKind::Pipe), timer(l) {}
+    void onWriteFailed(int status) override {
+      EXPECT_EQ(status, UV_ECANCELED);
+      delete this;
+    }
+    Handle<uv_timer_t> timer;
+  };
+  auto* during = new SelfFreeing(&loop);
+  auto after = std::make_unique<Owner>(&loop, StreamKind::Pipe);
+  int fds[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+  ASSERT_EQ(during->stream.open(fds[0]), 0);
+  ASSERT_EQ(after->stream.open(fds[1]), 0);
+  ASSERT_EQ(during->stream.write(pattern(1 << 20, 3)), 0);
+  ASSERT_GT(during->stream.pending(), 0u);
+  uv_timer_start(during->timer.get(), [](uv_timer_t*) {}, 60000, 0);
+  EXPECT_EQ(closeLoop(&loop), 0);
+  EXPECT_EQ(after->closed, 0);
+  after->stream.close();  // the handle is closed already: onClosed comes at once
+  EXPECT_EQ(after->closed, 1);
+  after.reset();
 }
 
 }  // namespace

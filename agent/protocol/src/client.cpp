@@ -1,7 +1,8 @@
 #include "tether/agent/control/client.hpp"
 
 #include "tether/common/clock.hpp"
-#include "tether/common/uv_handle.hpp"
+#include "tether/common/uv_kit.hpp"
+#include "tether/common/uv_stream.hpp"
 
 #include <algorithm>
 #include <array>
@@ -10,8 +11,8 @@
 namespace tether::agent::control {
 namespace {
 
-// Past this many bytes waiting in libuv's write queue the peer is not reading: further cancels
-// wait in our bounded queue instead of growing libuv's unbounded one.
+// Past this many bytes queued on the stream (uv::Stream::pending) the peer is not reading: further
+// cancels wait in our bounded queue instead of growing the stream's unbounded one.
 constexpr size_t kMaxWriteBacklog = 256 * 1024;
 
 struct Pending {
@@ -20,25 +21,29 @@ struct Pending {
   std::string frame;
 };
 
-struct WriteReq {
-  uv_write_t req{};
-  std::string bytes;
-  std::shared_ptr<const Pending> pending;  // null for hello
+// A cancel written to the stream, not yet wholly taken by the kernel: it is, once the stream's
+// written() count reaches `end` (the stream keeps the order of the bytes).
+struct InFlight {
+  uint64_t end = 0;
+  std::shared_ptr<const Pending> pending;
 };
 
 }  // namespace
 
-struct Client::Impl {
+struct Client::Impl final : uv::StreamEvents {
   enum class State { Idle, Connecting, Connected, Waiting, Closed };
 
   uv_loop_t* loop;
   ClientOptions options;
   ClientEvents events;
   State state = State::Idle;
-  std::unique_ptr<UvHandle<uv_pipe_t>> pipe;  // a fresh handle per connection attempt
-  UvHandle<uv_timer_t> retry_timer;
+  // A fresh stream per connection attempt; destroyed when the connection goes down, so the
+  // callbacks of the old one (writes cancelled by its close) reach nobody.
+  std::unique_ptr<uv::Stream> pipe;
+  uv::Handle<uv_timer_t> retry_timer;
   std::deque<std::shared_ptr<const Pending>> queue;    // not yet written
   std::deque<std::shared_ptr<const Pending>> unacked;  // written, waiting for cancel_ack
+  std::deque<InFlight> in_flight;                      // written, not yet all in the kernel
   FrameDecoder decoder;
   std::chrono::milliseconds backoff;
   bool ever_connected = false;
@@ -46,35 +51,57 @@ struct Client::Impl {
   std::array<char, 16 * 1024> read_buffer{};
 
   Impl(uv_loop_t* l, ClientOptions o, ClientEvents e)
-      : loop(l), options(std::move(o)), events(std::move(e)), backoff(options.backoff_initial) {
-    uv_timer_init(loop, retry_timer.get());
-    retry_timer.markInitialized();
+      : loop(l),
+        options(std::move(o)),
+        events(std::move(e)),
+        retry_timer(l),  // uv_timer_init cannot fail
+        backoff(options.backoff_initial) {
     retry_timer->data = this;
   }
 
   void connect() {
     state = State::Connecting;
     decoder = FrameDecoder();
-    pipe = std::make_unique<UvHandle<uv_pipe_t>>();
-    if (int rc = uv_pipe_init(loop, pipe->get(), 0); rc != 0) {
-      connectFailed(rc);
+    pipe = std::make_unique<uv::Stream>(loop, uv::StreamKind::Pipe, *this);
+    pipe->setReadBuffer(read_buffer.data(), read_buffer.size());
+    // Every outcome, a synchronous failure included, arrives in onConnect().
+    if (int rc = pipe->connect(options.path.c_str()); rc != 0) connectFailed(rc);
+  }
+
+  void onConnect(int status) override {
+    if (status < 0) {
+      connectFailed(status);
+    } else {
+      connected();
+    }
+  }
+
+  void onRead(ssize_t n, const char* data) override {
+    if (n < 0) {
+      lost(static_cast<int>(n));
       return;
     }
-    pipe->markInitialized();
-    pipe->get()->data = this;
-    // uv_pipe_connect reports every outcome, including a synchronous failure, via the callback.
-    auto* req = new uv_connect_t{};
-    uv_pipe_connect(req, pipe->get(), options.path.c_str(), [](uv_connect_t* r, int status) {
-      // data is null when the attempt was abandoned (close()): the handle is closing.
-      auto* self = static_cast<Impl*>(r->handle->data);
-      delete r;
-      if (self == nullptr) return;
-      if (status < 0) {
-        self->connectFailed(status);
-      } else {
-        self->connected();
-      }
-    });
+    onBytes(std::string_view(data, static_cast<size_t>(n)));
+  }
+
+  void onWriteFailed(int status) override { lost(status); }
+  void onDrained() override { wrote(); }
+  void onWriteProgress() override { wrote(); }
+
+  // Queued bytes reached the kernel: report the cancels now wholly written, then write more.
+  void wrote() {
+    reportSent();
+    flush();
+  }
+
+  void reportSent() {
+    const uint64_t written = pipe->written();
+    while (!in_flight.empty() && in_flight.front().end <= written) {
+      auto pending = std::move(in_flight.front().pending);
+      in_flight.pop_front();
+      ++counters.sent;
+      if (events.on_sent) events.on_sent(pending->cancel, pending->event_ns, monotonicNs());
+    }
   }
 
   void connectFailed(int uv_error) {
@@ -88,21 +115,10 @@ struct Client::Impl {
     state = State::Connected;
     if (ever_connected) ++counters.reconnects;
     ever_connected = true;
-    uv_read_start(
-        pipe->stream(),
-        [](uv_handle_t* h, size_t, uv_buf_t* buf) {
-          auto* self = static_cast<Impl*>(h->data);
-          *buf = uv_buf_init(self->read_buffer.data(), static_cast<unsigned>(self->read_buffer.size()));
-        },
-        [](uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
-          auto* self = static_cast<Impl*>(s->data);
-          if (self == nullptr) return;
-          if (n < 0) {
-            self->lost(static_cast<int>(n));
-            return;
-          }
-          if (n > 0) self->onBytes(std::string_view(buf->base, static_cast<size_t>(n)));
-        });
+    if (int rc = pipe->readStart(); rc != 0) {
+      lost(rc);
+      return;
+    }
     if (!writeBytes(encodeMessage(Hello{kProtocolVersion, options.role, {}}), nullptr)) return;
     // Cancels written on the previous connection and never acknowledged go first: the peer may
     // have restarted before reading them. Cancels are idempotent, so a duplicate is harmless.
@@ -121,11 +137,10 @@ struct Client::Impl {
     if (events.on_connection) events.on_connection(false, uv_error);
   }
 
+  // Cancels in flight stay in `unacked`, for the resend after the reconnect.
   void teardownPipe() {
-    if (pipe) {
-      pipe->get()->data = nullptr;
-      pipe.reset();
-    }
+    pipe.reset();
+    in_flight.clear();
     if (state != State::Closed) state = State::Waiting;
   }
 
@@ -181,7 +196,7 @@ struct Client::Impl {
   }
 
   bool writable() const {
-    return state == State::Connected && uv_stream_get_write_queue_size(pipe->stream()) <= kMaxWriteBacklog;
+    return state == State::Connected && pipe->pending() <= kMaxWriteBacklog;
   }
 
   void flush() {
@@ -196,30 +211,16 @@ struct Client::Impl {
     }
   }
 
-  // Returns false if the connection was lost.
-  bool writeBytes(std::string bytes, std::shared_ptr<const Pending> pending) {
-    auto* req = new WriteReq;
-    req->bytes = std::move(bytes);
-    req->pending = std::move(pending);
-    uv_buf_t buf = uv_buf_init(req->bytes.data(), static_cast<unsigned>(req->bytes.size()));
-    int rc = uv_write(&req->req, pipe->stream(), &buf, 1, [](uv_write_t* w, int status) {
-      std::unique_ptr<WriteReq> r(reinterpret_cast<WriteReq*>(w));
-      auto* self = static_cast<Impl*>(w->handle->data);
-      if (self == nullptr) return;  // cancelled by teardown; the cancel stays in `unacked`
-      if (status < 0) {
-        self->lost(status);
-        return;
-      }
-      if (r->pending) {
-        ++self->counters.sent;
-        if (self->events.on_sent) self->events.on_sent(r->pending->cancel, r->pending->event_ns, monotonicNs());
-      }
-      self->flush();
-    });
-    if (rc < 0) {
-      delete req;
+  // Returns false if the connection was lost. A cancel the kernel took at once is reported
+  // sent at once; one queued behind a slow peer when the stream has written it (wrote()).
+  bool writeBytes(std::string_view bytes, std::shared_ptr<const Pending> pending) {
+    if (int rc = pipe->write(bytes); rc < 0) {
       lost(rc);
       return false;
+    }
+    if (pending) {
+      in_flight.push_back(InFlight{pipe->written() + pipe->pending(), std::move(pending)});
+      reportSent();
     }
     return true;
   }

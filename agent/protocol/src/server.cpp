@@ -1,6 +1,7 @@
 #include "tether/agent/control/server.hpp"
 
-#include "tether/common/uv_handle.hpp"
+#include "tether/common/uv_kit.hpp"
+#include "tether/common/uv_stream.hpp"
 
 #include <grp.h>
 #include <sys/socket.h>
@@ -18,7 +19,8 @@
 namespace tether::agent::control {
 namespace {
 
-// Backpressure: past this many bytes of replies waiting in libuv's write queue the server stops
+// Backpressure: past this many bytes of replies queued on a connection (uv::Stream::pending) the
+// server stops
 // reading from that peer (it would only queue more replies), and reads again once the queue is
 // back under kResumeBacklog. A peer is never cut off for reading slowly: tether-proxy sends
 // bursts of thousands of cancels while its loop is busy with the disconnects that caused them;
@@ -50,11 +52,6 @@ std::vector<gid_t> supplementaryGroups(pid_t pid) {
   }
   return groups;
 }
-
-struct WriteReq {
-  uv_write_t req{};
-  std::string bytes;
-};
 
 }  // namespace
 
@@ -116,14 +113,21 @@ Unregistered Handler::onUnregister(const PeerCredentials&, const Unregister& req
   return Unregistered{request.id, false};
 }
 
-struct Connection {
-  Server::Impl* server = nullptr;
-  StreamHandle pipe;  // a uv_pipe_t; the union type is what tether::Listener::accept() takes
+// One peer. The Server owns it (in `connections`) and destroys it in drop(), also from inside
+// the stream's callbacks: the stream's state outlives its owner until libuv is done with it.
+struct Connection final : uv::StreamEvents {
+  Connection(Server::Impl* s, uv_loop_t* loop, uv::StreamKind kind);
+  void onRead(ssize_t nread, const char* data) override;
+  void onDrained() override;
+  void onWriteProgress() override;
+  void onWriteFailed(int status) override;
+
+  Server::Impl* server;
+  uv::Stream pipe;  // a pipe; TCP only from an adopted TCP listener, whose peers are refused
   FrameDecoder decoder;
   PeerCredentials peer;
   bool close_after_write = false;
   bool paused = false;  // reads stopped until the replies drain (backpressure)
-  size_t pending_writes = 0;
   std::list<std::unique_ptr<Connection>>::iterator self;
 };
 
@@ -132,7 +136,7 @@ struct Server::Impl {
   Handler& handler;
   ServerOptions options;
   uid_t own_uid = getuid();
-  std::unique_ptr<UvHandle<uv_pipe_t>> listener;  // listen(why): our own socket
+  std::unique_ptr<uv::Handle<uv_pipe_t>> listener;  // listen(why): our own socket
   std::unique_ptr<Listener> adopted;               // listen(Listener): the daemon's
   bool bound = false;
   std::list<std::unique_ptr<Connection>> connections;
@@ -142,49 +146,40 @@ struct Server::Impl {
 
   Impl(uv_loop_t* l, Handler& h, ServerOptions o) : loop(l), handler(h), options(std::move(o)) {}
 
-  // The one teardown of a connection. Reached from: a read error or end of file, the write
-  // callback after an error reply (bad frame, forbidden peer), a write failure, the connection
-  // limit, and Server::close(). The Connection is destroyed here; the
-  // handle's memory goes in its close callback, after libuv has cancelled pending writes.
-  void drop(Connection* conn) {
-    conn->pipe.raw()->data = nullptr;
-    conn->pipe.close();
-    connections.erase(conn->self);
-  }
+  // The one teardown of a connection. Reached from: a read error or end of file, an error reply
+  // (bad frame, forbidden peer) once it is written, a write failure, the connection limit, and
+  // Server::close(). The Connection is destroyed here; the stream frees its handle in the close
+  // callback, after libuv has cancelled the writes still queued.
+  void drop(Connection* conn) { connections.erase(conn->self); }
 
   // Returns false if the connection was dropped (and `conn` destroyed).
   bool write(Connection* conn, const Message& message) {
     std::string bytes = encodeMessage(message);
     if (bytes.empty()) return true;  // larger than a frame may be: nothing sensible to send
-    auto* req = new WriteReq;
-    req->bytes = std::move(bytes);
-    uv_buf_t buf = uv_buf_init(req->bytes.data(), static_cast<unsigned>(req->bytes.size()));
-    int rc = uv_write(&req->req, conn->pipe.stream(), &buf, 1, [](uv_write_t* w, int status) {
-      auto* r = reinterpret_cast<WriteReq*>(w);
-      // data is null once the connection was dropped (the write was cancelled by uv_close).
-      auto* c = static_cast<Connection*>(w->handle->data);
-      delete r;
-      if (c == nullptr) return;
-      --c->pending_writes;
-      if (status < 0 || (c->close_after_write && c->pending_writes == 0)) {
-        c->server->drop(c);
-        return;
-      }
-      if (c->paused && uv_stream_get_write_queue_size(c->pipe.stream()) <= kResumeBacklog) c->server->resume(c);
-    });
-    if (rc < 0) {
-      delete req;
+    if (conn->pipe.write(bytes) < 0) {
       drop(conn);
       return false;
     }
-    ++conn->pending_writes;
-    if (!conn->paused && !conn->close_after_write &&
-        uv_stream_get_write_queue_size(conn->pipe.stream()) > kMaxWriteBacklog) {
+    if (conn->close_after_write) {
+      if (conn->pipe.pending() > 0) return true;  // dropped once it drained (onDrained)
+      drop(conn);
+      return false;
+    }
+    if (!conn->paused && conn->pipe.pending() > kMaxWriteBacklog) {
       conn->paused = true;
       ++counters.read_pauses;
-      uv_read_stop(conn->pipe.stream());
+      conn->pipe.readStop();
     }
     return true;
+  }
+
+  // A queued reply went out: read again once the backlog is small (onDrained, onWriteProgress).
+  void wrote(Connection* conn) {
+    if (conn->close_after_write) {
+      if (conn->pipe.pending() == 0) drop(conn);
+      return;
+    }
+    if (conn->paused && conn->pipe.pending() <= kResumeBacklog) resume(conn);
   }
 
   // The replies drained: handle the frames already read, then read again (unless those frames
@@ -195,25 +190,23 @@ struct Server::Impl {
     if (!conn->paused && !conn->close_after_write) startReading(conn);
   }
 
-  // Replies `error` and closes once the reply is out; reads stop at once.
-  void fail(Connection* conn, ErrorCode code, std::string message) {
-    uv_read_stop(conn->pipe.stream());
+  // Replies `error` and closes once the reply is out; reads stop at once. Returns false if the
+  // connection was dropped already (the reply went out at once, or could not).
+  bool fail(Connection* conn, ErrorCode code, std::string message) {
+    conn->pipe.readStop();
     conn->close_after_write = true;
-    write(conn, Error{code, std::move(message), {}});
+    return write(conn, Error{code, std::move(message), {}});
   }
 
   void onConnection() {
-    auto conn = std::make_unique<Connection>();
-    conn->server = this;
+    const auto kind = adopted && !adopted->isUnix() ? uv::StreamKind::Tcp : uv::StreamKind::Pipe;
+    auto conn = std::make_unique<Connection>(this, loop, kind);
     if (adopted) {
       if (adopted->accept(conn->pipe) != 0) return;
     } else {
-      if (uv_pipe_init(loop, &conn->pipe.get()->pipe, 0) != 0) return;
-      conn->pipe.markInitialized();
-      if (uv_accept(listener->stream(), conn->pipe.stream()) != 0) return;
+      if (conn->pipe.status() != 0 || uv_accept(listener->stream(), conn->pipe.stream()) != 0) return;
     }
     Connection* c = conn.get();
-    c->pipe.raw()->data = c;
     connections.push_back(std::move(conn));
     c->self = std::prev(connections.end());
     ++counters.accepted;
@@ -239,21 +232,8 @@ struct Server::Impl {
   }
 
   void startReading(Connection* c) {
-    uv_read_start(
-        c->pipe.stream(),
-        [](uv_handle_t* h, size_t, uv_buf_t* buf) {
-          auto* cc = static_cast<Connection*>(h->data);
-          *buf = uv_buf_init(cc->server->read_buffer.data(), static_cast<unsigned>(cc->server->read_buffer.size()));
-        },
-        [](uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
-          auto* cc = static_cast<Connection*>(s->data);
-          if (cc == nullptr) return;
-          if (n < 0) {
-            cc->server->drop(cc);
-            return;
-          }
-          if (n > 0) cc->server->onBytes(cc, std::string_view(buf->base, static_cast<size_t>(n)));
-        });
+    c->pipe.setReadBuffer(read_buffer.data(), read_buffer.size());
+    c->pipe.readStart();
   }
 
   void onBytes(Connection* conn, std::string_view bytes) {
@@ -272,8 +252,7 @@ struct Server::Impl {
       if (result == FrameDecoder::Result::NeedMore) return true;
       if (result == FrameDecoder::Result::Error) {
         ++counters.bad_frames;
-        fail(conn, error.code, error.message);
-        return true;
+        return fail(conn, error.code, error.message);
       }
       Message message;
       if (!parseMessage(object, message, error)) {
@@ -310,6 +289,21 @@ struct Server::Impl {
   }
 };
 
+Connection::Connection(Server::Impl* s, uv_loop_t* loop, uv::StreamKind kind)
+    : server(s), pipe(loop, kind, *this) {}
+
+void Connection::onRead(ssize_t nread, const char* data) {
+  if (nread < 0) {
+    server->drop(this);
+    return;
+  }
+  server->onBytes(this, std::string_view(data, static_cast<size_t>(nread)));
+}
+
+void Connection::onDrained() { server->wrote(this); }
+void Connection::onWriteProgress() { server->wrote(this); }
+void Connection::onWriteFailed(int) { server->drop(this); }
+
 Server::Server(uv_loop_t* loop, Handler& handler, ServerOptions options)
     : impl_(std::make_unique<Impl>(loop, handler, std::move(options))) {}
 
@@ -327,10 +321,9 @@ int Server::listen(std::string* why) {
   struct stat st {};
   if (lstat(s.options.path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) unlink(s.options.path.c_str());
 
-  s.listener = std::make_unique<UvHandle<uv_pipe_t>>();
-  int rc = uv_pipe_init(s.loop, s.listener->get(), 0);
+  s.listener = std::make_unique<uv::Handle<uv_pipe_t>>(s.loop, 0);
+  int rc = s.listener->status();
   if (rc != 0) return failed(rc, "cannot create a socket for");
-  s.listener->markInitialized();
   s.listener->get()->data = &s;
   rc = uv_pipe_bind(s.listener->get(), s.options.path.c_str());
   if (rc != 0) return failed(rc, "cannot bind");

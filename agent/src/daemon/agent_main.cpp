@@ -6,7 +6,7 @@
 
 #include "tether/common/service.hpp"
 #include "tether/common/signals.hpp"
-#include "tether/common/uv_handle.hpp"
+#include "tether/common/uv_kit.hpp"
 #include "tether/config/cli.hpp"
 
 #include <iostream>

@@ -108,9 +108,8 @@ void Webhook::finished(Pending& p, const http::ClientResult& r) {
     if (p.done) p.done(status, p.tries);
     return remove(p);
   }
-  p.retry = std::make_unique<UvHandle<uv_timer_t>>();
-  if (uv_timer_init(loop_, p.retry->get()) != 0) return remove(p);
-  p.retry->markInitialized();
+  p.retry = std::make_unique<uv::Handle<uv_timer_t>>(loop_);
+  if (!*p.retry) return remove(p);
   p.retry->get()->data = &p;
   uv_timer_start(
       p.retry->get(),

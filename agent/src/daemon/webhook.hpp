@@ -7,7 +7,7 @@
 // The requests go through tether's one HTTP client (libcurl on the loop, common/http_client.hpp),
 // as solverd's webhooks do.
 #include "tether/common/http_client.hpp"
-#include "tether/common/uv_handle.hpp"
+#include "tether/common/uv_kit.hpp"
 
 #include <sys/socket.h>
 #include <uv.h>
@@ -61,7 +61,7 @@ class Webhook {
     std::string id;
     Callback done;
     int tries = 0;
-    std::unique_ptr<UvHandle<uv_timer_t>> retry;
+    std::unique_ptr<uv::Handle<uv_timer_t>> retry;
   };
   void attempt(Pending& p);
   void finished(Pending& p, const http::ClientResult& r);

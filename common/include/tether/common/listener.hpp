@@ -7,8 +7,9 @@
 //   if (!listener) throw StartupError("cannot listen on " + address.text() + ": " + why);
 //   log->info("listening on {}", listener->address());   // team convention, exactly this wording
 //   listener->start([&](int status) {
-//     auto client = std::make_unique<tether::StreamHandle>();
-//     if (status == 0 && listener->accept(*client) == 0) { ... client->stream() ... }
+//     auto conn = std::make_unique<Conn>(loop, listener->isUnix() ? uv::StreamKind::Pipe
+//                                                                 : uv::StreamKind::Tcp);
+//     if (status == 0 && listener->accept(conn->stream) == 0) { ... }
 //   });
 //
 // Opening happens at start-up (and on reload), so open() may block briefly (getaddrinfo for a
@@ -23,7 +24,9 @@
 #include <string>
 #include <vector>
 
-#include "tether/common/uv_handle.hpp"
+#include "tether/common/uv_handle.hpp"  // StreamHandle, until http::Server accepts into a uv::Stream
+#include "tether/common/uv_kit.hpp"
+#include "tether/common/uv_stream.hpp"
 #include "tether/config/address.hpp"
 
 namespace tether {
@@ -66,6 +69,9 @@ class Listener {
   // Initializes `client` as a TCP or pipe handle on the listener's loop and accepts into it.
   // Returns 0 or a libuv error; on error `client` is left closed.
   int accept(StreamHandle& client);
+  // Accepts into `client`, a Stream of the listener's kind (isUnix(): a pipe, else TCP). Returns 0
+  // or a libuv error (UV_EINVAL for the wrong kind); on error the caller discards `client`.
+  int accept(uv::Stream& client);
 
   // Stops accepting and closes the socket (unlinking a unix socket file we created). Idempotent.
   void close();
@@ -79,13 +85,16 @@ class Listener {
   // TCP: the bound port; 0 for unix sockets.
   uint16_t port() const { return port_; }
   uv_loop_t* loop() const { return loop_; }
-  uv_stream_t* stream() const { return handle_.stream(); }
+  // The listening socket; null once closed.
+  uv_stream_t* stream() const;
 
  private:
   Listener(uv_loop_t* loop, config::Address configured);
   uv_loop_t* loop_;
   config::Address configured_;
-  StreamHandle handle_;
+  // One of the two, by the address's kind.
+  std::unique_ptr<uv::Handle<uv_tcp_t>> tcp_;
+  std::unique_ptr<uv::Handle<uv_pipe_t>> pipe_;
   std::string address_;
   std::string unlink_path_;  // unix socket file we bound and must remove
   bool is_unix_ = false;

@@ -15,7 +15,7 @@
 #include <string>
 #include <string_view>
 
-#include "tether/common/uv_handle.hpp"
+#include "tether/common/uv_kit.hpp"
 
 namespace tether {
 
@@ -62,8 +62,8 @@ class ServiceNotifier {
  private:
   std::chrono::microseconds watchdog_usec_{0};
   uv_loop_t* loop_;
-  std::unique_ptr<UvHandle<uv_timer_t>> watchdog_timer_;
-  std::unique_ptr<UvHandle<uv_timer_t>> status_timer_;
+  std::unique_ptr<uv::Handle<uv_timer_t>> watchdog_timer_;
+  std::unique_ptr<uv::Handle<uv_timer_t>> status_timer_;
   std::function<std::string()> status_text_;
 };
 

@@ -16,7 +16,7 @@
 #include <functional>
 #include <memory>
 
-#include "tether/common/uv_handle.hpp"
+#include "tether/common/uv_kit.hpp"
 
 namespace tether {
 
@@ -51,9 +51,9 @@ class SignalWatcher {
   uv_loop_t* loop_;
   SignalActions actions_;
   int terminations_ = 0;
-  std::unique_ptr<UvHandle<uv_signal_t>> term_;
-  std::unique_ptr<UvHandle<uv_signal_t>> int_;
-  std::unique_ptr<UvHandle<uv_signal_t>> hup_;
+  std::unique_ptr<uv::Handle<uv_signal_t>> term_;
+  std::unique_ptr<uv::Handle<uv_signal_t>> int_;
+  std::unique_ptr<uv::Handle<uv_signal_t>> hup_;
 };
 
 }  // namespace tether

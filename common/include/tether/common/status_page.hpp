@@ -5,7 +5,7 @@
 // answer to GET / and the Server-Sent Events stream of snapshots. Each daemon brings its snapshot
 // (a JSON object) and the script that renders it.
 #include "tether/common/http_server.hpp"
-#include "tether/common/uv_handle.hpp"
+#include "tether/common/uv_kit.hpp"
 
 #include <nlohmann/json.hpp>
 #include <uv.h>
@@ -53,7 +53,7 @@ class StatusStreams {
   std::function<uint64_t()> version_;
   uint64_t last_version_ = 0;
   uint64_t last_sent_ns_ = 0;
-  UvHandle<uv_timer_t> timer_;
+  uv::Handle<uv_timer_t> timer_;
   std::vector<std::shared_ptr<Exchange>> streams_;
 };
 

@@ -1,4 +1,5 @@
 #pragma once
+// The older two-step handle (init, then markInitialized()); new code uses uv::Handle (uv_kit.hpp).
 // Ownership of libuv handles, after uvw (src/uvw/handle.hpp): a handle's memory is freed only in
 // its close callback, close() twice is harmless, and owners are neither copied nor moved (libuv
 // keeps a pointer to the handle, so its address must not change while it is open).
@@ -8,6 +9,8 @@
 #include <memory>
 #include <type_traits>
 #include <utility>
+
+#include "tether/common/uv_kit.hpp"  // closeLoop(), used with these handles
 
 namespace tether {
 
@@ -42,16 +45,8 @@ class UvHandle {
       delete h;
       return;
     }
-    auto* raw_handle = reinterpret_cast<uv_handle_t*>(h);
-    if (uv_is_closing(raw_handle)) {
-      // Closed by someone who does not own it: closeLoop() at the end of a daemon or a test closes
-      // every handle left with no callback, and the owner may be destroyed after that. The memory
-      // is still ours: hand libuv our deleter for the close it has pending (libuv reads close_cb
-      // when the close completes). A handle closed by another owner's callback is theirs to free.
-      if (raw_handle->close_cb == nullptr) raw_handle->close_cb = &UvHandle::freeClosed;
-      return;
-    }
-    uv_close(raw_handle, &UvHandle::freeClosed);
+    // Possibly closed already by closeLoop(): uv::detail::closeOwned says who frees it.
+    uv::detail::closeOwned(reinterpret_cast<uv_handle_t*>(h), &UvHandle::freeClosed);
   }
 
  private:
@@ -60,20 +55,5 @@ class UvHandle {
   T* handle_;
   bool initialized_ = false;
 };
-
-// Runs the loop until no handle is left, closing whatever is still open: the end of every daemon
-// and every event-loop test (libuv's own tests end the same way). Destroy the owners of handles
-// (UvHandle and the objects holding them) first: a handle closed here has no callback, and a
-// UvHandle destroyed after this returns finds it closed and can no longer free it.
-inline int closeLoop(uv_loop_t* loop) {
-  uv_walk(
-      loop,
-      [](uv_handle_t* h, void*) {
-        if (!uv_is_closing(h)) uv_close(h, nullptr);
-      },
-      nullptr);
-  uv_run(loop, UV_RUN_DEFAULT);
-  return uv_loop_close(loop);
-}
 
 }  // namespace tether

@@ -17,6 +17,34 @@
 
 namespace tether::uv {
 
+namespace detail {
+
+// closeLoop() closes what is left on a loop, owned or not, and frees nothing. Its close callback
+// is rewritten once libuv has run it, so an owner that closes its handle later can tell whether
+// libuv still holds the memory (closeOwned below).
+inline void closedByLoopDone(uv_handle_t*) {}
+inline void closedByLoop(uv_handle_t* h) { h->close_cb = &closedByLoopDone; }
+
+// Closes a handle whose memory its owner frees with `free_cb`. Reached from the owners' close()
+// and destructors; the handle may have been closed already by closeLoop() (a daemon's or a
+// test's end, when an owner outlives the loop's run):
+//   - closeLoop's close still pending: libuv reads close_cb when the close completes, so it
+//     takes our deleter instead;
+//   - closeLoop's close done (the owner destroyed after closeLoop returned): libuv no longer
+//     knows the handle, free it now;
+//   - closed by someone else with their own callback: theirs to free.
+inline void closeOwned(uv_handle_t* h, uv_close_cb free_cb) {
+  if (!uv_is_closing(h)) {
+    uv_close(h, free_cb);
+  } else if (h->close_cb == &closedByLoopDone) {
+    free_cb(h);
+  } else if (h->close_cb == &closedByLoop || h->close_cb == nullptr) {
+    h->close_cb = free_cb;
+  }
+}
+
+}  // namespace detail
+
 // How each handle type is initialised; a type without a row does not compile.
 template <typename T>
 struct Init;
@@ -27,6 +55,8 @@ struct Init<uv_timer_t> {
 template <>
 struct Init<uv_tcp_t> {
   static int run(uv_loop_t* loop, uv_tcp_t* h) { return uv_tcp_init(loop, h); }
+  // uv_tcp_init_ex: the socket is created now, of address family `flags` (AF_INET, AF_INET6).
+  static int run(uv_loop_t* loop, uv_tcp_t* h, unsigned flags) { return uv_tcp_init_ex(loop, h, flags); }
 };
 template <>
 struct Init<uv_pipe_t> {
@@ -79,15 +109,18 @@ class Handle {
 
   // Closes the handle; its memory goes in the close callback, after any callback libuv still
   // owes it (a timer's never runs once closed). Safe to call any number of times.
+  // A handle that closeLoop() closed already is still ours to free: see closeOwned().
   void close() {
     T* h = std::exchange(handle_, nullptr);
     if (h == nullptr) return;
     auto* raw_handle = reinterpret_cast<uv_handle_t*>(h);
     raw_handle->data = nullptr;  // a late callback that reads `data` finds no owner
-    uv_close(raw_handle, [](uv_handle_t* closed) { delete reinterpret_cast<T*>(closed); });
+    detail::closeOwned(raw_handle, &Handle::freeClosed);
   }
 
  private:
+  static void freeClosed(uv_handle_t* closed) { delete reinterpret_cast<T*>(closed); }
+
   T* handle_;
   int status_ = 0;
 };
@@ -99,4 +132,23 @@ inline size_t openHandles(uv_loop_t* loop) {
   return n;
 }
 
+// Runs the loop until no handle is left, closing whatever is still open: the end of every daemon
+// and every event-loop test (libuv's own tests end the same way). Returns uv_loop_close's result,
+// 0 when nothing is left. Destroy the owners of handles first where you can; one destroyed after
+// this still frees its handle (detail::closeOwned).
+inline int closeLoop(uv_loop_t* loop) {
+  uv_walk(
+      loop,
+      [](uv_handle_t* h, void*) {
+        if (!uv_is_closing(h)) uv_close(h, &detail::closedByLoop);
+      },
+      nullptr);
+  uv_run(loop, UV_RUN_DEFAULT);
+  return uv_loop_close(loop);
+}
+
 }  // namespace tether::uv
+
+namespace tether {
+using uv::closeLoop;  // the name daemons and tests have used since before the kit
+}  // namespace tether

@@ -101,12 +101,15 @@ class Stream {
   // passes the value it had before the write plus N (the control client's on_sent uses it).
   uint64_t written() const;
 
-  // Closes; onClosed() follows from the close callback. Idempotent.
+  // Closes; onClosed() follows from the close callback. Idempotent. (After closeLoop() has run,
+  // the handle is closed already and onClosed() comes at once.)
   void close();
 
   struct Core;
 
  private:
+  static void onHandleClosed(uv_handle_t* h);
+
   StreamKind kind_;
   int status_ = 0;
   Core* core_ = nullptr;  // freed in the close callback; null after it ran (or a failed init)

@@ -12,7 +12,7 @@
 #include "tether/common/metrics.hpp"
 #include "tether/common/service.hpp"
 #include "tether/common/signals.hpp"
-#include "tether/common/uv_handle.hpp"
+#include "tether/common/uv_kit.hpp"
 #include "tether/solverd/job_table.hpp"
 #include "tether/solverd/settings.hpp"
 #include "tether/solverd/worker_runner.hpp"
@@ -137,8 +137,8 @@ class Daemon {
                     std::string_view what);
   std::unique_ptr<ServiceNotifier> notifier_;
   std::unique_ptr<SignalWatcher> signals_;
-  std::unique_ptr<UvHandle<uv_timer_t>> shutdown_timer_;
-  std::unique_ptr<UvHandle<uv_timer_t>> reap_timer_;
+  std::unique_ptr<uv::Handle<uv_timer_t>> shutdown_timer_;
+  std::unique_ptr<uv::Handle<uv_timer_t>> reap_timer_;
   std::unique_ptr<LeaseTimer> lease_timer_;
   std::unique_ptr<Webhooks> webhooks_;
   std::unique_ptr<http::StatusStreams> status_streams_;

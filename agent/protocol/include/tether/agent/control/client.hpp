@@ -45,6 +45,7 @@ struct ClientCounters {
 struct ClientEvents {
   // A cancel frame reached the kernel: `event_ns` is the caller's timestamp given to sendCancel()
   // (or the time of that call), `written_ns` when the write completed (CLOCK_MONOTONIC ns).
+  // Runs inside sendCancel() when the kernel takes the frame at once (the usual case).
   std::function<void(const Cancel&, uint64_t event_ns, uint64_t written_ns)> on_sent;
   // The peer acknowledged a cancel. `event_ns` as given to sendCancel().
   std::function<void(const CancelAck&, uint64_t event_ns)> on_ack;

@@ -104,9 +104,9 @@ std::string formatSockaddr(const sockaddr* sa, socklen_t len) {
   }
 }
 
-std::string peerAddress(const StreamHandle& client) {
+std::string peerAddress(const uv_stream_t* client) {
   uv_os_fd_t fd = -1;
-  if (uv_fileno(client.raw(), &fd) != 0) return {};
+  if (client == nullptr || uv_fileno(reinterpret_cast<const uv_handle_t*>(client), &fd) != 0) return {};
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
   if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return {};
@@ -283,17 +283,6 @@ int Listener::start(ConnectionCallback on_connection) {
   on_connection_ = std::move(on_connection);
   for (; pending_ > 0; --pending_) on_connection_(0);
   return 0;
-}
-
-int Listener::accept(StreamHandle& client) {
-  if (stream() == nullptr) return UV_EBADF;
-  int rc = is_unix_ ? uv_pipe_init(loop_, &client.get()->pipe, 0)
-                    : uv_tcp_init(loop_, &client.get()->tcp);
-  if (rc < 0) return rc;
-  client.markInitialized();
-  rc = uv_accept(stream(), client.stream());
-  if (rc < 0) client.close();
-  return rc;
 }
 
 int Listener::accept(uv::Stream& client) {

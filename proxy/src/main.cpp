@@ -9,7 +9,7 @@
 #include "tether/common/log.hpp"
 #include "tether/common/service.hpp"
 #include "tether/common/signals.hpp"
-#include "tether/common/uv_handle.hpp"
+#include "tether/common/uv_kit.hpp"
 #include "tether/config/cli.hpp"
 #include "tether/proxy/config.hpp"
 #include "tether/proxy/proxy.hpp"

@@ -29,7 +29,7 @@
 #include "tether/agent/supervise/target.hpp"
 #include "tether/agent/supervise/tombstones.hpp"
 #include "tether/common/clock.hpp"
-#include "tether/common/uv_handle.hpp"  // the target's pipes (Target::takeStdoutPipe)
+#include "tether/common/uv_kit.hpp"  // the target's pipes (Target::takeStdoutPipe)
 #include "tether/common/uv_kit.hpp"
 
 extern char** environ;

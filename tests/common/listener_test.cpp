@@ -28,11 +28,15 @@ std::string tempSocketPath(const char* tag) {
 // Accepts one connection on `l` and reports its peer address.
 std::string acceptOne(uv_loop_t* loop, Listener& l, RawClient& client) {
   std::string peer;
-  StreamHandle accepted;
+  struct Quiet final : uv::StreamEvents {
+    void onRead(ssize_t, const char*) override {}
+    void onWriteFailed(int) override {}
+  } events;
+  uv::Stream accepted(loop, l.isUnix() ? uv::StreamKind::Pipe : uv::StreamKind::Tcp, events);
   EXPECT_EQ(l.start([&](int status) {
     ASSERT_EQ(status, 0);
     ASSERT_EQ(l.accept(accepted), 0);
-    peer = peerAddress(accepted);
+    peer = peerAddress(accepted.stream());
   }), 0);
   (void)client;
   EXPECT_TRUE(pumpUntil(loop, [&] { return !peer.empty(); }));

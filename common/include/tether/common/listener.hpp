@@ -24,16 +24,11 @@
 #include <string>
 #include <vector>
 
-#include "tether/common/uv_handle.hpp"  // StreamHandle, until http::Server accepts into a uv::Stream
 #include "tether/common/uv_kit.hpp"
 #include "tether/common/uv_stream.hpp"
 #include "tether/config/address.hpp"
 
 namespace tether {
-
-// A connected stream: a uv_tcp_t or a uv_pipe_t in one allocation (libuv's uv_any_handle), so
-// code above it handles TCP and unix clients alike through stream().
-using StreamHandle = UvHandle<uv_any_handle>;
 
 struct ListenOptions {
   int backlog = 511;  // nginx's default
@@ -66,9 +61,6 @@ class Listener {
   // error such as UV_EMFILE) and must call accept() once per call. Returns 0 or a libuv error.
   int start(ConnectionCallback on_connection);
 
-  // Initializes `client` as a TCP or pipe handle on the listener's loop and accepts into it.
-  // Returns 0 or a libuv error; on error `client` is left closed.
-  int accept(StreamHandle& client);
   // Accepts into `client`, a Stream of the listener's kind (isUnix(): a pipe, else TCP). Returns 0
   // or a libuv error (UV_EINVAL for the wrong kind); on error the caller discards `client`.
   int accept(uv::Stream& client);
@@ -107,8 +99,8 @@ class Listener {
 // Text of a socket address as the listen log line and access logs show it: `1.2.3.4:80`,
 // `[::1]:80`, `unix:/path` (or `unix` for an unnamed peer). Empty on failure.
 std::string formatSockaddr(const struct sockaddr* sa, socklen_t len);
-// The peer of a connected stream handle in the same form ("unix" for unix peers without a name).
-std::string peerAddress(const StreamHandle& client);
+// The peer of a connected stream in the same form ("unix" for unix peers without a name).
+std::string peerAddress(const uv_stream_t* client);
 
 // The sockets systemd passed to this process (LISTEN_PID/LISTEN_FDS/LISTEN_FDNAMES), read from
 // the environment at each call (which is left set, so a reload can look again); open() takes

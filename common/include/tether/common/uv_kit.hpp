@@ -9,8 +9,6 @@
 //   timer->data = this;
 //   uv_timer_start(timer.get(), cb, 100, 0);
 //   timer.close();                                // also done by the destructor
-//
-// UvHandle (uv_handle.hpp) is the older two-step form; new code uses this one.
 #include <uv.h>
 
 #include <utility>

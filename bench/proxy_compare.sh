@@ -11,6 +11,7 @@
 #   bench/proxy_compare.sh                  # builds a Release tree without sanitizers in build-bench
 #   DURATION=2s ROUNDS=1 CONNECTIONS="8" IDLE_CONNS=50 bench/proxy_compare.sh   # a smoke run
 #   TETHER_PROXY=/path/to/tether-proxy bench/proxy_compare.sh
+#   PROFILE=1 bench/proxy_compare.sh        # then perf: where each proxy's CPU goes at 1,000 connections
 #
 # Needs: wrk, nginx, haproxy, curl, python3 (scripts/setup-deps installs them). Ports 18180-18183.
 set -euo pipefail
@@ -191,5 +192,22 @@ for name in "${names[@]}"; do
     'BEGIN { printf "%-8s %8d %26d %9.2f\n", t, n, b, (nb > 0 ? b / nb : 0) }'
 done
 printf '%-8s %8s %26s %9s\n' "" "" "(RSS growth, VmRSS, ${page_kb} kB pages)" ""
+# Where the time goes (PROFILE=1): perf samples of tether-proxy and nginx under the same wrk load
+# (the last cell's connections), by kernel/user share and by symbol.
+if [ -n "${PROFILE:-}" ] && command -v perf >/dev/null; then
+  conns=${connections##* }
+  for name in tether nginx; do
+    wrk -t"$threads" -c"$conns" -d"$duration" "http://127.0.0.1:${port[$name]}/" >/dev/null 2>&1 &
+    wrk_pid=$!
+    sleep 1
+    perf record -q -F 999 -p "${pid[$name]}" -o "$work/$name.perf" -- sleep 5 >/dev/null 2>&1 || true
+    wait "$wrk_pid" || true
+    echo
+    echo "profile: $name, c=$conns, 5 s of samples"
+    perf report -q -i "$work/$name.perf" --stdio --no-children --sort dso 2>/dev/null | awk 'NF { printf "  %-8s %s\n", $1, $2 }' | head -8 || true
+    perf report -q -i "$work/$name.perf" --stdio --no-children --sort sym 2>/dev/null | awk 'NF { $1 = sprintf("%-8s", $1); print "  " $0 }' | head -30 || true
+  done
+fi
+
 echo
 echo "load after: $(uptime)"

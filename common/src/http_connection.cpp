@@ -44,13 +44,16 @@ int ServerConnection::accept(uv_stream_t* listener, const TcpKeepalive& keepaliv
     if (uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
       peer_ = formatSockaddr(reinterpret_cast<sockaddr*>(&ss), static_cast<socklen_t>(len));
     }
-    if (peer_.empty()) peer_ = "-";
+    // Built, then moved: GCC 12 at -O3 misreads assigning a literal here as an overlapping
+    // memcpy (-Wrestrict, the false positive listener.cpp's formatSockaddr notes too).
+    if (peer_.empty()) peer_ = std::string(1, '-');
     // The address without its port: "127.0.0.1:5555" and "[::1]:5555" end in ":PORT".
     const size_t colon = peer_.rfind(':');
     peer_ip_ = colon == std::string::npos ? peer_ : peer_.substr(0, colon);
     if (peer_ip_.size() > 2 && peer_ip_.front() == '[') peer_ip_ = peer_ip_.substr(1, peer_ip_.size() - 2);
   } else {
-    peer_ = peer_ip_ = "unix:";
+    peer_ = std::string("unix:");
+    peer_ip_ = peer_;
   }
   readStart();
   return 0;

@@ -255,10 +255,12 @@ std::unique_ptr<Listener> Listener::open(uv_loop_t* loop, const config::Address&
                          ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
                          : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
   }
-  l->stream()->data = l.get();
+  uv_stream_t* stream = l->stream();
+  if (stream == nullptr) return fail("no socket");  // both inits above succeeded: cannot happen
+  stream->data = l.get();
   // listen() now, not in start(): a bind error such as EADDRINUSE shows at open() (libuv reports
   // bind errors late, at listen time) and connections queue in the backlog until start().
-  rc = uv_listen(l->stream(), options.backlog, [](uv_stream_t* server, int status) {
+  rc = uv_listen(stream, options.backlog, [](uv_stream_t* server, int status) {
     auto* self = static_cast<Listener*>(server->data);
     if (self->on_connection_) {
       self->on_connection_(status);

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include "harness.hpp"
@@ -80,7 +81,15 @@ class ProxyDisconnect : public ::testing::Test {
     auto lines = accessLines(id);
     ASSERT_EQ(lines.size(), 1u) << joined();
     EXPECT_NE(lines[0].find("\" 499 "), std::string::npos) << lines[0];
-    EXPECT_NE(lines[0].find("phase=" + phase + " cause=" + cause), std::string::npos) << lines[0];
+    // `cause` may list alternatives ("eof|reset"): either is what the kernel reported.
+    bool cause_found = false;
+    for (size_t from = 0; from <= cause.size();) {
+      const size_t bar = std::min(cause.find('|', from), cause.size());
+      cause_found = cause_found || lines[0].find("phase=" + phase + " cause=" + cause.substr(from, bar - from)) !=
+                                       std::string::npos;
+      from = bar + 1;
+    }
+    EXPECT_TRUE(cause_found) << "phase=" << phase << " cause=" << cause << " in " << lines[0];
     EXPECT_TRUE(proxy_->errorLines().empty()) << joined();
   }
 
@@ -159,7 +168,9 @@ TEST_F(ProxyDisconnect, ClientCloseMidResponseStreamSendsCancelInResponseBody) {
   ASSERT_EQ(statusOf(first), 200) << joined();
   std::string id = headerOf(first, "X-Request-Id");
   c.close();
-  expectOneCancel(id, "interrupt", "response_body", "eof");
+  // The stream's next chunks may already sit unread in the client's socket when it closes: the
+  // kernel then sends a reset rather than a FIN, and the proxy says so.
+  expectOneCancel(id, "interrupt", "response_body", "eof|reset");
 }
 
 TEST_F(ProxyDisconnect, ClientThatStopsReceivingMidStreamIsAWriteError) {

@@ -41,6 +41,8 @@ struct WriteReq {
   uv_write_t req{};
   Stream::Core* core = nullptr;
   std::string data;
+  size_t offset = 0;  // writeOwned(): the bytes uv_try_write took, left in place
+  size_t size() const { return data.size() - offset; }
 };
 
 }  // namespace
@@ -174,7 +176,7 @@ namespace {
 void onWritten(uv_write_t* req, int status) {
   std::unique_ptr<WriteReq> w(static_cast<WriteReq*>(req->data));
   Stream::Core* core = w->core;
-  const size_t len = w->data.size();
+  const size_t len = w->size();
   w.reset();
   core->pending -= len;
   if (status == 0) core->written += len;
@@ -222,6 +224,35 @@ int Stream::write(const uv_buf_t* bufs, unsigned count) {
     skip = 0;
   }
   uv_buf_t buf = uv_buf_init(req->data.data(), static_cast<unsigned>(req->data.size()));
+  int r = uv_write(&req->req, core_->uvStream(), &buf, 1, onWritten);
+  if (r != 0) return r;
+  core_->pending += buf.len;
+  req.release();  // owned by libuv until onWritten
+  return 0;
+}
+
+int Stream::writeOwned(std::string bytes) {
+  if (core_ == nullptr || core_->closing) return status_ != 0 ? status_ : UV_ECANCELED;
+  if (bytes.empty()) return 0;
+  size_t done = 0;
+  if (core_->pending == 0) {
+    uv_buf_t all = uv_buf_init(bytes.data(), static_cast<unsigned>(bytes.size()));
+    int r = uv_try_write(core_->uvStream(), &all, 1);
+    if (r >= 0) {
+      done = static_cast<size_t>(r);
+      core_->written += done;
+      if (done == bytes.size()) return 0;
+    } else if (r != UV_EAGAIN && r != UV_ENOSYS) {
+      return r;
+    }
+  }
+  // The rest stays in the caller's buffer, moved into the request: no copy at any size.
+  auto req = std::make_unique<WriteReq>();
+  req->req.data = req.get();
+  req->core = core_;
+  req->data = std::move(bytes);
+  req->offset = done;
+  uv_buf_t buf = uv_buf_init(req->data.data() + done, static_cast<unsigned>(req->size()));
   int r = uv_write(&req->req, core_->uvStream(), &buf, 1, onWritten);
   if (r != 0) return r;
   core_->pending += buf.len;

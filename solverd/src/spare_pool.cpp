@@ -74,10 +74,9 @@ sv::Result<WorkerProcess> spawnWorker(uv_loop_t* loop, const sv::CgroupTree* tre
                      : sv::Target::spawn(loop, tree, std::move(target_options), spawn);
   if (!spawned) return spawned.error();
   process.target = std::move(spawned.value());
-  process.stdin_pipe = process.target->takeStdinPipe();
   process.stdout_pipe = process.target->takeStdoutPipe();
   process.stderr_pipe = process.target->takeStderrPipe();
-  if (!process.stdin_pipe || !process.stdout_pipe || !process.stderr_pipe) {
+  if (!process.stdout_pipe || !process.stderr_pipe) {
     // The Target could not open a pipe on the loop: without them the worker is unusable (its
     // destructor kills it).
     return sv::errnoError(EPIPE, "open the worker's pipes");

@@ -5,6 +5,7 @@
 #include "tether/common/clock.hpp"
 #include "tether/common/log.hpp"
 #include "tether/common/uv_kit.hpp"
+#include "tether/common/uv_stream.hpp"
 #include "tether/solverd/worker/protocol.hpp"
 
 #include <array>
@@ -22,23 +23,6 @@ using agent::control::ProtocolError;
 
 constexpr size_t kMaxStderrLine = 4096;
 
-struct WriteRequest {
-  uv_write_t req{};
-  std::string data;
-};
-
-// Queues `bytes` on `pipe`; the buffer lives until libuv is done with it (also when the pipe is
-// closed first: the callback then runs with UV_ECANCELED).
-int writeBytes(uv_pipe_t* pipe, std::string bytes) {
-  auto* w = new WriteRequest;
-  w->data = std::move(bytes);
-  uv_buf_t buf = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
-  int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(pipe), &buf, 1,
-                    [](uv_write_t* req, int) { delete reinterpret_cast<WriteRequest*>(req); });
-  if (rc < 0) delete w;
-  return rc;
-}
-
 // Worker error frames to HTTP: the model or the request was at fault, or the solver.
 int httpStatusOf(const std::string& name) {
   worker::ErrorCode code = worker::ErrorCode::SolverError;
@@ -54,7 +38,9 @@ int httpStatusOf(const std::string& name) {
 
 }  // namespace
 
-class WorkerRunner::Session {
+// The worker's stdin is written through uv::Stream (the one write path): a solve frame the pipe
+// does not take at once is queued without a copy (writeOwned).
+class WorkerRunner::Session final : private uv::StreamEvents {
  public:
   Session(WorkerRunner& runner, Job& job) : runner_(runner), job_(job), decoder_(worker::kMaxWorkerFrameLength) {}
   Session(const Session&) = delete;
@@ -81,7 +67,13 @@ class WorkerRunner::Session {
   Job& job_;
   std::unique_ptr<WorkerProcess::Hooks> hooks_;  // before target_: the Target calls it
   std::unique_ptr<sv::Target> target_;
-  std::unique_ptr<uv::Handle<uv_pipe_t>> stdin_, stdout_, stderr_;
+  // uv::StreamEvents of stdin: nothing is read from it, and a failed write means the worker is
+  // gone, which its Target reports (on_done).
+  void onRead(ssize_t, const char*) override {}
+  void onWriteFailed(int) override {}
+
+  std::unique_ptr<uv::Stream> stdin_;
+  std::unique_ptr<uv::Handle<uv_pipe_t>> stdout_, stderr_;
   std::unique_ptr<uv::Handle<uv_timer_t>> time_limit_timer_;
   FrameDecoder decoder_;
   std::array<char, 64 * 1024> stdout_buf_{};
@@ -112,7 +104,7 @@ std::string WorkerRunner::Session::start() {
   hooks_->interrupt = [this](sv::Target&) { return writeFrame(worker::interruptFrame()); };
   hooks_->on_done = [this](sv::Target&, const sv::Outcome& outcome) { onTargetDone(outcome); };
   target_ = std::move(process->target);
-  stdin_ = std::move(process->stdin_pipe);
+  stdin_ = target_->takeStdinStream(*this);
   stdout_ = std::move(process->stdout_pipe);
   stderr_ = std::move(process->stderr_pipe);
   job_.worker_pid = target_->pid();
@@ -137,7 +129,8 @@ std::string WorkerRunner::Session::start() {
 
   // The solve frame can be as large as the model (client_max_body_size), beyond the control
   // protocol's 1 MiB: the worker's decoder accepts it from its parent.
-  if (int rc = writeBytes(stdin_->get(), solveFrameBytes(job_.spec)); rc < 0) {
+  const int rc = stdin_ ? stdin_->writeOwned(solveFrameBytes(job_.spec)) : UV_EPIPE;
+  if (rc < 0) {
     // The worker is running; it sees no solve frame, so stop it and report through on_done.
     target_->cancel(sv::CancelAction::Kill, 0, "spawn_failed");
     protocol_error_ = std::string("cannot write the solve frame: ") + uv_strerror(rc);
@@ -155,7 +148,7 @@ std::string WorkerRunner::Session::start() {
 
 sv::Error WorkerRunner::Session::writeFrame(const nlohmann::json& frame) {
   if (!stdin_ || !*stdin_) return sv::errnoError(EPIPE, "write to the worker's stdin");
-  if (int rc = writeBytes(stdin_->get(), agent::control::encodeFrame(frame)); rc < 0) {
+  if (int rc = stdin_->writeOwned(agent::control::encodeFrame(frame)); rc < 0) {
     return sv::errnoError(-rc, "write to the worker's stdin");
   }
   return {};

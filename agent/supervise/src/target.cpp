@@ -202,9 +202,9 @@ Result<std::unique_ptr<Target>> Target::start(uv_loop_t* loop, const CgroupTree*
   target->pid_ = child->pid;
   target->pidfd_ = child->pidfd;
   target->state_ = State::kRunning;
-  std::unique_ptr<uv::Handle<uv_pipe_t>>* pipes[3] = {&target->stdin_pipe_, &target->stdout_pipe_,
-                                                    &target->stderr_pipe_};
-  for (int i = 0; i < 3; ++i) {
+  target->stdin_fd_ = std::exchange(our_fd[0], -1);
+  std::unique_ptr<uv::Handle<uv_pipe_t>>* pipes[3] = {nullptr, &target->stdout_pipe_, &target->stderr_pipe_};
+  for (int i = 1; i < 3; ++i) {
     if (our_fd[i] < 0) continue;
     *pipes[i] = openPipe(loop, our_fd[i]);
     sys::closeFd(our_fd[i]);  // only still open if uv_pipe_open failed
@@ -418,6 +418,7 @@ void Target::closeWatchers() {
   if (defer_timer_) defer_timer_->close();
   sys::closeFd(pidfd_);
   sys::closeFd(events_fd_);
+  sys::closeFd(stdin_fd_);  // untaken: the child's stdin reaches its end
 }
 
 Target::State Target::cancel(CancelAction action, uint64_t grace_ms, std::string_view reason) {
@@ -553,7 +554,13 @@ Error Target::release() {
   return first;
 }
 
-std::unique_ptr<uv::Handle<uv_pipe_t>> Target::takeStdinPipe() { return std::move(stdin_pipe_); }
+std::unique_ptr<uv::Stream> Target::takeStdinStream(uv::StreamEvents& events) {
+  if (stdin_fd_ < 0) return nullptr;
+  auto stream = std::make_unique<uv::Stream>(loop_, uv::StreamKind::Pipe, events);
+  if (stream->status() != 0 || stream->open(stdin_fd_) != 0) return nullptr;  // the fd stays ours
+  stdin_fd_ = -1;  // the stream owns it now
+  return stream;
+}
 std::unique_ptr<uv::Handle<uv_pipe_t>> Target::takeStdoutPipe() { return std::move(stdout_pipe_); }
 std::unique_ptr<uv::Handle<uv_pipe_t>> Target::takeStderrPipe() { return std::move(stderr_pipe_); }
 

@@ -25,6 +25,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 namespace tether::uv {
@@ -96,6 +97,9 @@ class Stream {
   // onWriteFailed().
   int write(const uv_buf_t* bufs, unsigned count);
   int write(std::string_view bytes);
+  // The same for a buffer the caller gives away (a solve frame as large as its model): what the
+  // kernel does not take at once is queued without a copy.
+  int writeOwned(std::string bytes);
   size_t pending() const;  // bytes queued, not yet written
   // Bytes the kernel has taken, in total: a write of N bytes has reached the kernel once this
   // passes the value it had before the write plus N (the control client's on_sent uses it).

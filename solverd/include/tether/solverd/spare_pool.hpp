@@ -52,8 +52,9 @@ struct WorkerOptions {
   std::vector<std::string> extra_args;  // appended to the worker's argv (tests)
 };
 
-// One solverd-worker process in its own fresh cgroup, with its stdin, stdout and stderr on pipes:
-// a spare until a job takes it, then that job's. The Target's callbacks go through `hooks`, set
+// One solverd-worker process in its own fresh cgroup, with its stdin, stdout and stderr on pipes
+// (stdin stays with the Target until the job's session takes it as a uv::Stream): a spare until a
+// job takes it, then that job's. The Target's callbacks go through `hooks`, set
 // by whoever owns the process at the time (the pool, then the job's session).
 struct WorkerProcess {
   struct Hooks {
@@ -62,7 +63,6 @@ struct WorkerProcess {
   };
   std::unique_ptr<Hooks> hooks;  // first: destroyed after the Target that calls it
   std::unique_ptr<agent::supervise::Target> target;
-  std::unique_ptr<uv::Handle<uv_pipe_t>> stdin_pipe;
   std::unique_ptr<uv::Handle<uv_pipe_t>> stdout_pipe;
   std::unique_ptr<uv::Handle<uv_pipe_t>> stderr_pipe;
   uint64_t started_ns = 0;

@@ -45,6 +45,7 @@
 #include "tether/agent/supervise/child.hpp"
 #include "tether/agent/supervise/error.hpp"
 #include "tether/common/uv_kit.hpp"
+#include "tether/common/uv_stream.hpp"
 
 namespace tether::agent::supervise {
 
@@ -193,10 +194,12 @@ class Target {
   // from and finishes with released = true (no signal sent). EINVAL for spawned targets.
   Error release();
 
-  // The caller's ends of the kPipe streams, already uv_pipe_open()ed on the loop (data is free
-  // for the caller). Take them to keep reading after the Target is gone; untaken ones close with
-  // the Target. Null when that stream is not a pipe or was taken.
-  std::unique_ptr<uv::Handle<uv_pipe_t>> takeStdinPipe();
+  // The caller's ends of the kPipe streams. stdin is written through the one write path, a
+  // uv::Stream made on the Target's loop for `events` when it is taken; stdout and stderr come
+  // already uv_pipe_open()ed (data is free for the caller). Take them to keep them after the
+  // Target is gone; untaken ones close with the Target. Null when that stream is not a pipe or
+  // was taken.
+  std::unique_ptr<uv::Stream> takeStdinStream(uv::StreamEvents& events);
   std::unique_ptr<uv::Handle<uv_pipe_t>> takeStdoutPipe();
   std::unique_ptr<uv::Handle<uv_pipe_t>> takeStderrPipe();
 
@@ -248,7 +251,8 @@ class Target {
   std::unique_ptr<uv::Handle<uv_poll_t>> events_poll_;
   std::unique_ptr<uv::Handle<uv_timer_t>> grace_timer_;
   std::unique_ptr<uv::Handle<uv_timer_t>> defer_timer_;  // release(): finish outside the caller
-  std::unique_ptr<uv::Handle<uv_pipe_t>> stdin_pipe_, stdout_pipe_, stderr_pipe_;
+  int stdin_fd_ = -1;  // our end of the child's stdin until takeStdinStream()
+  std::unique_ptr<uv::Handle<uv_pipe_t>> stdout_pipe_, stderr_pipe_;
 };
 
 std::string_view toString(Target::State state);  // "running" | "interrupting" | "killing" | "done"

@@ -4,6 +4,7 @@
 // cancelled work stopped.
 #include "tether/common/clock.hpp"
 #include "tether/solverd/daemon.hpp"
+#include "tether/solverd/fork_server.hpp"
 
 #include "http_subscriber.hpp"
 #include "status_page.hpp"
@@ -59,7 +60,24 @@ nlohmann::json Daemon::statusSnapshot() const {
                     {"cancel_reason", job->cancel ? nlohmann::json(job->cancel->reason) : nlohmann::json()}});
   }
   const metrics::Histogram& latency = cancel_to_exit_->get();
+  // Warm workers (DESIGN.md "Warm workers"): the same counts as STATUS= and /metrics.
+  nlohmann::json spares = nullptr;
+  if (runner_) {
+    const SparePool& pool = runner_->spares();
+    const ForkServer* server = pool.forkServer();
+    spares = {{"configured", settings_.spare_workers},
+              {"ready", pool.ready()},
+              {"started", pool.stats().started},
+              {"taken", pool.stats().taken},
+              {"died", pool.stats().died},
+              {"retired", pool.stats().retired},
+              {"forked", pool.stats().forked},
+              {"start", settings_.fork_spares ? "fork" : "exec"},
+              {"fork_server_up", server != nullptr && server->ready()}};
+  }
   return {{"jobs", std::move(jobs)},
+          {"workers", settings_.workers},
+          {"spares", std::move(spares)},
           {"running", table_->running()},
           {"queued", table_->queued()},
           {"cancels_by_reason", cancels_by_reason_},

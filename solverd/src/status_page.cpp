@@ -6,7 +6,12 @@ namespace tether::solverd {
 
 namespace {
 
-constexpr std::string_view kBody = R"HTML(<h2>Jobs</h2>
+constexpr std::string_view kBody = R"HTML(<h2>Workers</h2>
+<p>Running <span id="running">0</span> of <span id="workers">0</span>, queued <span id="queued">0</span>.
+Warm workers ready: <span id="spares-ready">-</span> of <span id="spares-configured">-</span>
+(<span id="spares-start">-</span>; fork server <span id="fork-server">-</span>).</p>
+<table id="spares"><tbody></tbody></table>
+<h2>Jobs</h2>
 <table id="jobs"><thead><tr><th>id</th><th>phase</th><th>status</th><th>age</th><th>solver</th><th>holders</th>
 <th>incumbent</th><th>gap</th><th>incumbents over time</th><th>cancel</th></tr></thead><tbody></tbody></table>
 <h2>Cancels by reason</h2><table id="cancels"><tbody></tbody></table>
@@ -17,6 +22,20 @@ Time limit not spent: <span id="unspent">0</span> s <small>(an upper bound on wh
 
 constexpr std::string_view kRender = R"JS(
 function render(s) {
+  document.getElementById("running").textContent = s.running;
+  document.getElementById("workers").textContent = s.workers;
+  document.getElementById("queued").textContent = s.queued;
+  const sp = s.spares;
+  document.getElementById("spares-ready").textContent = sp ? sp.ready : "-";
+  document.getElementById("spares-configured").textContent = sp ? sp.configured : "-";
+  document.getElementById("spares-start").textContent = sp ? sp.start : "-";
+  document.getElementById("fork-server").textContent = sp ? (sp.start !== "fork" ? "off" : sp.fork_server_up ? "up" : "down") : "-";
+  const spares = document.querySelector("#spares tbody");
+  spares.replaceChildren();
+  for (const k of ["started", "taken", "forked", "died", "retired"]) {
+    if (!sp) break;
+    const row = spares.insertRow(); row.id = "spares-" + k; cell(row, "spares " + k); cell(row, sp[k], "num");
+  }
   const body = document.querySelector("#jobs tbody");
   body.replaceChildren();
   for (const j of s.jobs) {

@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <regex>
+#include <thread>
 
 namespace tether::test {
 namespace {
@@ -29,7 +30,7 @@ class StatusPageTest : public DaemonTest {};
 
 TEST_F(StatusPageTest, ChromiumShowsTheJobItsIncumbentsAndTheCancelOfAClientThatLeft) {
   if (::access(kChromium, X_OK) != 0) GTEST_SKIP() << "chromium not installed (Debian package chromium)";
-  Solverd d(cgroup_root_, Solverd::Options{"admin { listen 127.0.0.1:0; }\n", false, {}, {}});
+  Solverd d(cgroup_root_, Solverd::Options{"admin { listen 127.0.0.1:0; }\nspare_workers 1;\n", false, {}, {}});
   ASSERT_TRUE(d.started()) << d.process().output();
   // The second "listening on" line is the admin listener's (the API opens first).
   uint16_t admin = 0;
@@ -41,6 +42,17 @@ TEST_F(StatusPageTest, ChromiumShowsTheJobItsIncumbentsAndTheCancelOfAClientThat
     }
   }
   ASSERT_NE(admin, 0) << d.process().output();
+  // The status JSON (the page's data): wait for the warm worker, so that the job takes it.
+  auto spareReady = [&] {
+    HttpClient s(admin);
+    s.send("GET", "/status");
+    auto r = s.response(5s);
+    return r && r->status == 200 && r->json()["spares"].value("ready", 0) >= 1;
+  };
+  for (auto deadline = std::chrono::steady_clock::now() + 10s; !spareReady();) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "no warm worker became ready";
+    std::this_thread::sleep_for(20ms);  // polling an HTTP endpoint: no event to wait on
+  }
 
   const std::string id = newId();
   HttpClient c(d.port());
@@ -70,6 +82,14 @@ TEST_F(StatusPageTest, ChromiumShowsTheJobItsIncumbentsAndTheCancelOfAClientThat
   EXPECT_GE(std::stoi(points[2]), 1) << row;
   EXPECT_TRUE(std::regex_search(dom, std::regex("<tr id=\"cancel-client_disconnect\"><td>client_disconnect</td><td class=\"num\">1</td></tr>")))
       << dom.substr(0, 4000);
+  // The warm workers (spare_workers 1, spare_start fork by default): the job took the ready
+  // spare, which the fork server had made, and the page says the server is up.
+  std::smatch taken;
+  ASSERT_TRUE(std::regex_search(dom, taken, std::regex("<tr id=\"spares-taken\"><td>spares taken</td><td class=\"num\">(\\d+)</td></tr>")))
+      << dom.substr(0, 4000);
+  EXPECT_EQ(taken[1], "1") << dom.substr(0, 4000);
+  EXPECT_NE(dom.find("<span id=\"spares-start\">fork</span>"), std::string::npos) << dom.substr(0, 4000);
+  EXPECT_NE(dom.find("<span id=\"fork-server\">up</span>"), std::string::npos) << dom.substr(0, 4000);
 
   const std::string png = std::string(TETHER_BINARY_DIR) + "/status_page.png";
   run("timeout 60 " + std::string(kChromium) + " " + flags + " --window-size=1200,700 --screenshot=" + png + " " + url +

@@ -113,7 +113,6 @@ void ServerConnection::stopWaiting() {
 void ServerConnection::closeGracefully(uint64_t linger_ms) {
   if (closing_ || lingering_) return;
   lingering_ = true;
-  linger_ms_ = linger_ms;
   pipelined_.reset();
   if (!half_closed_) readStart();  // to see the client's end of file
   wait(Wait::Linger, linger_ms);

@@ -14,9 +14,11 @@ std::string errorResponse(int status, std::string_view reason) {
     body += reason;
   }
   body += '\n';
-  std::string out = "HTTP/1.1 " + std::to_string(status) + " " + std::string(statusReason(status)) +
-                    "\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) +
-                    "\r\nConnection: close\r\n\r\n";
+  std::string out;
+  appendStatusLine(out, status, statusReason(status));
+  out += "Content-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+  appendConnectionHeader(out, /*keep_alive=*/false, 1);
+  out += "\r\n";
   out += body;
   return out;
 }
@@ -313,7 +315,8 @@ bool bodyForbidden(int status) { return (status >= 100 && status < 200) || statu
 // The status line and headers; the server owns framing and connection management headers.
 std::string responseHead(int status, const Headers& headers, bool& close, const Request& request,
                          const std::string& server_name) {
-  std::string head = "HTTP/1.1 " + std::to_string(status) + " " + std::string(statusReason(status)) + "\r\n";
+  std::string head;
+  appendStatusLine(head, status, statusReason(status));
   for (const auto& h : headers) {
     if (iequals(h.name, "Content-Length") || iequals(h.name, "Transfer-Encoding")) continue;
     if (iequals(h.name, "Connection")) {
@@ -326,11 +329,7 @@ std::string responseHead(int status, const Headers& headers, bool& close, const 
     head += "\r\n";
   }
   if (!server_name.empty()) head += "Server: " + server_name + "\r\n";
-  if (close || !request.keep_alive) {
-    head += "Connection: close\r\n";
-  } else if (request.version_minor == 0) {
-    head += "Connection: keep-alive\r\n";  // HTTP/1.0 keep-alive must be confirmed
-  }
+  appendConnectionHeader(head, !close && request.keep_alive, request.version_minor);
   return head;
 }
 

@@ -64,7 +64,6 @@ void Timeouts::arm(Timeout& t, uint64_t ms) {
   if (!slot) slot = std::make_unique<Timeout::List>(*this, loop_, ms);
   Timeout::List& list = *slot;
   t.due_ = uv_now(loop_) + ms;
-  t.duration_ms_ = ms;
   const bool was_empty = list.head == nullptr;
   list.push(t);
   // A list that had entries has its timer armed for an earlier deadline already (or for one that

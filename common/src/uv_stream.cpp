@@ -190,6 +190,33 @@ void onWritten(uv_write_t* req, int status) {
   }
 }
 
+// uv_try_write, only with nothing queued (bytes written now would overtake the queue). Sets
+// `done` to the bytes the kernel took; returns 0, or a libuv error for a write that failed.
+int tryFirst(Stream::Core* core, const uv_buf_t* bufs, unsigned count, size_t& done) {
+  done = 0;
+  if (core->pending != 0) return 0;
+  int r = uv_try_write(core->uvStream(), bufs, count);
+  if (r >= 0) {
+    done = static_cast<size_t>(r);
+    core->written += done;
+    return 0;
+  }
+  // UV_EAGAIN: the socket buffer is full, or a connect is in progress.
+  return r == UV_EAGAIN || r == UV_ENOSYS ? 0 : r;
+}
+
+// Queues what is left (req->data from req->offset) in one uv_write; libuv owns it until onWritten.
+int enqueue(Stream::Core* core, std::unique_ptr<WriteReq> req) {
+  req->req.data = req.get();
+  req->core = core;
+  uv_buf_t buf = uv_buf_init(req->data.data() + req->offset, static_cast<unsigned>(req->size()));
+  int r = uv_write(&req->req, core->uvStream(), &buf, 1, onWritten);
+  if (r != 0) return r;
+  core->pending += buf.len;
+  req.release();
+  return 0;
+}
+
 }  // namespace
 
 int Stream::write(const uv_buf_t* bufs, unsigned count) {
@@ -198,21 +225,9 @@ int Stream::write(const uv_buf_t* bufs, unsigned count) {
   for (unsigned i = 0; i < count; ++i) total += bufs[i].len;
   if (total == 0) return 0;
   size_t done = 0;
-  // Only with nothing queued: bytes written now would overtake the queue.
-  if (core_->pending == 0) {
-    int r = uv_try_write(core_->uvStream(), bufs, count);
-    if (r >= 0) {
-      done = static_cast<size_t>(r);
-      core_->written += done;
-      if (done == total) return 0;
-    } else if (r != UV_EAGAIN && r != UV_ENOSYS) {
-      return r;  // UV_EAGAIN: the socket buffer is full, or a connect is in progress
-    }
-  }
+  if (int r = tryFirst(core_, bufs, count, done); r != 0 || done == total) return r;
   // The peer is slow (or still connecting): keep what is left in one owned buffer.
   auto req = std::make_unique<WriteReq>();
-  req->req.data = req.get();
-  req->core = core_;
   req->data.reserve(total - done);
   size_t skip = done;
   for (unsigned i = 0; i < count; ++i) {
@@ -223,41 +238,20 @@ int Stream::write(const uv_buf_t* bufs, unsigned count) {
     req->data.append(bufs[i].base + skip, bufs[i].len - skip);
     skip = 0;
   }
-  uv_buf_t buf = uv_buf_init(req->data.data(), static_cast<unsigned>(req->data.size()));
-  int r = uv_write(&req->req, core_->uvStream(), &buf, 1, onWritten);
-  if (r != 0) return r;
-  core_->pending += buf.len;
-  req.release();  // owned by libuv until onWritten
-  return 0;
+  return enqueue(core_, std::move(req));
 }
 
 int Stream::writeOwned(std::string bytes) {
   if (core_ == nullptr || core_->closing) return status_ != 0 ? status_ : UV_ECANCELED;
   if (bytes.empty()) return 0;
+  uv_buf_t all = uv_buf_init(bytes.data(), static_cast<unsigned>(bytes.size()));
   size_t done = 0;
-  if (core_->pending == 0) {
-    uv_buf_t all = uv_buf_init(bytes.data(), static_cast<unsigned>(bytes.size()));
-    int r = uv_try_write(core_->uvStream(), &all, 1);
-    if (r >= 0) {
-      done = static_cast<size_t>(r);
-      core_->written += done;
-      if (done == bytes.size()) return 0;
-    } else if (r != UV_EAGAIN && r != UV_ENOSYS) {
-      return r;
-    }
-  }
+  if (int r = tryFirst(core_, &all, 1, done); r != 0 || done == bytes.size()) return r;
   // The rest stays in the caller's buffer, moved into the request: no copy at any size.
   auto req = std::make_unique<WriteReq>();
-  req->req.data = req.get();
-  req->core = core_;
   req->data = std::move(bytes);
   req->offset = done;
-  uv_buf_t buf = uv_buf_init(req->data.data() + done, static_cast<unsigned>(req->size()));
-  int r = uv_write(&req->req, core_->uvStream(), &buf, 1, onWritten);
-  if (r != 0) return r;
-  core_->pending += buf.len;
-  req.release();  // owned by libuv until onWritten
-  return 0;
+  return enqueue(core_, std::move(req));
 }
 
 size_t Stream::pending() const { return core_ != nullptr ? core_->pending : 0; }

@@ -430,9 +430,7 @@ void Request::onResponseHead(UpstreamConn& up) {
   }
   keep_alive_ = !close_after;
   out_.clear();
-  out_.append("HTTP/1.1 ");
-  appendNumber(out_, status_);
-  out_.append(" ").append(up.reason()).append("\r\n");
+  http::appendStatusLine(out_, status_, up.reason());
   for (size_t i = 0; i < h.count(); ++i) {
     std::string_view name = h.name(i);
     if (isHopByHop(name, connection) || iequals(name, conn_.settings_->request_id_header)) continue;
@@ -440,11 +438,7 @@ void Request::onResponseHead(UpstreamConn& up) {
   }
   out_.append(conn_.settings_->request_id_header).append(": ").append(request_id_).append("\r\n");
   if (response_chunked_) out_.append("Transfer-Encoding: chunked\r\n");
-  if (!keep_alive_) {
-    out_.append("Connection: close\r\n");
-  } else if (http_minor_ == 0) {
-    out_.append("Connection: keep-alive\r\n");
-  }
+  http::appendConnectionHeader(out_, keep_alive_, http_minor_);
   out_.append("\r\n");
   // The head waits for the body bytes of the same upstream read (or that read's end, see
   // flushHead): one writev and one TCP segment for a small response instead of two.
@@ -547,9 +541,8 @@ void ClientConn::respondLocal(uint16_t status, std::string_view body, bool close
   if (close || !req_->request_done_ || ctx_.draining || halfClosed()) req_->keep_alive_ = false;
   req_->response_started_ = true;
   req_->out_.clear();
-  req_->out_.append("HTTP/1.1 ");
-  appendNumber(req_->out_, status);
-  req_->out_.append(" ").append(reasonPhrase(status)).append("\r\nServer: tether-proxy\r\nContent-Type: ");
+  http::appendStatusLine(req_->out_, status, reasonPhrase(status));
+  req_->out_.append("Server: tether-proxy\r\nContent-Type: ");
   req_->out_.append(content_type).append("\r\nContent-Length: ");
   appendNumber(req_->out_, body.size());
   req_->out_.append("\r\n");

@@ -135,7 +135,6 @@ class ServerConnection : protected uv::StreamEvents {
   bool lingering_ = false;
   bool half_closed_ = false;
   bool keepalive_probes_ = false;
-  uint64_t linger_ms_ = 0;
 };
 
 // One chunk of a chunked body (RFC 9112 section 7.1) around bytes that stay where they are:

@@ -34,8 +34,6 @@ class Timeout {
 
   void cancel();
   bool armed() const { return list_ != nullptr; }
-  // The duration it was last armed with (0: never armed).
-  uint64_t duration() const { return duration_ms_; }
 
  private:
   friend class Timeouts;
@@ -45,7 +43,6 @@ class Timeout {
   Timeout* next_ = nullptr;
   List* list_ = nullptr;
   uint64_t due_ = 0;
-  uint64_t duration_ms_ = 0;
 
  public:
   void* data;  // the owner, for the callback

@@ -45,6 +45,8 @@ import threading
 import time
 import uuid
 
+from benchlib import cgroup2_mount, proc_cpu_ms
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -54,22 +56,6 @@ def percentile(values, p):
     values = sorted(values)
     k = max(0, min(len(values) - 1, int(round(p / 100.0 * len(values) + 0.5)) - 1))
     return values[k]
-
-
-def cgroup2_mount():
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            parts = line.split(" - ")
-            if len(parts) == 2 and parts[1].startswith("cgroup2 "):
-                return line.split()[4]
-    return None
-
-
-def proc_cpu_ms(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) * 1000.0 / ticks  # utime + stime
 
 
 class Solverd:

@@ -30,6 +30,8 @@ import subprocess
 import sys
 import time
 
+from benchlib import cgroup2_mount, proc_cpu_ms
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -48,21 +50,6 @@ def measure(start_one, rounds):
     cpu = (cpu_ms(resource.RUSAGE_CHILDREN) - c0 + cpu_ms(resource.RUSAGE_SELF) - s0) / rounds
     walls.sort()
     return sum(walls) / rounds, walls[len(walls) // 2], cpu
-
-
-def proc_cpu_ms(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * 1000.0 / os.sysconf("SC_CLK_TCK")
-
-
-def cgroup2_mount():
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            parts = line.split(" - ")
-            if len(parts) == 2 and parts[1].startswith("cgroup2 "):
-                return line.split()[4]
-    return None
 
 
 # agent/supervise/include/tether/agent/supervise/fork_server.hpp: Request{magic, seq} with
